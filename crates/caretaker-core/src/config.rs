@@ -1,0 +1,689 @@
+//! The pipeline configuration: parsed into raw structs that reject unknown keys, then validated
+//! into checked ones before any work starts.
+//!
+//! Every problem is reported with the file, the key and the reason, and all of them at once, so
+//! that fixing a config is one edit, not one edit per run. Relative paths are resolved against
+//! `root`, itself relative to the config file's directory (so a cron job's working directory does
+//! not matter).
+
+use crate::metrics::Metric;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A config that could not be read, parsed or validated.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid { path: PathBuf, problems: Vec<ConfigProblem> },
+}
+
+/// One bad value: the key (dotted path) and why it is bad.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw: what the TOML says. Doc comments here are the user documentation of each key.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    /// The pipeline's name, shown in reports.
+    name: String,
+    /// Directory that relative paths are resolved against, relative to this file. Default: the
+    /// file's own directory.
+    root: Option<PathBuf>,
+    dataset: RawDataset,
+    #[serde(default)]
+    quality: RawQuality,
+    #[serde(default)]
+    training: RawTraining,
+    #[serde(default)]
+    candidates: Vec<RawCandidate>,
+    #[serde(default)]
+    gate: RawGate,
+    patterns: Option<RawPatterns>,
+    #[serde(default)]
+    output: RawOutput,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataset {
+    /// A Parquet file, a directory of Parquet files (Hive partitions included) or a glob.
+    path: String,
+    id: String,
+    timestamp: String,
+    label: String,
+    #[serde(default)]
+    numeric: Vec<String>,
+    #[serde(default)]
+    categorical: Vec<String>,
+    /// When `path` does not exist yet, write the example data there first.
+    example: Option<RawExample>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExample {
+    rows: usize,
+    seed: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuality {
+    min_score: Option<f64>,
+    max_null_fraction: Option<f64>,
+    max_duplicate_fraction: Option<f64>,
+    max_range_violation_fraction: Option<f64>,
+    #[serde(default)]
+    ranges: BTreeMap<String, [f64; 2]>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTraining {
+    window_days: Option<u32>,
+    holdout_days: Option<u32>,
+    seed: Option<u64>,
+    min_rows: Option<usize>,
+    one_hot_max_levels: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case", deny_unknown_fields)]
+enum RawCandidate {
+    LogisticRegression {
+        name: String,
+        alpha: Option<f64>,
+        max_iterations: Option<u64>,
+        gradient_tolerance: Option<f64>,
+    },
+    DecisionTree {
+        name: String,
+        max_depth: Option<usize>,
+        min_samples_leaf: Option<usize>,
+        split_quality: Option<SplitQuality>,
+    },
+    GaussianNb {
+        name: String,
+        var_smoothing: Option<f64>,
+    },
+    RandomForest {
+        name: String,
+        n_trees: Option<u16>,
+        max_depth: Option<u16>,
+        min_samples_leaf: Option<usize>,
+        features_per_split: Option<usize>,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGate {
+    primary_metric: Option<String>,
+    min_improvement: Option<f64>,
+    first_run_floor: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPatterns {
+    store: String,
+    archive: Option<String>,
+    retention_days: Option<u32>,
+    delete_below_usage: Option<u64>,
+    delete_below_confidence: Option<f64>,
+    archive_above_confidence: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    models: Option<String>,
+    reports: Option<String>,
+    state: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated.
+// ---------------------------------------------------------------------------------------------
+
+/// A validated pipeline: every path resolved, every value in range, every default filled in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PipelineConfig {
+    pub name: String,
+    /// The file this came from.
+    pub source: PathBuf,
+    /// blake3 of the file's bytes, recorded with every model and run.
+    pub hash: String,
+    pub dataset: DatasetSpec,
+    pub quality: QualityPolicy,
+    pub training: TrainingSpec,
+    pub candidates: Vec<CandidateSpec>,
+    pub gate: GatePolicy,
+    pub patterns: Option<PatternPolicy>,
+    pub output: OutputDirs,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetSpec {
+    pub path: PathBuf,
+    pub id: String,
+    pub timestamp: String,
+    pub label: String,
+    pub numeric: Vec<String>,
+    pub categorical: Vec<String>,
+    pub example: Option<ExampleSpec>,
+}
+
+impl DatasetSpec {
+    /// Every feature column, numeric first.
+    pub fn features(&self) -> impl Iterator<Item = &String> {
+        self.numeric.iter().chain(&self.categorical)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ExampleSpec {
+    pub rows: usize,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QualityPolicy {
+    /// Below this 0-1 score the run stops before training.
+    pub min_score: f64,
+    pub max_null_fraction: f64,
+    pub max_duplicate_fraction: f64,
+    pub max_range_violation_fraction: f64,
+    /// Inclusive valid range per numeric column.
+    pub ranges: BTreeMap<String, (f64, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainingSpec {
+    /// Days of data, counted back from the newest event, used for training and holdout.
+    pub window_days: u32,
+    /// The newest days of the window, held out for evaluation.
+    pub holdout_days: u32,
+    pub seed: u64,
+    /// Fewer clean training rows than this and the training stage is skipped.
+    pub min_rows: usize,
+    /// Categorical features with more levels keep the most frequent ones and an "other" bucket.
+    pub one_hot_max_levels: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CandidateSpec {
+    pub name: String,
+    pub params: ModelParams,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitQuality {
+    Gini,
+    Entropy,
+}
+
+/// A model family and its hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum ModelParams {
+    LogisticRegression { alpha: f64, max_iterations: u64, gradient_tolerance: f64 },
+    DecisionTree { max_depth: Option<usize>, min_samples_leaf: usize, split_quality: SplitQuality },
+    GaussianNb { var_smoothing: f64 },
+    RandomForest { n_trees: u16, max_depth: Option<u16>, min_samples_leaf: usize, features_per_split: Option<usize> },
+}
+
+impl ModelParams {
+    pub fn family(&self) -> &'static str {
+        match self {
+            ModelParams::LogisticRegression { .. } => "logistic_regression",
+            ModelParams::DecisionTree { .. } => "decision_tree",
+            ModelParams::GaussianNb { .. } => "gaussian_nb",
+            ModelParams::RandomForest { .. } => "random_forest",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GatePolicy {
+    pub primary_metric: Metric,
+    /// The best candidate must beat the champion's primary metric by at least this much.
+    pub min_improvement: f64,
+    /// With no champion, the best candidate deploys only if its primary metric reaches this.
+    pub first_run_floor: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PatternPolicy {
+    pub store: PathBuf,
+    pub archive: PathBuf,
+    pub retention_days: u32,
+    /// Old patterns used fewer times than this ...
+    pub delete_below_usage: u64,
+    /// ... and with a confidence below this are deleted.
+    pub delete_below_confidence: f64,
+    /// Old patterns with a confidence above this are archived.
+    pub archive_above_confidence: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutputDirs {
+    pub models: PathBuf,
+    pub reports: PathBuf,
+    pub state: PathBuf,
+}
+
+impl PipelineConfig {
+    /// Reads and validates a pipeline file.
+    pub fn load(path: &Path) -> Result<PipelineConfig, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml_str(&text, path)
+    }
+
+    /// Parses and validates `text` as if it were the file at `path` (which anchors relative paths).
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<PipelineConfig, ConfigError> {
+        let raw: RawPipeline = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let hash = blake3::hash(text.as_bytes()).to_hex().to_string();
+        let mut check = Checker::default();
+        let config = validate(raw, path, hash, &mut check);
+        if check.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { path: path.to_path_buf(), problems: check.problems })
+        }
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<ConfigProblem>,
+}
+
+impl Checker {
+    fn fail(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(ConfigProblem { key: key.into(), reason: reason.into() });
+    }
+
+    fn fraction(&mut self, key: &str, value: Option<f64>, default: f64) -> f64 {
+        let v = value.unwrap_or(default);
+        if !(0.0..=1.0).contains(&v) {
+            self.fail(key, format!("must be between 0 and 1, got {v}"));
+        }
+        v
+    }
+
+    fn non_empty(&mut self, key: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.fail(key, "must not be empty");
+        }
+    }
+
+    fn at_least<T: PartialOrd + fmt::Display + Copy>(&mut self, key: &str, value: T, min: T) -> T {
+        if value < min {
+            self.fail(key, format!("must be at least {min}, got {value}"));
+        }
+        value
+    }
+}
+
+fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) -> PipelineConfig {
+    let file_dir = crate::fs::parent_dir(path);
+    let root = match &raw.root {
+        Some(r) => file_dir.join(r),
+        None => file_dir.to_path_buf(),
+    };
+    let resolve = |p: &str| -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() { p.to_path_buf() } else { root.join(p) }
+    };
+
+    check.non_empty("name", &raw.name);
+
+    // Dataset: every column named once.
+    let d = &raw.dataset;
+    check.non_empty("dataset.path", &d.path);
+    for (key, v) in [("dataset.id", &d.id), ("dataset.timestamp", &d.timestamp), ("dataset.label", &d.label)] {
+        check.non_empty(key, v);
+    }
+    if d.numeric.is_empty() && d.categorical.is_empty() {
+        check.fail("dataset.numeric", "no features: list at least one numeric or categorical column");
+    }
+    let mut seen = BTreeSet::new();
+    let named = [(&d.id, "dataset.id"), (&d.timestamp, "dataset.timestamp"), (&d.label, "dataset.label")];
+    let listed = d
+        .numeric
+        .iter()
+        .map(|c| (c, "dataset.numeric"))
+        .chain(d.categorical.iter().map(|c| (c, "dataset.categorical")));
+    for (column, key) in named.into_iter().chain(listed) {
+        if !seen.insert(column.as_str()) {
+            check.fail(key, format!("column {column:?} is named more than once in [dataset]"));
+        }
+    }
+    let example = d.example.as_ref().map(|e| {
+        check.at_least("dataset.example.rows", e.rows, 100);
+        ExampleSpec { rows: e.rows, seed: e.seed }
+    });
+
+    // Quality.
+    let q = &raw.quality;
+    let mut ranges = BTreeMap::new();
+    for (column, [lo, hi]) in &q.ranges {
+        let key = format!("quality.ranges.{column}");
+        if !d.numeric.contains(column) {
+            check.fail(&key, format!("{column:?} is not a numeric feature of [dataset]"));
+        } else if !(lo.is_finite() && hi.is_finite()) || lo > hi {
+            check.fail(&key, format!("must be [low, high] with low <= high, got [{lo}, {hi}]"));
+        }
+        ranges.insert(column.clone(), (*lo, *hi));
+    }
+    let quality = QualityPolicy {
+        min_score: check.fraction("quality.min_score", q.min_score, 0.8),
+        max_null_fraction: check.fraction("quality.max_null_fraction", q.max_null_fraction, 0.05),
+        max_duplicate_fraction: check.fraction("quality.max_duplicate_fraction", q.max_duplicate_fraction, 0.01),
+        max_range_violation_fraction: check.fraction(
+            "quality.max_range_violation_fraction",
+            q.max_range_violation_fraction,
+            0.01,
+        ),
+        ranges,
+    };
+
+    // Training.
+    let t = &raw.training;
+    let holdout_days = check.at_least("training.holdout_days", t.holdout_days.unwrap_or(7), 1);
+    let window_days = t.window_days.unwrap_or(60);
+    if window_days <= holdout_days {
+        check.fail(
+            "training.window_days",
+            format!("must be longer than training.holdout_days ({holdout_days}), got {window_days}"),
+        );
+    }
+    let training = TrainingSpec {
+        window_days,
+        holdout_days,
+        seed: t.seed.unwrap_or(42),
+        min_rows: check.at_least("training.min_rows", t.min_rows.unwrap_or(100), 2),
+        one_hot_max_levels: check.at_least("training.one_hot_max_levels", t.one_hot_max_levels.unwrap_or(20), 1),
+    };
+
+    // Candidates.
+    if raw.candidates.is_empty() {
+        check.fail("candidates", "no candidate models: add at least one [[candidates]] table");
+    }
+    let mut names = BTreeSet::new();
+    let candidates =
+        raw.candidates.iter().enumerate().map(|(i, c)| validate_candidate(i, c, &mut names, check)).collect();
+
+    // Gate.
+    let g = &raw.gate;
+    let primary_metric = match g.primary_metric.as_deref() {
+        None => Metric::F1,
+        Some(name) => Metric::from_name(name).unwrap_or_else(|| {
+            let known: Vec<_> = Metric::ALL.iter().map(|m| m.name()).collect();
+            check.fail("gate.primary_metric", format!("unknown metric {name:?}; known: {}", known.join(", ")));
+            Metric::F1
+        }),
+    };
+    let min_improvement = g.min_improvement.unwrap_or(0.01);
+    if !(min_improvement.is_finite() && min_improvement >= 0.0) {
+        check.fail("gate.min_improvement", format!("must be a number >= 0, got {min_improvement}"));
+    }
+    let gate = GatePolicy {
+        primary_metric,
+        min_improvement,
+        first_run_floor: match g.first_run_floor {
+            Some(v) if !v.is_finite() => {
+                check.fail("gate.first_run_floor", format!("must be a number, got {v}"));
+                v
+            }
+            v => v.unwrap_or(if primary_metric.higher_is_better() { 0.5 } else { f64::INFINITY }),
+        },
+    };
+
+    // Patterns.
+    let patterns = raw.patterns.as_ref().map(|p| {
+        check.non_empty("patterns.store", &p.store);
+        let store = resolve(&p.store);
+        let archive = match &p.archive {
+            Some(a) => resolve(a),
+            None => crate::fs::parent_dir(&store).join("archive"),
+        };
+        let delete_below_confidence =
+            check.fraction("patterns.delete_below_confidence", p.delete_below_confidence, 0.5);
+        let archive_above_confidence =
+            check.fraction("patterns.archive_above_confidence", p.archive_above_confidence, 0.8);
+        if archive_above_confidence < delete_below_confidence {
+            check.fail(
+                "patterns.archive_above_confidence",
+                format!(
+                    "must not be below patterns.delete_below_confidence ({delete_below_confidence}), got {archive_above_confidence}"
+                ),
+            );
+        }
+        PatternPolicy {
+            store,
+            archive,
+            retention_days: check.at_least("patterns.retention_days", p.retention_days.unwrap_or(90), 1),
+            delete_below_usage: p.delete_below_usage.unwrap_or(5),
+            delete_below_confidence,
+            archive_above_confidence,
+        }
+    });
+
+    let o = &raw.output;
+    let output = OutputDirs {
+        models: resolve(o.models.as_deref().unwrap_or("models")),
+        reports: resolve(o.reports.as_deref().unwrap_or("reports")),
+        state: resolve(o.state.as_deref().unwrap_or("state")),
+    };
+
+    PipelineConfig {
+        name: raw.name.clone(),
+        source: path.to_path_buf(),
+        hash,
+        dataset: DatasetSpec {
+            path: resolve(&d.path),
+            id: d.id.clone(),
+            timestamp: d.timestamp.clone(),
+            label: d.label.clone(),
+            numeric: d.numeric.clone(),
+            categorical: d.categorical.clone(),
+            example,
+        },
+        quality,
+        training,
+        candidates,
+        gate,
+        patterns,
+        output,
+    }
+}
+
+fn validate_candidate(
+    i: usize,
+    raw: &RawCandidate,
+    names: &mut BTreeSet<String>,
+    check: &mut Checker,
+) -> CandidateSpec {
+    let key = |field: &str| format!("candidates[{i}].{field}");
+    let name = match raw {
+        RawCandidate::LogisticRegression { name, .. }
+        | RawCandidate::DecisionTree { name, .. }
+        | RawCandidate::GaussianNb { name, .. }
+        | RawCandidate::RandomForest { name, .. } => name.clone(),
+    };
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        check.fail(key("name"), format!("{name:?} must be non-empty letters, digits, '_' or '-'"));
+    }
+    if !names.insert(name.clone()) {
+        check.fail(key("name"), format!("candidate name {name:?} is used twice"));
+    }
+    let params = match raw {
+        RawCandidate::LogisticRegression { alpha, max_iterations, gradient_tolerance, .. } => {
+            let alpha = alpha.unwrap_or(1.0);
+            if !(alpha.is_finite() && alpha >= 0.0) {
+                check.fail(key("alpha"), format!("must be a number >= 0, got {alpha}"));
+            }
+            let gradient_tolerance = gradient_tolerance.unwrap_or(1e-4);
+            if !(gradient_tolerance.is_finite() && gradient_tolerance > 0.0) {
+                check.fail(key("gradient_tolerance"), format!("must be > 0, got {gradient_tolerance}"));
+            }
+            ModelParams::LogisticRegression {
+                alpha,
+                max_iterations: check.at_least(&key("max_iterations"), max_iterations.unwrap_or(100), 1),
+                gradient_tolerance,
+            }
+        }
+        RawCandidate::DecisionTree { max_depth, min_samples_leaf, split_quality, .. } => {
+            if let Some(d) = max_depth {
+                check.at_least(&key("max_depth"), *d, 1);
+            }
+            ModelParams::DecisionTree {
+                max_depth: *max_depth,
+                min_samples_leaf: check.at_least(&key("min_samples_leaf"), min_samples_leaf.unwrap_or(1), 1),
+                split_quality: split_quality.unwrap_or(SplitQuality::Gini),
+            }
+        }
+        RawCandidate::GaussianNb { var_smoothing, .. } => {
+            let v = var_smoothing.unwrap_or(1e-9);
+            if !(v.is_finite() && v >= 0.0) {
+                check.fail(key("var_smoothing"), format!("must be a number >= 0, got {v}"));
+            }
+            ModelParams::GaussianNb { var_smoothing: v }
+        }
+        RawCandidate::RandomForest { n_trees, max_depth, min_samples_leaf, features_per_split, .. } => {
+            if let Some(d) = max_depth {
+                check.at_least(&key("max_depth"), *d, 1);
+            }
+            if let Some(m) = features_per_split {
+                check.at_least(&key("features_per_split"), *m, 1);
+            }
+            ModelParams::RandomForest {
+                n_trees: check.at_least(&key("n_trees"), n_trees.unwrap_or(100), 1),
+                max_depth: *max_depth,
+                min_samples_leaf: check.at_least(&key("min_samples_leaf"), min_samples_leaf.unwrap_or(1), 1),
+                features_per_split: *features_per_split,
+            }
+        }
+    };
+    CandidateSpec { name, params }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "bridge"
+root = ".."
+[dataset]
+path = "data/events"
+id = "event_id"
+timestamp = "ts"
+label = "failed"
+numeric = ["latency_ms", "retries"]
+categorical = ["service"]
+[[candidates]]
+name = "logreg"
+family = "logistic_regression"
+[[candidates]]
+name = "tree"
+family = "decision_tree"
+max_depth = 6
+"#;
+
+    fn load(text: &str) -> Result<PipelineConfig, ConfigError> {
+        PipelineConfig::from_toml_str(text, Path::new("/srv/caretaker/pipelines/nightly.toml"))
+    }
+
+    #[test]
+    fn defaults_are_filled_in_and_paths_resolved_against_root() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.dataset.path, Path::new("/srv/caretaker/pipelines/../data/events"));
+        assert_eq!(c.output.models, Path::new("/srv/caretaker/pipelines/../models"));
+        assert_eq!(c.gate.primary_metric, Metric::F1);
+        assert_eq!(c.gate.min_improvement, 0.01);
+        assert_eq!(c.quality.min_score, 0.8);
+        assert_eq!(c.training.holdout_days, 7);
+        assert_eq!(
+            c.candidates[1].params,
+            ModelParams::DecisionTree { max_depth: Some(6), min_samples_leaf: 1, split_quality: SplitQuality::Gini }
+        );
+        assert!(c.patterns.is_none());
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let text = MINIMAL.replace("[dataset]", "[dataset]\nlabel_column = \"x\"");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("nightly.toml"), "{err}");
+        assert!(err.contains("label_column"), "{err}");
+        assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_family_is_named() {
+        let err = load(&MINIMAL.replace("decision_tree", "deep_net")).unwrap_err().to_string();
+        assert!(err.contains("deep_net"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_all_reported_with_their_keys() {
+        let text = format!(
+            "{MINIMAL}\n[quality]\nmin_score = 1.5\n[quality.ranges]\nretries = [5, 1]\nservice = [0, 1]\n[gate]\nprimary_metric = \"auc\"\n[training]\nwindow_days = 5\nholdout_days = 7\n"
+        );
+        let err = load(&text).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &err else { panic!("{err}") };
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "quality.ranges.retries",
+                "quality.ranges.service",
+                "quality.min_score",
+                "training.window_days",
+                "gate.primary_metric"
+            ]
+        );
+        assert!(err.to_string().contains("must be between 0 and 1, got 1.5"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_columns_and_candidate_names_are_rejected() {
+        let text = MINIMAL
+            .replace("categorical = [\"service\"]", "categorical = [\"retries\"]")
+            .replace("\"tree\"", "\"logreg\"");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("dataset.categorical: column \"retries\" is named more than once"), "{err}");
+        assert!(err.contains("candidates[1].name: candidate name \"logreg\" is used twice"), "{err}");
+    }
+}

@@ -1,0 +1,48 @@
+//! The shared vocabulary of Caretaker.
+//!
+//! Every stage crate speaks in these types: the validated [`config::PipelineConfig`], the
+//! [`clock::Clock`] that tests can fake, the [`events::LabelledEvents`] table that crosses from
+//! the data crates (polars) to the training crate (linfa, smartcore), the metric and result types
+//! that end up in `report.json`, and the one atomic-write helper.
+//!
+//! The design decision behind this crate: polars and linfa must never meet (they pin different
+//! `ndarray` versions and each costs minutes of build), so the data that crosses between them is
+//! plain Rust vectors defined here, and this crate depends on nothing heavy.
+//!
+//! ```
+//! use caretaker_core::config::PipelineConfig;
+//! let toml = r#"
+//! name = "example"
+//! [dataset]
+//! path = "events.parquet"
+//! id = "event_id"
+//! timestamp = "ts"
+//! label = "failed"
+//! numeric = ["latency_ms"]
+//! [[candidates]]
+//! name = "logreg"
+//! family = "logistic_regression"
+//! "#;
+//! let config = PipelineConfig::from_toml_str(toml, "nightly.toml".as_ref()).unwrap();
+//! assert_eq!(config.gate.min_improvement, 0.01);
+//! ```
+
+pub mod clock;
+pub mod config;
+pub mod events;
+pub mod fs;
+pub mod ids;
+pub mod lock;
+pub mod metrics;
+pub mod report;
+
+pub use clock::Clock;
+
+/// Test hook for crash safety: a process started with `CARETAKER_CRASH_AT=<point>` aborts at that
+/// point, as a `kill -9` would, so tests can check what a crash there leaves behind. Each crash
+/// point is named after the step it follows (`deploy:pointer_swapped`, ...).
+pub fn crash_point(point: &str) {
+    if std::env::var("CARETAKER_CRASH_AT").is_ok_and(|p| p == point) {
+        std::process::abort();
+    }
+}

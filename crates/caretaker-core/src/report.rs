@@ -1,0 +1,212 @@
+//! The run report: what `report.json` holds, stage by stage.
+//!
+//! Field names are a contract with the data scientists and dashboards that read them: add fields,
+//! never rename one without bumping [`REPORT_SCHEMA_VERSION`].
+
+use crate::ids::{ModelVersion, RunId};
+use crate::metrics::ClassificationMetrics;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a field of the report changes meaning or disappears.
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub schema_version: u32,
+    pub run_id: RunId,
+    pub pipeline: String,
+    pub config_path: String,
+    pub config_hash: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub status: RunStatus,
+    /// Why the run did not succeed, when it did not.
+    pub message: Option<String>,
+    pub data: Option<DataSummary>,
+    pub quality: Option<QualityReport>,
+    pub split: Option<SplitSummary>,
+    pub candidates: Vec<CandidateReport>,
+    pub champion: Option<ChampionReport>,
+    pub gate: GateReport,
+    pub patterns: Option<PatternsReport>,
+    pub stages: Vec<StageTiming>,
+    /// The directory holding this report and the run's other files.
+    pub report_dir: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every stage ran. The gate may still have kept the champion: that is a normal outcome.
+    Succeeded,
+    /// The data failed the quality gate; nothing was trained or deployed (exit code 1).
+    QualityFailed,
+    /// An error stopped the run; see `message` (exit code 2).
+    Failed,
+}
+
+impl RunStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::QualityFailed => "quality_failed",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// What was read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataSummary {
+    pub path: String,
+    pub files: usize,
+    pub bytes: u64,
+    pub rows: u64,
+    /// Newest event time in the data.
+    pub newest_event: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityReport {
+    /// 0-1, see the README for the formula.
+    pub score: f64,
+    pub min_score: f64,
+    pub passed: bool,
+    pub rows: u64,
+    pub clean_rows: u64,
+    pub quarantined_rows: u64,
+    /// Where the failing rows went, when there were any.
+    pub quarantine_path: Option<String>,
+    /// Rows per broken rule (a row can break several).
+    pub rule_counts: Vec<RuleCount>,
+    pub checks: Vec<QualityCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleCount {
+    pub rule: String,
+    pub rows: u64,
+}
+
+/// One check: its measured value against its threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityCheck {
+    pub check: String,
+    pub column: Option<String>,
+    pub measured: f64,
+    pub threshold: f64,
+    pub passed: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitSummary {
+    pub train_rows: u64,
+    pub holdout_rows: u64,
+    pub train_positive_rate: f64,
+    pub holdout_positive_rate: f64,
+    /// Training rows are older than this; holdout rows are this new or newer.
+    pub holdout_from: DateTime<Utc>,
+    pub window_from: DateTime<Utc>,
+    /// Content hash of the training rows.
+    pub train_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateReport {
+    pub name: String,
+    pub family: String,
+    pub params: serde_json::Value,
+    pub metrics: Option<ClassificationMetrics>,
+    pub train_seconds: f64,
+    /// Batch prediction time on the holdout, per row.
+    pub predict_micros_per_row: Option<f64>,
+    /// Why the candidate has no metrics, when it failed to train.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChampionReport {
+    pub version: ModelVersion,
+    pub name: String,
+    pub family: String,
+    /// The champion re-scored on this run's holdout.
+    pub metrics: Option<ClassificationMetrics>,
+    /// Why it could not be scored (unloadable files, say).
+    pub error: Option<String>,
+    pub trained_on_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateOutcome {
+    Deployed,
+    KeptChampion,
+    Skipped,
+}
+
+impl GateOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            GateOutcome::Deployed => "deployed",
+            GateOutcome::KeptChampion => "kept_champion",
+            GateOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateReport {
+    pub decision: GateOutcome,
+    /// The candidate the gate weighed (the best by the primary metric).
+    pub candidate: Option<String>,
+    pub deployed_version: Option<ModelVersion>,
+    /// Plain-language reasons, most important first.
+    pub reasons: Vec<String>,
+    /// Every rule the gate applied, with its numbers.
+    pub rules: Vec<GateRule>,
+}
+
+impl GateReport {
+    pub fn skipped(reason: impl Into<String>) -> GateReport {
+        GateReport {
+            decision: GateOutcome::Skipped,
+            candidate: None,
+            deployed_version: None,
+            reasons: vec![reason.into()],
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateRule {
+    pub rule: String,
+    pub passed: bool,
+    pub measured: Option<f64>,
+    pub threshold: Option<f64>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatternsReport {
+    pub store: String,
+    pub before: u64,
+    pub deleted: u64,
+    pub archived: u64,
+    pub kept: u64,
+    /// Size of the store file before and after, from the file system.
+    pub store_bytes_before: u64,
+    pub store_bytes_after: u64,
+    /// Bytes of archive files written by this run.
+    pub archive_bytes_written: u64,
+    pub archive_files: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageTiming {
+    pub stage: String,
+    pub seconds: f64,
+    pub rows: Option<u64>,
+}

@@ -1,0 +1,347 @@
+//! One nightly run.
+
+use crate::progress::Stages;
+use crate::split::split;
+use crate::{Error, Result};
+use caretaker_core::Clock;
+use caretaker_core::config::PipelineConfig;
+use caretaker_core::events::LabelledEvents;
+use caretaker_core::ids::RunId;
+use caretaker_core::lock::ProcessLock;
+use caretaker_core::metrics::ClassificationMetrics;
+use caretaker_core::report::{
+    CandidateReport, ChampionReport, GateReport, QualityReport, REPORT_SCHEMA_VERSION, RunReport, RunStatus,
+    SplitSummary,
+};
+use caretaker_data::dataset::DatasetFiles;
+use caretaker_evaluate::gate::{self, ChampionStanding, Contender};
+use caretaker_evaluate::metrics::classification_metrics;
+use caretaker_registry::{ModelCard, Registry};
+use caretaker_train::TrainedModel;
+use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Show a spinner per stage on stderr.
+    pub progress: bool,
+}
+
+pub struct RunOutcome {
+    pub report: RunReport,
+    pub report_path: PathBuf,
+}
+
+/// A trained candidate with its holdout scores.
+struct Scored {
+    model: TrainedModel,
+    bytes: Vec<u8>,
+    metrics: ClassificationMetrics,
+}
+
+/// Runs the whole nightly pipeline.
+pub fn run(config: &PipelineConfig, clock: Clock, options: &RunOptions) -> Result<RunOutcome> {
+    let started_at = clock.now();
+    // Durations come from the monotonic clock: a fixed or replayed clock still times the run.
+    let started = Instant::now();
+    let run_id = RunId::new(started_at);
+    let _lock = ProcessLock::acquire(
+        &config.output.state.join("run.lock"),
+        &format!("the pipeline {}", config.source.display()),
+    )?;
+    let report_dir = config.output.reports.join(run_id.as_str());
+    let mut stages = Stages::new(options.progress);
+    let mut report = RunReport {
+        schema_version: REPORT_SCHEMA_VERSION,
+        run_id: run_id.clone(),
+        pipeline: config.name.clone(),
+        config_path: config.source.display().to_string(),
+        config_hash: config.hash.clone(),
+        started_at,
+        finished_at: started_at,
+        status: RunStatus::Succeeded,
+        message: None,
+        data: None,
+        quality: None,
+        split: None,
+        candidates: Vec::new(),
+        champion: None,
+        gate: GateReport::skipped("the run stopped before the gate"),
+        patterns: None,
+        stages: Vec::new(),
+        report_dir: report_dir.display().to_string(),
+    };
+    if let Err(e) = stages_of_the_run(config, clock, &run_id, &report_dir, &mut stages, &mut report) {
+        tracing::error!(error = %e, "the run failed");
+        report.status = RunStatus::Failed;
+        report.message = Some(e.to_string());
+    }
+    report.stages = stages.timings;
+    report.finished_at = started_at + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+    let report_path = caretaker_report::write_json(&report)?;
+    caretaker_history::History::open(&history_path(config))?.record(&report)?;
+    Ok(RunOutcome { report, report_path })
+}
+
+pub(crate) fn history_path(config: &PipelineConfig) -> PathBuf {
+    config.output.state.join("history.sqlite")
+}
+
+fn stages_of_the_run(
+    config: &PipelineConfig,
+    clock: Clock,
+    run_id: &RunId,
+    report_dir: &Path,
+    stages: &mut Stages,
+    report: &mut RunReport,
+) -> Result<()> {
+    crate::example::ensure_example(config, clock.now())?;
+
+    // Quality.
+    let stage = stages.start("quality", "checking the training data");
+    let files = DatasetFiles::find(&config.dataset.path)?;
+    let quality =
+        caretaker_quality::assess(&files, &config.dataset, &config.quality, &report_dir.join("quarantine.parquet"))?;
+    stages.finish(stage, Some(quality.report.rows));
+    report.data = Some(quality.data);
+    report.quality = Some(quality.report.clone());
+    let Some(clean) = quality.clean.filter(|_| quality.report.passed) else {
+        report.status = RunStatus::QualityFailed;
+        report.message = Some(quality_failure(&quality.report));
+        report.gate = GateReport::skipped("the data failed the quality stage: nothing was trained or deployed");
+        return Ok(());
+    };
+    let events = caretaker_data::dataset::labelled_events(&clean, &config.dataset, &config.dataset.path)?;
+    drop(clean);
+
+    // Split.
+    let Some(split) = split(&events, &config.training) else {
+        report.gate = GateReport::skipped("no clean rows to train on");
+        return Ok(());
+    };
+    let train_hash = split.train.content_hash();
+    report.split = Some(SplitSummary {
+        train_rows: split.train.len() as u64,
+        holdout_rows: split.holdout.len() as u64,
+        train_positive_rate: rate(&split.train),
+        holdout_positive_rate: rate(&split.holdout),
+        holdout_from: split.holdout_from,
+        window_from: split.window_from,
+        train_hash: train_hash.clone(),
+    });
+    if let Some(reason) = too_little_data(&split.train, &split.holdout, config.training.min_rows) {
+        report.gate = GateReport::skipped(format!("training skipped: {reason}"));
+        return Ok(());
+    }
+
+    // Retrain and evaluate the candidates.
+    let stage = stages.start("retrain", "fitting the candidates");
+    let mut scored: Vec<Option<Scored>> = Vec::new();
+    for spec in &config.candidates {
+        let started = Instant::now();
+        let fitted = TrainedModel::fit(spec, &config.training, &split.train);
+        let train_seconds = started.elapsed().as_secs_f64();
+        let mut candidate = CandidateReport {
+            name: spec.name.clone(),
+            family: spec.params.family().to_string(),
+            params: serde_json::to_value(&spec.params).expect("params serialise"),
+            metrics: None,
+            train_seconds,
+            predict_micros_per_row: None,
+            error: None,
+        };
+        match fitted.and_then(|model| {
+            let started = Instant::now();
+            let p = model.predict_proba(&split.holdout)?;
+            let micros = started.elapsed().as_secs_f64() * 1e6 / split.holdout.len().max(1) as f64;
+            Ok((model, p, micros))
+        }) {
+            Ok((model, p, micros)) => {
+                let metrics = classification_metrics(&split.holdout.labels, &p, model.threshold);
+                candidate.metrics = Some(metrics.clone());
+                candidate.predict_micros_per_row = Some(micros);
+                tracing::info!(candidate = %spec.name, f1 = metrics.f1, train_seconds, "candidate scored");
+                scored.push(Some(Scored { bytes: model.to_bytes(), model, metrics }));
+            }
+            Err(e) => {
+                tracing::warn!(candidate = %spec.name, error = %e, "candidate failed");
+                candidate.error = Some(e.to_string());
+                scored.push(None);
+            }
+        }
+        report.candidates.push(candidate);
+    }
+    stages.finish(stage, Some(split.train.len() as u64));
+
+    // The champion, re-scored on the same holdout.
+    let stage = stages.start("evaluate", "scoring the champion on the holdout");
+    let registry = Registry::open(&config.output.models)?;
+    report.champion = score_champion(&registry, &split.holdout)?;
+    stages.finish(stage, Some(split.holdout.len() as u64));
+
+    // Gate.
+    let contenders: Vec<(usize, Contender)> = scored
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            s.as_ref().map(|s| (i, Contender { name: &config.candidates[i].name, metrics: &s.metrics }))
+        })
+        .collect();
+    let champion_version = report.champion.as_ref().map(|c| c.version.to_string()).unwrap_or_default();
+    let standing = match &report.champion {
+        None => ChampionStanding::None,
+        Some(ChampionReport { metrics: Some(m), .. }) => {
+            ChampionStanding::Scored { version: &champion_version, metrics: m }
+        }
+        Some(c) => ChampionStanding::Unscorable {
+            version: &champion_version,
+            reason: c.error.as_deref().unwrap_or("no metrics"),
+        },
+    };
+    let only: Vec<Contender> = contenders.iter().map(|(_, c)| *c).collect();
+    let verdict = gate::decide(&config.gate, standing, &only);
+    let mut gate_report = verdict.report;
+    if let Some(c) = &report.champion
+        && c.trained_on_hash.as_deref() == Some(train_hash.as_str())
+    {
+        gate_report.reasons.push(format!(
+            "the training data is unchanged since champion {} was trained (same content hash)",
+            c.version
+        ));
+    }
+
+    // Deploy.
+    if let Some(k) = verdict.deploy {
+        let index = contenders[k].0;
+        let winner = scored[index].as_ref().expect("a contender was scored");
+        let stage = stages.start("deploy", "deploying the new champion");
+        let lock = registry.lock()?;
+        let card = model_card(config, run_id, winner, &split.train, &train_hash, clock.now());
+        let reason = gate_report.reasons.first().cloned().unwrap_or_default();
+        let version = registry.deploy(&lock, &winner.bytes, card, &reason, clock.now())?;
+        gate_report.deployed_version = Some(version);
+        stages.finish(stage, None);
+    }
+    report.gate = gate_report;
+
+    // Patterns.
+    if let Some(policy) = &config.patterns {
+        let stage = stages.start("patterns", "cleaning up the pattern store");
+        report.patterns = Some(caretaker_patterns::cleanup::run(policy, clock.now(), run_id.as_str())?);
+        stages.finish(stage, report.patterns.as_ref().map(|p| p.before));
+    }
+    Ok(())
+}
+
+fn rate(events: &LabelledEvents) -> f64 {
+    if events.is_empty() { 0.0 } else { events.positives() as f64 / events.len() as f64 }
+}
+
+fn too_little_data(train: &LabelledEvents, holdout: &LabelledEvents, min_rows: usize) -> Option<String> {
+    if train.len() < min_rows {
+        return Some(format!("{} training rows, fewer than training.min_rows = {min_rows}", train.len()));
+    }
+    let positives = train.positives();
+    if positives == 0 || positives == train.len() {
+        return Some(format!("the training rows hold one class only ({positives} positives of {})", train.len()));
+    }
+    if holdout.is_empty() {
+        return Some("the holdout is empty: no events in the newest training.holdout_days".into());
+    }
+    None
+}
+
+fn quality_failure(q: &QualityReport) -> String {
+    let failed: Vec<String> = q
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| match &c.column {
+            Some(col) => format!("{} {col} ({})", c.check, c.detail),
+            None => format!("{} ({})", c.check, c.detail),
+        })
+        .collect();
+    format!(
+        "quality score {:.3} is below quality.min_score {:.3}{}",
+        q.score,
+        q.min_score,
+        if failed.is_empty() { String::new() } else { format!("; failed: {}", failed.join(", ")) }
+    )
+}
+
+fn score_champion(registry: &Registry, holdout: &LabelledEvents) -> Result<Option<ChampionReport>> {
+    let Some(pointer) = registry.champion()? else { return Ok(None) };
+    let version = pointer.version;
+    let mut report = ChampionReport {
+        version,
+        name: String::new(),
+        family: String::new(),
+        metrics: None,
+        error: None,
+        trained_on_hash: None,
+    };
+    let loaded = registry.load(version).map_err(|e| e.to_string()).and_then(|(card, bytes)| {
+        report.name = card.name.clone();
+        report.family = card.family.clone();
+        report.trained_on_hash = Some(card.train_hash.clone());
+        let model = TrainedModel::from_bytes(&bytes).map_err(|e| e.to_string())?;
+        let p = model.predict_proba(holdout).map_err(|e| e.to_string())?;
+        Ok(classification_metrics(&holdout.labels, &p, model.threshold))
+    });
+    match loaded {
+        Ok(m) => report.metrics = Some(m),
+        Err(e) => {
+            tracing::warn!(champion = %version, error = %e, "the champion cannot be scored");
+            report.error = Some(e);
+        }
+    }
+    Ok(Some(report))
+}
+
+fn model_card(
+    config: &PipelineConfig,
+    run_id: &RunId,
+    winner: &Scored,
+    train: &LabelledEvents,
+    train_hash: &str,
+    now: DateTime<Utc>,
+) -> ModelCard {
+    ModelCard {
+        version: caretaker_core::ids::ModelVersion(0),
+        name: winner.model.name.clone(),
+        family: winner.model.params.family().to_string(),
+        params: serde_json::to_value(&winner.model.params).expect("params serialise"),
+        features: winner.model.encoding.names(),
+        metrics: Some(winner.metrics.clone()),
+        threshold: winner.model.threshold,
+        train_rows: train.len() as u64,
+        train_hash: train_hash.to_string(),
+        config_hash: config.hash.clone(),
+        seed: config.training.seed,
+        code_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_at: now,
+        run_id: Some(run_id.to_string()),
+        replaced: None,
+        model_blake3: String::new(),
+        model_bytes: winner.bytes.len() as u64,
+    }
+}
+
+/// The quality stage alone, as `caretaker quality` runs it.
+pub struct QualityOnly {
+    pub run_id: RunId,
+    pub report: QualityReport,
+    pub data: caretaker_core::report::DataSummary,
+}
+
+pub fn quality_only(config: &PipelineConfig, clock: Clock) -> Result<QualityOnly> {
+    let run_id = RunId::new(clock.now());
+    let report_dir = config.output.reports.join(run_id.as_str());
+    let files = DatasetFiles::find(&config.dataset.path)?;
+    let outcome =
+        caretaker_quality::assess(&files, &config.dataset, &config.quality, &report_dir.join("quarantine.parquet"))?;
+    let bytes = serde_json::to_vec_pretty(&outcome.report).expect("a quality report serialises");
+    caretaker_core::fs::write_atomic(&report_dir.join("quality.json"), &bytes).map_err(Error::Fs)?;
+    Ok(QualityOnly { run_id, report: outcome.report, data: outcome.data })
+}

@@ -1,0 +1,53 @@
+//! The time-based split: train on the older part of the window, hold out the newest days.
+
+use caretaker_core::config::TrainingSpec;
+use caretaker_core::events::LabelledEvents;
+use chrono::{DateTime, Duration, Utc};
+
+pub(crate) struct TimeSplit {
+    pub train: LabelledEvents,
+    pub holdout: LabelledEvents,
+    pub window_from: DateTime<Utc>,
+    pub holdout_from: DateTime<Utc>,
+}
+
+/// Rows from `window_days` before the newest event up to `holdout_days` before it train; the rows
+/// after that are the holdout. Windows are anchored at the newest event, not at the wall clock, so
+/// a late or replayed dataset still splits the same way.
+pub(crate) fn split(events: &LabelledEvents, spec: &TrainingSpec) -> Option<TimeSplit> {
+    let newest = *events.timestamps.iter().max()?;
+    let newest = DateTime::from_timestamp_micros(newest)?;
+    let holdout_from = newest - Duration::days(spec.holdout_days as i64);
+    let window_from = newest - Duration::days(spec.window_days as i64);
+    let (h, w) = (holdout_from.timestamp_micros(), window_from.timestamp_micros());
+    let mut train_rows = Vec::new();
+    let mut holdout_rows = Vec::new();
+    for (i, &t) in events.timestamps.iter().enumerate() {
+        if t > h {
+            holdout_rows.push(i);
+        } else if t > w {
+            train_rows.push(i);
+        }
+    }
+    Some(TimeSplit { train: events.take(&train_rows), holdout: events.take(&holdout_rows), window_from, holdout_from })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_days_are_held_out_and_older_rows_fall_outside_the_window() {
+        let day = 86_400_000_000i64;
+        let events = LabelledEvents {
+            timestamps: vec![0, 10 * day, 50 * day, 55 * day, 60 * day],
+            labels: vec![true, false, true, false, true],
+            numeric: vec![],
+            categorical: vec![],
+        };
+        let spec = TrainingSpec { window_days: 30, holdout_days: 7, seed: 1, min_rows: 1, one_hot_max_levels: 5 };
+        let s = split(&events, &spec).unwrap();
+        assert_eq!(s.train.timestamps, vec![50 * day]);
+        assert_eq!(s.holdout.timestamps, vec![55 * day, 60 * day]);
+    }
+}

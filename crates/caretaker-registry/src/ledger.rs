@@ -1,0 +1,70 @@
+//! The append-only ledger: one JSON line per change of champion.
+
+use crate::{Error, Result};
+use caretaker_core::fs::FsError;
+use caretaker_core::ids::ModelVersion;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerAction {
+    Deploy,
+    Rollback,
+    Promote,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub at: DateTime<Utc>,
+    pub action: LedgerAction,
+    /// The champion after this entry.
+    pub version: ModelVersion,
+    /// The champion before it.
+    pub previous: Option<ModelVersion>,
+    pub reason: String,
+    pub run_id: Option<String>,
+}
+
+fn path(root: &Path) -> std::path::PathBuf {
+    root.join("ledger.jsonl")
+}
+
+/// Appends one line and syncs it. A torn last line (a crash mid-append) is tolerated on read.
+pub(crate) fn append(root: &Path, entry: &LedgerEntry) -> Result<()> {
+    let path = path(root);
+    let mut line = serde_json::to_vec(entry).expect("a ledger entry serialises");
+    line.push(b'\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| FsError::new("open", &path, e))?;
+    file.write_all(&line).map_err(|e| FsError::new("append to", &path, e))?;
+    file.sync_all().map_err(|e| FsError::new("sync", &path, e))?;
+    Ok(())
+}
+
+pub(crate) fn read(root: &Path) -> Result<Vec<LedgerEntry>> {
+    let path = path(root);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(FsError::new("read", &path, e).into()),
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut entries = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(entry) => entries.push(entry),
+            // The last line may be torn by a crash mid-append; anything earlier is corruption.
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+            Err(e) => {
+                return Err(Error::Corrupt { path, reason: format!("line {}: {e}", i + 1) });
+            }
+        }
+    }
+    Ok(entries)
+}

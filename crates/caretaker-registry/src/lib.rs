@@ -1,0 +1,320 @@
+//! The model registry: versioned model directories, an atomically replaced champion pointer, and
+//! an append-only ledger of every deploy, rollback and promotion.
+//!
+//! ```text
+//! models/
+//!   champion.json        the pointer: which version serves, since when, why
+//!   ledger.jsonl         one JSON line per deploy, rollback or promotion, never rewritten
+//!   versions/v0001/      model.msgpack + card.json (family, params, metrics, hashes, ...)
+//!   .lock                held while the registry changes
+//! ```
+//!
+//! The order of a deploy makes every crash safe: the version directory is written and synced
+//! under a temporary name and renamed into place, then the pointer is replaced atomically, then
+//! the ledger line is appended. A crash before the pointer swap leaves an unused version and the
+//! old champion serving; a crash after it leaves the new champion serving and a ledger line
+//! missing, which the next writer notices and appends ("recovered"). Models are opaque bytes
+//! here: the registry does not know how to train or score, so it does not depend on the model
+//! crates.
+//!
+//! ```no_run
+//! let registry = caretaker_registry::Registry::open("models".as_ref()).unwrap();
+//! if let Some(champion) = registry.champion().unwrap() {
+//!     let (card, bytes) = registry.load(champion.version).unwrap(); // hashes checked
+//!     println!("{} serves since {}", card.version, champion.since);
+//! }
+//! ```
+
+mod card;
+mod ledger;
+
+pub use card::{ChampionPointer, ModelCard};
+pub use ledger::{LedgerAction, LedgerEntry};
+
+use caretaker_core::crash_point;
+use caretaker_core::fs::{FsError, sync_dir, write_atomic};
+use caretaker_core::ids::ModelVersion;
+use caretaker_core::lock::ProcessLock;
+use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+
+const MODEL_FILE: &str = "model.msgpack";
+const CARD_FILE: &str = "card.json";
+
+/// What went wrong with the registry; each variant names the version or file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("model version {version} is not in the registry {root}")]
+    UnknownVersion { root: PathBuf, version: ModelVersion },
+    #[error("{path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Busy(#[from] caretaker_core::lock::LockError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Held while the registry changes.
+#[derive(Debug)]
+pub struct RegistryLock {
+    root: PathBuf,
+    _lock: ProcessLock,
+}
+
+impl RegistryLock {
+    /// Refuses a lock taken on another registry.
+    fn check(&self, root: &Path) -> Result<()> {
+        if self.root == root {
+            Ok(())
+        } else {
+            Err(Error::Refused(format!("the lock held is for {}, not {}", self.root.display(), root.display())))
+        }
+    }
+}
+
+/// A registry rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    root: PathBuf,
+}
+
+/// A version as `models list` shows it.
+#[derive(Debug, Clone)]
+pub struct VersionSummary {
+    pub card: ModelCard,
+    pub is_champion: bool,
+}
+
+impl Registry {
+    /// Opens (and creates, if needed) the registry at `root`.
+    pub fn open(root: &Path) -> Result<Registry> {
+        let versions = root.join("versions");
+        std::fs::create_dir_all(&versions).map_err(|e| FsError::new("create directory", &versions, e))?;
+        Ok(Registry { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn versions_dir(&self) -> PathBuf {
+        self.root.join("versions")
+    }
+
+    fn version_dir(&self, version: ModelVersion) -> PathBuf {
+        self.versions_dir().join(version.to_string())
+    }
+
+    fn pointer_path(&self) -> PathBuf {
+        self.root.join("champion.json")
+    }
+
+    /// Takes the registry's lock, or says who holds it.
+    pub fn lock(&self) -> Result<RegistryLock> {
+        let what = format!("the model registry {}", self.root.display());
+        Ok(RegistryLock { root: self.root.clone(), _lock: ProcessLock::acquire(&self.root.join(".lock"), &what)? })
+    }
+
+    /// The current champion, if any.
+    pub fn champion(&self) -> Result<Option<ChampionPointer>> {
+        let path = self.pointer_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Corrupt { path, reason: format!("not a champion pointer: {e}") }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FsError::new("read", path, e).into()),
+        }
+    }
+
+    /// Every complete version, oldest first.
+    pub fn versions(&self) -> Result<Vec<ModelVersion>> {
+        let dir = self.versions_dir();
+        let entries = std::fs::read_dir(&dir).map_err(|e| FsError::new("list", &dir, e))?;
+        let mut versions: Vec<ModelVersion> =
+            entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect();
+        versions.sort();
+        Ok(versions)
+    }
+
+    /// Reads a version's card.
+    pub fn card(&self, version: ModelVersion) -> Result<ModelCard> {
+        let path = self.version_dir(version).join(CARD_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::UnknownVersion { root: self.root.clone(), version }
+            } else {
+                FsError::new("read", &path, e).into()
+            }
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt { path, reason: format!("not a model card: {e}") })
+    }
+
+    /// Reads a version's card and model bytes, checking the model's blake3 against the card.
+    pub fn load(&self, version: ModelVersion) -> Result<(ModelCard, Vec<u8>)> {
+        let card = self.card(version)?;
+        let path = self.version_dir(version).join(MODEL_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| FsError::new("read", &path, e))?;
+        let actual = blake3::hash(&bytes).to_hex().to_string();
+        if actual != card.model_blake3 {
+            return Err(Error::Corrupt {
+                path,
+                reason: format!("blake3 {actual} does not match the card's {}", card.model_blake3),
+            });
+        }
+        Ok((card, bytes))
+    }
+
+    /// Every version with its card, newest first.
+    pub fn list(&self) -> Result<Vec<VersionSummary>> {
+        let champion = self.champion()?.map(|c| c.version);
+        let mut out = Vec::new();
+        for version in self.versions()?.into_iter().rev() {
+            out.push(VersionSummary { card: self.card(version)?, is_champion: Some(version) == champion });
+        }
+        Ok(out)
+    }
+
+    pub fn ledger(&self) -> Result<Vec<LedgerEntry>> {
+        ledger::read(&self.root)
+    }
+
+    /// Stores a new version and makes it the champion. `card` is completed with the version, the
+    /// model's hash and the champion it replaces.
+    pub fn deploy(
+        &self,
+        lock: &RegistryLock,
+        model: &[u8],
+        mut card: ModelCard,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ModelVersion> {
+        lock.check(&self.root)?;
+        self.recover(lock, now)?;
+        let previous = self.champion()?.map(|c| c.version);
+        let version = self.versions()?.last().copied().unwrap_or(ModelVersion(0)).next();
+        card.version = version;
+        card.model_blake3 = blake3::hash(model).to_hex().to_string();
+        card.replaced = previous;
+
+        // 1. The version directory, complete and synced, under a name no reader lists.
+        let staging = self.versions_dir().join(format!(".staging-{version}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(|e| FsError::new("create directory", &staging, e))?;
+        write_atomic(&staging.join(MODEL_FILE), model)?;
+        let card_json = serde_json::to_vec_pretty(&card).expect("a card serialises");
+        write_atomic(&staging.join(CARD_FILE), &card_json)?;
+        crash_point("deploy:staged");
+        // 2. Into place.
+        let final_dir = self.version_dir(version);
+        caretaker_core::fs::rename_synced(&staging, &final_dir)?;
+        crash_point("deploy:version_written");
+        // 3. The pointer, atomically.
+        self.write_pointer(version, reason, card.run_id.clone(), now)?;
+        crash_point("deploy:pointer_swapped");
+        // 4. The ledger.
+        ledger::append(
+            &self.root,
+            &LedgerEntry {
+                at: now,
+                action: LedgerAction::Deploy,
+                version,
+                previous,
+                reason: reason.to_string(),
+                run_id: card.run_id.clone(),
+            },
+        )?;
+        Ok(version)
+    }
+
+    /// Makes `to` the champion again (default: the version the current champion replaced).
+    pub fn rollback(
+        &self,
+        lock: &RegistryLock,
+        to: Option<ModelVersion>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(ModelVersion, ModelVersion)> {
+        lock.check(&self.root)?;
+        self.recover(lock, now)?;
+        let current =
+            self.champion()?.ok_or_else(|| Error::Refused("there is no champion to roll back".into()))?.version;
+        let target = match to {
+            Some(v) => v,
+            None => self.card(current)?.replaced.ok_or_else(|| {
+                Error::Refused(format!(
+                    "champion {current} replaced no earlier version: there is nothing to roll back to"
+                ))
+            })?,
+        };
+        if target == current {
+            return Err(Error::Refused(format!("{target} is already the champion")));
+        }
+        self.load(target)?; // never point at a version that cannot be loaded
+        self.write_pointer(target, reason, None, now)?;
+        ledger::append(
+            &self.root,
+            &LedgerEntry {
+                at: now,
+                action: LedgerAction::Rollback,
+                version: target,
+                previous: Some(current),
+                reason: reason.to_string(),
+                run_id: None,
+            },
+        )?;
+        Ok((current, target))
+    }
+
+    fn write_pointer(
+        &self,
+        version: ModelVersion,
+        reason: &str,
+        run_id: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let pointer = ChampionPointer { version, since: now, reason: reason.to_string(), run_id };
+        write_atomic(&self.pointer_path(), &serde_json::to_vec_pretty(&pointer).expect("a pointer serialises"))?;
+        Ok(())
+    }
+
+    /// Finishes what a crashed writer left: removes staging directories and appends the ledger
+    /// line of a pointer swap whose line is missing.
+    fn recover(&self, _lock: &RegistryLock, now: DateTime<Utc>) -> Result<()> {
+        let dir = self.versions_dir();
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".staging-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+            sync_dir(&dir)?;
+        }
+        let Some(pointer) = self.champion()? else { return Ok(()) };
+        let last = self.ledger()?.last().map(|e| e.version);
+        if last != Some(pointer.version) {
+            ledger::append(
+                &self.root,
+                &LedgerEntry {
+                    at: now,
+                    action: LedgerAction::Deploy,
+                    version: pointer.version,
+                    previous: last,
+                    reason: format!(
+                        "recovered: the champion pointer names {} but the ledger's last line did not (an interrupted write); original reason: {}",
+                        pointer.version, pointer.reason
+                    ),
+                    run_id: pointer.run_id.clone(),
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,103 @@
+use super::*;
+
+fn card(name: &str) -> ModelCard {
+    ModelCard {
+        version: ModelVersion(0),
+        name: name.into(),
+        family: "decision_tree".into(),
+        params: serde_json::json!({}),
+        features: vec!["x".into()],
+        metrics: None,
+        threshold: 0.5,
+        train_rows: 10,
+        train_hash: "h".into(),
+        config_hash: "c".into(),
+        seed: 1,
+        code_version: "test".into(),
+        created_at: Utc::now(),
+        run_id: Some("r1".into()),
+        replaced: None,
+        model_blake3: String::new(),
+        model_bytes: 3,
+    }
+}
+
+#[test]
+fn deploy_moves_the_pointer_and_records_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    assert!(reg.champion().unwrap().is_none());
+    let lock = reg.lock().unwrap();
+    let v1 = reg.deploy(&lock, b"one", card("a"), "first", Utc::now()).unwrap();
+    let v2 = reg.deploy(&lock, b"two", card("b"), "better", Utc::now()).unwrap();
+    assert_eq!((v1, v2), (ModelVersion(1), ModelVersion(2)));
+    assert_eq!(reg.champion().unwrap().unwrap().version, v2);
+    let (c, bytes) = reg.load(v2).unwrap();
+    assert_eq!((c.replaced, bytes.as_slice()), (Some(v1), &b"two"[..]));
+    let ledger = reg.ledger().unwrap();
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger[1].previous, Some(v1));
+}
+
+#[test]
+fn rollback_returns_to_the_replaced_version_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    let lock = reg.lock().unwrap();
+    reg.deploy(&lock, b"one", card("a"), "first", Utc::now()).unwrap();
+    reg.deploy(&lock, b"two", card("b"), "better", Utc::now()).unwrap();
+    let (from, to) = reg.rollback(&lock, None, "v2 misbehaves", Utc::now()).unwrap();
+    assert_eq!((from, to), (ModelVersion(2), ModelVersion(1)));
+    assert_eq!(reg.champion().unwrap().unwrap().version, ModelVersion(1));
+    let last = reg.ledger().unwrap().pop().unwrap();
+    assert_eq!(last.action, LedgerAction::Rollback);
+    assert_eq!(last.reason, "v2 misbehaves");
+    // v0001 replaced nothing: a second rollback is refused and changes nothing.
+    let err = reg.rollback(&lock, None, "again", Utc::now()).unwrap_err();
+    assert!(err.to_string().contains("nothing to roll back to"), "{err}");
+    assert_eq!(reg.champion().unwrap().unwrap().version, ModelVersion(1));
+}
+
+#[test]
+fn a_tampered_model_is_refused_on_load_and_as_a_rollback_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    let lock = reg.lock().unwrap();
+    reg.deploy(&lock, b"one", card("a"), "first", Utc::now()).unwrap();
+    reg.deploy(&lock, b"two", card("b"), "second", Utc::now()).unwrap();
+    std::fs::write(dir.path().join("versions/v0001/model.msgpack"), b"evil").unwrap();
+    let err = reg.load(ModelVersion(1)).unwrap_err().to_string();
+    assert!(err.contains("v0001/model.msgpack") && err.contains("does not match"), "{err}");
+    assert!(reg.rollback(&lock, None, "x", Utc::now()).is_err());
+    assert_eq!(reg.champion().unwrap().unwrap().version, ModelVersion(2));
+}
+
+#[test]
+fn a_second_writer_is_told_who_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    let _held = reg.lock().unwrap();
+    let err = reg.lock().unwrap_err().to_string();
+    assert!(err.contains("the model registry") && err.contains("in use by another caretaker process"), "{err}");
+    assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+}
+
+#[test]
+fn a_missing_ledger_line_is_recovered_and_staging_is_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    let lock = reg.lock().unwrap();
+    reg.deploy(&lock, b"one", card("a"), "first", Utc::now()).unwrap();
+    // Simulate a crash after the pointer swap of v2: version and pointer, no ledger line.
+    reg.deploy(&lock, b"two", card("b"), "second", Utc::now()).unwrap();
+    let ledger = dir.path().join("ledger.jsonl");
+    let text = std::fs::read_to_string(&ledger).unwrap();
+    std::fs::write(&ledger, text.lines().next().unwrap().to_string() + "\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("versions/.staging-v0009-1")).unwrap();
+    reg.deploy(&lock, b"three", card("c"), "third", Utc::now()).unwrap();
+    let entries = reg.ledger().unwrap();
+    let versions: Vec<_> = entries.iter().map(|e| e.version.0).collect();
+    assert_eq!(versions, [1, 2, 3]);
+    assert!(entries[1].reason.starts_with("recovered"));
+    assert!(!dir.path().join("versions/.staging-v0009-1").exists());
+}

@@ -1,0 +1,153 @@
+//! Run reports: `report.json` (the [`RunReport`] of the core crate, a versioned schema) and the
+//! short summary printed after a run.
+//!
+//! The report is written atomically into the run's report directory, so a crash never leaves a
+//! half-written `report.json` for a dashboard to choke on.
+
+use caretaker_core::fs::{FsError, write_atomic};
+use caretaker_core::report::{GateOutcome, RunReport};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+pub const REPORT_FILE: &str = "report.json";
+
+/// Writes `report.json` into the report's directory; returns its path.
+pub fn write_json(report: &RunReport) -> Result<PathBuf, FsError> {
+    let path = Path::new(&report.report_dir).join(REPORT_FILE);
+    let mut bytes = serde_json::to_vec_pretty(report).expect("a report serialises");
+    bytes.push(b'\n');
+    write_atomic(&path, &bytes)?;
+    Ok(path)
+}
+
+/// Reads a `report.json`.
+pub fn read_json(path: &Path) -> Result<RunReport, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a caretaker report: {e}", path.display()))
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+fn metric(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into())
+}
+
+/// The few lines a person reads after a run.
+pub fn summary(report: &RunReport) -> String {
+    let mut out = String::new();
+    let seconds = (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0;
+    let _ = writeln!(
+        out,
+        "run       {}  pipeline {}  {} in {seconds:.1} s",
+        report.run_id,
+        report.pipeline,
+        report.status.name()
+    );
+    if let Some(message) = &report.message {
+        let _ = writeln!(out, "          {message}");
+    }
+    if let Some(q) = &report.quality {
+        let _ = writeln!(
+            out,
+            "quality   score {:.3} (min {:.3}) {}; {} rows, {} quarantined{}",
+            q.score,
+            q.min_score,
+            if q.passed { "passed" } else { "FAILED" },
+            q.rows,
+            q.quarantined_rows,
+            q.quarantine_path.as_ref().map(|p| format!(" -> {p}")).unwrap_or_default()
+        );
+        for c in q.checks.iter().filter(|c| !c.passed) {
+            let column = c.column.as_ref().map(|c| format!(" {c}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "          failed {}{column}: {} ({})",
+                c.check,
+                c.detail,
+                fmt_check(c.measured, c.threshold)
+            );
+        }
+    }
+    if let Some(split) = &report.split {
+        let _ = writeln!(
+            out,
+            "models    trained on {} rows, holdout {} rows from {}",
+            split.train_rows,
+            split.holdout_rows,
+            split.holdout_from.format("%Y-%m-%d %H:%M")
+        );
+    }
+    if report.champion.is_some() || !report.candidates.is_empty() {
+        let _ = writeln!(
+            out,
+            "          {:<22} {:<20} {:>7} {:>9} {:>7} {:>8}",
+            "model", "family", "f1", "precision", "recall", "accuracy"
+        );
+        if let Some(c) = &report.champion {
+            let m = c.metrics.as_ref();
+            let _ = writeln!(
+                out,
+                "          {:<22} {:<20} {:>7} {:>9} {:>7} {:>8}{}",
+                format!("champion {} ({})", c.version, c.name),
+                c.family,
+                metric(m.map(|m| m.f1)),
+                metric(m.map(|m| m.precision)),
+                metric(m.map(|m| m.recall)),
+                metric(m.map(|m| m.accuracy)),
+                c.error.as_ref().map(|e| format!("  unscorable: {e}")).unwrap_or_default()
+            );
+        }
+        for c in &report.candidates {
+            let m = c.metrics.as_ref();
+            let _ = writeln!(
+                out,
+                "          {:<22} {:<20} {:>7} {:>9} {:>7} {:>8}{}",
+                c.name,
+                c.family,
+                metric(m.map(|m| m.f1)),
+                metric(m.map(|m| m.precision)),
+                metric(m.map(|m| m.recall)),
+                metric(m.map(|m| m.accuracy)),
+                c.error.as_ref().map(|e| format!("  failed: {e}")).unwrap_or_default()
+            );
+        }
+    }
+    let gate = &report.gate;
+    let decision = match (gate.decision, gate.deployed_version) {
+        (GateOutcome::Deployed, Some(v)) => format!("deployed {} as {v}", gate.candidate.as_deref().unwrap_or("?")),
+        (d, _) => d.name().to_string(),
+    };
+    let _ = writeln!(out, "gate      {decision}");
+    for reason in &gate.reasons {
+        let _ = writeln!(out, "          {reason}");
+    }
+    if let Some(p) = &report.patterns {
+        let _ = writeln!(
+            out,
+            "patterns  {} before: {} deleted, {} archived, {} kept; store {} -> {}",
+            p.before,
+            p.deleted,
+            p.archived,
+            p.kept,
+            bytes(p.store_bytes_before),
+            bytes(p.store_bytes_after)
+        );
+    }
+    let _ = writeln!(out, "report    {}", Path::new(&report.report_dir).join(REPORT_FILE).display());
+    out
+}
+
+fn fmt_check(measured: f64, threshold: f64) -> String {
+    if threshold.is_finite() {
+        format!("measured {measured:.4}, threshold {threshold:.4}")
+    } else {
+        format!("measured {measured}")
+    }
+}

@@ -1,0 +1,126 @@
+//! Issue 2: the nightly run, end to end, from a fresh clone.
+
+use crate::context;
+
+#[test]
+fn two_nights_deploy_then_compare_against_the_deployed_champion() {
+    let mut ctx = context();
+    let pipeline = ctx.pipeline("");
+    let pipeline = pipeline.to_str().unwrap();
+
+    // Night 1: the example data is made on first use, the first candidate above the floor deploys.
+    let first = ctx.caretaker(&["run", pipeline, "--json"]);
+    first.assert_code(0);
+    let report = first.json();
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+    let on_disk = ctx.read_json(format!("reports/{run_id}/report.json"));
+    assert_eq!(report, on_disk, "--json prints the same document as report.json");
+    assert_eq!(report["status"], "succeeded");
+    assert!(report["quality"]["score"].as_f64().unwrap() > 0.9);
+    assert_eq!(report["champion"], serde_json::Value::Null);
+    assert_eq!(report["gate"]["decision"], "deployed", "{:#}", report["gate"]);
+    assert_eq!(report["gate"]["deployed_version"], "v0001");
+    let names: Vec<&str> =
+        report["candidates"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["logreg", "tree", "naive_bayes", "forest"]);
+    for c in report["candidates"].as_array().unwrap() {
+        for metric in ["accuracy", "precision", "recall", "f1"] {
+            let v = c["metrics"][metric].as_f64().unwrap_or_else(|| panic!("{} has no {metric}", c["name"]));
+            assert!((0.0..=1.0).contains(&v), "{} {metric} = {v}", c["name"]);
+        }
+    }
+    assert!(report["patterns"]["deleted"].as_u64().unwrap() > 0, "{:#}", report["patterns"]);
+    assert!(report["patterns"]["archived"].as_u64().unwrap() > 0, "{:#}", report["patterns"]);
+    assert!(ctx.path().join("models/versions/v0001/model.msgpack").exists());
+    let pointer = ctx.read_json("models/champion.json");
+    assert_eq!(pointer["version"], "v0001");
+
+    // Night 2, a day later: the champion deployed by night 1 is re-scored on the same holdout
+    // as the new candidates.
+    ctx.set_now("2026-11-29T02:00:00Z");
+    let second = ctx.caretaker(&["run", pipeline, "--json"]);
+    second.assert_code(0);
+    let report = second.json();
+    assert_eq!(report["champion"]["version"], "v0001");
+    let champion_f1 = report["champion"]["metrics"]["f1"].as_f64().unwrap();
+    let deployed =
+        &report["candidates"].as_array().unwrap().iter().find(|c| c["name"] == on_disk["gate"]["candidate"]).unwrap();
+    // The same data and seed retrain the same model: the champion and its retrained twin score the same.
+    assert!((deployed["metrics"]["f1"].as_f64().unwrap() - champion_f1).abs() < 1e-12);
+    assert_eq!(report["gate"]["decision"], "kept_champion", "{:#}", report["gate"]);
+    let reasons = report["gate"]["reasons"].to_string();
+    assert!(reasons.contains("does not beat champion v0001"), "{reasons}");
+    assert!(reasons.contains("training data is unchanged"), "{reasons}");
+    assert_eq!(ctx.read_json("models/champion.json")["version"], "v0001");
+
+    // Both runs are in the history.
+    let runs = ctx.caretaker(&["runs", "list", "--pipeline", pipeline, "--json"]);
+    runs.assert_code(0);
+    assert_eq!(runs.json().as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn the_human_summary_names_scores_decision_patterns_and_report() {
+    let ctx = context();
+    let pipeline = ctx.pipeline("");
+    let out = ctx.caretaker(&["run", pipeline.to_str().unwrap()]);
+    out.assert_code(0)
+        .assert_stdout_contains("quality   score")
+        .assert_stdout_contains("logreg")
+        .assert_stdout_contains("gate      deployed")
+        .assert_stdout_contains("patterns  ")
+        .assert_stdout_contains("report.json");
+}
+
+#[test]
+fn data_that_fails_quality_stops_the_run_and_deploys_nothing() {
+    let ctx = context();
+    let base = caretaker_test_support::example_pipeline(3_000).replace("min_score = 0.9 ", "min_score = 0.9999 ");
+    let pipeline = ctx.pipeline_from(&base, "");
+    let out = ctx.caretaker(&["run", pipeline.to_str().unwrap(), "--json"]);
+    out.assert_code(1);
+    let report = out.json();
+    assert_eq!(report["status"], "quality_failed");
+    assert_eq!(report["gate"]["decision"], "skipped");
+    assert_eq!(report["candidates"], serde_json::json!([]));
+    assert!(report["message"].as_str().unwrap().contains("below quality.min_score"), "{}", report["message"]);
+    assert!(!ctx.path().join("models/champion.json").exists());
+    assert_eq!(std::fs::read_dir(ctx.path().join("models/versions")).map(|d| d.count()).unwrap_or(0), 0);
+    // The failing rows are kept for inspection, with the rules they broke.
+    let quarantine = report["quality"]["quarantine_path"].as_str().unwrap();
+    assert!(std::path::Path::new(quarantine).exists());
+}
+
+#[test]
+fn demo_is_deterministic_for_a_seed_and_an_end() {
+    let ctx = context();
+    for out in ["a", "b"] {
+        ctx.caretaker(&["demo", "--out", out, "--rows", "1000", "--seed", "5", "--end", "2026-01-01T00:00:00Z"])
+            .assert_code(0);
+    }
+    let files = |root: &str| {
+        let mut v: Vec<_> = walk(&ctx.path().join(root))
+            .into_iter()
+            .map(|p| (p.strip_prefix(ctx.path().join(root)).unwrap().to_path_buf(), std::fs::read(&p).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let (a, b) = (files("a"), files("b"));
+    assert_eq!(a.len(), 61, "60 daily files and the pattern store"); // 60 days + the store
+    assert!(a == b, "same seed and end, same bytes");
+    // A second demo into the same place refuses rather than overwrite.
+    ctx.caretaker(&["demo", "--out", "a"]).assert_code(2).assert_stderr_contains("--force");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
