@@ -35,6 +35,7 @@ pub mod ids;
 pub mod lock;
 pub mod metrics;
 pub mod report;
+pub mod task;
 
 pub use clock::Clock;
 

@@ -135,3 +135,49 @@ pub fn example_pipeline(rows: usize) -> String {
     let shipped = include_str!("../../../pipelines/nightly.toml");
     shipped.replace("rows = 20000", &format!("rows = {rows}"))
 }
+
+/// The PostgreSQL server tests use: `CARETAKER_TEST_POSTGRES_URL`, by default
+/// `postgres://postgres@127.0.0.1:5432/postgres`. `None` (the test skips, saying so) when it does
+/// not answer, unless `CARETAKER_REQUIRE_SERVICES=1`, when a missing server fails the test. Each
+/// test creates and drops its own database on it.
+pub fn postgres_url() -> Option<String> {
+    service("CARETAKER_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres", 5432)
+}
+
+/// The Redis server tests use: `CARETAKER_TEST_REDIS_URL`, by default `redis://127.0.0.1:6379`.
+/// Same skipping rule as [`postgres_url`]; each test works under its own key prefix.
+pub fn redis_url() -> Option<String> {
+    service("CARETAKER_TEST_REDIS_URL", "redis://127.0.0.1:6379", 6379)
+}
+
+fn service(var: &str, default: &str, default_port: u16) -> Option<String> {
+    let url = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    let authority = url.split("://").nth(1).unwrap_or(&url);
+    let authority = authority.split(['/', '?']).next().unwrap_or(authority);
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(default_port)),
+        None => (host_port.to_string(), default_port),
+    };
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .is_some_and(|addr| std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).is_ok());
+    if reachable {
+        return Some(url);
+    }
+    if std::env::var("CARETAKER_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+        panic!("{var}: no server answers at {host}:{port}, and CARETAKER_REQUIRE_SERVICES=1");
+    }
+    eprintln!("skipping: no server answers at {host}:{port} ({var}); set CARETAKER_REQUIRE_SERVICES=1 to fail instead");
+    None
+}
+
+/// A name unique to this test process and call, for databases and key prefixes.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}

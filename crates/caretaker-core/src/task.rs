@@ -1,0 +1,96 @@
+//! The task trait: what the maintenance scheduler runs.
+//!
+//! A task kind (the nightly pipeline, a command, a health check, database maintenance, ...) is a
+//! value implementing [`Task`], built from its config section. The scheduler decides when a task
+//! runs, enforces its timeout (by dropping the future, so a task must not block the async
+//! runtime: blocking work goes to `spawn_blocking`), checks prerequisites and success criteria,
+//! and records the [`TaskOutcome`]. Domain failures (an unhealthy endpoint, a failed backup) are
+//! outcomes with [`TaskStatus::Failed`] and a reason; [`TaskError`] is for a task that could not
+//! run at all (bad config discovered late, an internal error).
+//!
+//! This crate defines the vocabulary only; it depends on no async runtime, so the future is a
+//! plain boxed `Future`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+/// A boxed, sendable future: what [`Task::run`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a task gets when it runs.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    /// The task's id in the catalog.
+    pub task_id: String,
+    /// The execution's id in the history.
+    pub execution_id: String,
+    /// When this execution started (from the scheduler's clock).
+    pub started_at: DateTime<Utc>,
+    /// Change nothing; report what would be done.
+    pub dry_run: bool,
+    /// Where tasks keep state between runs (previous scans, backups, ...).
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Succeeded,
+    Failed,
+    /// Did not run (prerequisites failed, maintenance mode, ...); `summary` says why.
+    Skipped,
+}
+
+/// What a task reports back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskOutcome {
+    pub status: TaskStatus,
+    /// One line a person reads: what was done, or why it failed.
+    pub summary: String,
+    /// Named figures (`bytes_freed`, `latency_ms`, ...): success criteria and reports use them.
+    pub metrics: BTreeMap<String, f64>,
+    /// Task-specific structured detail (findings, per-table sizes, ...).
+    pub details: serde_json::Value,
+}
+
+impl TaskOutcome {
+    pub fn succeeded(summary: impl Into<String>) -> TaskOutcome {
+        TaskOutcome {
+            status: TaskStatus::Succeeded,
+            summary: summary.into(),
+            metrics: BTreeMap::new(),
+            details: serde_json::Value::Null,
+        }
+    }
+
+    pub fn failed(summary: impl Into<String>) -> TaskOutcome {
+        TaskOutcome { status: TaskStatus::Failed, ..TaskOutcome::succeeded(summary) }
+    }
+
+    pub fn with_metric(mut self, name: &str, value: f64) -> TaskOutcome {
+        self.metrics.insert(name.to_string(), value);
+        self
+    }
+}
+
+/// A task that could not run at all.
+#[derive(Debug, thiserror::Error)]
+#[error("task {task}: {reason}")]
+pub struct TaskError {
+    pub task: String,
+    pub reason: String,
+}
+
+/// A kind of maintenance work.
+pub trait Task: Send + Sync {
+    /// The kind's name in the catalog (`pipeline`, `command`, `http_health`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// Runs once. Must not block the async runtime; must leave nothing half-done when the future
+    /// is dropped at a timeout (or say in its docs what it leaves).
+    fn run<'a>(&'a self, ctx: &'a TaskContext) -> BoxFuture<'a, Result<TaskOutcome, TaskError>>;
+}

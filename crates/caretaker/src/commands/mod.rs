@@ -1,0 +1,35 @@
+//! What each command does: load, call, print, choose the exit code. One module per command
+//! group; `dispatch` routes.
+
+pub mod demo;
+pub mod models;
+pub mod patterns;
+pub mod run;
+pub mod runs;
+
+use crate::cli::{Cli, Command};
+use anyhow::{Result, anyhow};
+use caretaker_core::Clock;
+use caretaker_core::config::PipelineConfig;
+use std::process::ExitCode;
+
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let clock = Clock::from_env().map_err(|e| anyhow!(e))?;
+    match cli.command {
+        Command::Demo(args) => demo::demo(args, clock),
+        Command::Run(args) => run::run(args, clock),
+        Command::Quality(args) => run::quality(args, clock),
+        Command::Models(cmd) => models::models(cmd, clock),
+        Command::Patterns(cmd) => patterns::patterns(cmd, clock),
+        Command::Runs(cmd) => runs::runs(cmd),
+        Command::Report(args) => runs::report(&args.run_id, &args.select),
+    }
+}
+
+pub(crate) fn load(path: &std::path::Path) -> Result<PipelineConfig> {
+    Ok(PipelineConfig::load(path)?)
+}
+
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).expect("serialisable"));
+}
