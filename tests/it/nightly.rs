@@ -124,3 +124,21 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn maintenance_mode_holds_deploys_back() {
+    let ctx = context();
+    let pipeline = ctx.pipeline("");
+    std::fs::create_dir_all(ctx.path().join("state")).unwrap();
+    std::fs::write(
+        ctx.path().join("state/maintenance.json"),
+        r#"{"since":"2026-11-28T01:00:00Z","reason":"database upgrade","by":"manual"}"#,
+    )
+    .unwrap();
+    let out = ctx.caretaker(&["run", pipeline.to_str().unwrap(), "--json"]);
+    out.assert_code(0);
+    let report = out.json();
+    assert_eq!(report["gate"]["decision"], "kept_champion");
+    assert!(report["gate"]["reasons"][0].as_str().unwrap().contains("maintenance mode is on"), "{}", report["gate"]);
+    assert!(!ctx.path().join("models/champion.json").exists());
+}

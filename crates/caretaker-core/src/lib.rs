@@ -33,6 +33,7 @@ pub mod events;
 pub mod fs;
 pub mod ids;
 pub mod lock;
+pub mod maintenance;
 pub mod metrics;
 pub mod report;
 pub mod task;

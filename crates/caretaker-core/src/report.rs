@@ -81,6 +81,29 @@ pub struct QualityReport {
     /// Rows per broken rule (a row can break several).
     pub rule_counts: Vec<RuleCount>,
     pub checks: Vec<QualityCheck>,
+    /// Drift of every feature between the reference and the current window, recorded every run.
+    #[serde(default)]
+    pub drift: Vec<DriftResult>,
+}
+
+/// One feature's drift between the reference window and the current window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftResult {
+    pub feature: String,
+    /// `numeric` or `categorical`.
+    pub kind: String,
+    /// Population stability index over bins frozen from the reference.
+    pub psi: f64,
+    /// Two-sample Kolmogorov-Smirnov statistic (numeric features).
+    pub ks: Option<f64>,
+    /// Jensen-Shannon distance (categorical features).
+    pub js: Option<f64>,
+    /// Whether any measure is above its threshold.
+    pub alarm: bool,
+    /// Bin labels (`[lo, hi)` ranges or category values) and the share of rows in each bin.
+    pub bins: Vec<String>,
+    pub reference_share: Vec<f64>,
+    pub current_share: Vec<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +142,9 @@ pub struct CandidateReport {
     pub family: String,
     pub params: serde_json::Value,
     pub metrics: Option<ClassificationMetrics>,
+    /// ROC, precision-recall and calibration curves on the holdout, for plots.
+    #[serde(default)]
+    pub curves: Option<Curves>,
     pub train_seconds: f64,
     /// Batch prediction time on the holdout, per row.
     pub predict_micros_per_row: Option<f64>,
@@ -133,6 +159,8 @@ pub struct ChampionReport {
     pub family: String,
     /// The champion re-scored on this run's holdout.
     pub metrics: Option<ClassificationMetrics>,
+    #[serde(default)]
+    pub curves: Option<Curves>,
     /// Why it could not be scored (unloadable files, say).
     pub error: Option<String>,
     pub trained_on_hash: Option<String>,
@@ -209,4 +237,22 @@ pub struct StageTiming {
     pub stage: String,
     pub seconds: f64,
     pub rows: Option<u64>,
+}
+
+/// Curve points of one model on one holdout, thinned to at most a few hundred points each.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Curves {
+    /// (false positive rate, true positive rate), from (0, 0) to (1, 1).
+    pub roc: Vec<[f64; 2]>,
+    /// (recall, precision), by decreasing threshold.
+    pub pr: Vec<[f64; 2]>,
+    pub calibration: Vec<CalibrationBin>,
+}
+
+/// Rows whose predicted probability fell in one bin: mean prediction against observed rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationBin {
+    pub predicted: f64,
+    pub observed: f64,
+    pub rows: u64,
 }

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 /// A boxed, sendable future: what [`Task::run`] returns.
@@ -93,4 +93,22 @@ pub trait Task: Send + Sync {
     /// Runs once. Must not block the async runtime; must leave nothing half-done when the future
     /// is dropped at a timeout (or say in its docs what it leaves).
     fn run<'a>(&'a self, ctx: &'a TaskContext) -> BoxFuture<'a, Result<TaskOutcome, TaskError>>;
+}
+
+/// Builds tasks of some kinds from their catalog parameters. The scheduler holds one per crate
+/// that provides kinds and asks each for the kinds it knows, so a crate adds kinds without the
+/// scheduler knowing them by name.
+pub trait TaskKinds: Send + Sync {
+    /// The kind names this builds.
+    fn kinds(&self) -> Vec<&'static str>;
+
+    /// Builds a task of `kind` from its parameters table in the catalog. Relative paths in the
+    /// parameters are resolved against `root`. A bad parameter is a [`crate::config::ConfigProblem`]
+    /// naming the key (relative to the parameters table) and the reason.
+    fn build(
+        &self,
+        kind: &str,
+        params: &toml::Table,
+        root: &Path,
+    ) -> Result<Box<dyn Task>, crate::config::ConfigProblem>;
 }

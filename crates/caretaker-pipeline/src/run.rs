@@ -147,6 +147,7 @@ fn stages_of_the_run(
             family: spec.params.family().to_string(),
             params: serde_json::to_value(&spec.params).expect("params serialise"),
             metrics: None,
+            curves: None,
             train_seconds,
             predict_micros_per_row: None,
             error: None,
@@ -211,8 +212,23 @@ fn stages_of_the_run(
         ));
     }
 
-    // Deploy.
-    if let Some(k) = verdict.deploy {
+    // Deploy, unless maintenance mode holds deploys back.
+    let maintenance = caretaker_core::maintenance::current(&config.output.state)
+        .map_err(|e| Error::Other { path: config.output.state.clone(), reason: e.to_string() })?;
+    if let (Some(_), Some(mode)) = (verdict.deploy, &maintenance) {
+        gate_report.decision = caretaker_core::report::GateOutcome::KeptChampion;
+        gate_report.reasons.insert(
+            0,
+            format!(
+                "maintenance mode is on (since {}, by {}: {}): the gate chose {} but nothing was deployed",
+                mode.since.format("%Y-%m-%d %H:%M UTC"),
+                mode.by,
+                mode.reason,
+                gate_report.candidate.as_deref().unwrap_or("a candidate")
+            ),
+        );
+    }
+    if let (Some(k), None) = (verdict.deploy, &maintenance) {
         let index = contenders[k].0;
         let winner = scored[index].as_ref().expect("a contender was scored");
         let stage = stages.start("deploy", "deploying the new champion");
@@ -278,6 +294,7 @@ fn score_champion(registry: &Registry, holdout: &LabelledEvents) -> Result<Optio
         name: String::new(),
         family: String::new(),
         metrics: None,
+        curves: None,
         error: None,
         trained_on_hash: None,
     };

@@ -93,6 +93,7 @@ pub fn assess(
         quarantine_path: quarantine_written,
         rule_counts: found.counts().into_iter().map(|(rule, rows)| RuleCount { rule, rows }).collect(),
         checks,
+        drift: Vec::new(),
     };
     Ok(QualityOutcome { report, data, clean: Some(clean) })
 }
@@ -108,5 +109,6 @@ fn blocked_report(policy: &QualityPolicy, rows: u64, checks: Vec<QualityCheck>) 
         quarantine_path: None,
         rule_counts: Vec::new(),
         checks,
+        drift: Vec::new(),
     }
 }

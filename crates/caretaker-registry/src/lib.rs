@@ -270,6 +270,34 @@ impl Registry {
         Ok((current, target))
     }
 
+    /// Versions retention would remove: all but the newest `keep_last`, sparing every version that
+    /// is or ever was champion (by the ledger) so a rollback target never disappears.
+    pub fn prunable(&self, keep_last: usize) -> Result<Vec<ModelVersion>> {
+        let mut protected: std::collections::BTreeSet<ModelVersion> =
+            self.ledger()?.iter().flat_map(|e| std::iter::once(e.version).chain(e.previous)).collect();
+        protected.extend(self.champion()?.map(|c| c.version));
+        let versions = self.versions()?;
+        let keep_from = versions.len().saturating_sub(keep_last);
+        Ok(versions[..keep_from].iter().copied().filter(|v| !protected.contains(v)).collect())
+    }
+
+    /// Removes the versions [`Registry::prunable`] names; returns them with the bytes freed
+    /// (measured on disk). Each version directory is renamed out of the listing first, then
+    /// deleted, so a crash never leaves a half-deleted version that looks complete.
+    pub fn prune(&self, lock: &RegistryLock, keep_last: usize) -> Result<Vec<(ModelVersion, u64)>> {
+        lock.check(&self.root)?;
+        let mut removed = Vec::new();
+        for version in self.prunable(keep_last)? {
+            let dir = self.version_dir(version);
+            let bytes = caretaker_core::fs::disk_size(&dir);
+            let doomed = self.versions_dir().join(format!(".staging-pruned-{version}"));
+            caretaker_core::fs::rename_synced(&dir, &doomed)?;
+            std::fs::remove_dir_all(&doomed).map_err(|e| FsError::new("remove", &doomed, e))?;
+            removed.push((version, bytes));
+        }
+        Ok(removed)
+    }
+
     fn write_pointer(
         &self,
         version: ModelVersion,

@@ -101,3 +101,25 @@ fn a_missing_ledger_line_is_recovered_and_staging_is_cleaned() {
     assert!(entries[1].reason.starts_with("recovered"));
     assert!(!dir.path().join("versions/.staging-v0009-1").exists());
 }
+
+#[test]
+fn pruning_keeps_the_last_n_and_every_version_that_was_ever_champion() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    let lock = reg.lock().unwrap();
+    reg.deploy(&lock, b"one", card("a"), "first", Utc::now()).unwrap();
+    // Versions that never served: written as a crashed deploy would leave them.
+    for v in 2..=4 {
+        let d = dir.path().join(format!("versions/v{v:04}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("model.msgpack"), vec![0u8; 100]).unwrap();
+    }
+    reg.deploy(&lock, b"five", card("e"), "second", Utc::now()).unwrap();
+    reg.deploy(&lock, b"six", card("f"), "third", Utc::now()).unwrap();
+    assert_eq!(reg.prunable(2).unwrap(), [ModelVersion(2), ModelVersion(3), ModelVersion(4)]);
+    let removed = reg.prune(&lock, 2).unwrap();
+    assert_eq!(removed.iter().map(|(v, _)| v.0).collect::<Vec<_>>(), [2, 3, 4]);
+    assert!(removed.iter().all(|(_, bytes)| *bytes == 100));
+    assert_eq!(reg.versions().unwrap(), [ModelVersion(1), ModelVersion(5), ModelVersion(6)]);
+    assert_eq!(reg.champion().unwrap().unwrap().version, ModelVersion(6));
+}
