@@ -93,6 +93,14 @@ pub trait Task: Send + Sync {
     /// Runs once. Must not block the async runtime; must leave nothing half-done when the future
     /// is dropped at a timeout (or say in its docs what it leaves).
     fn run<'a>(&'a self, ctx: &'a TaskContext) -> BoxFuture<'a, Result<TaskOutcome, TaskError>>;
+
+    /// The names of the metrics this task can put in its outcome. Success criteria may name only
+    /// these (the scheduler rejects any other name when it loads the catalog, so a typo is a
+    /// config error, never a silent pass); a declared metric missing from an outcome fails the
+    /// criterion. The default declares none.
+    fn metric_names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Builds tasks of some kinds from their catalog parameters. The scheduler holds one per crate
