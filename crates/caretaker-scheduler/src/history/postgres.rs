@@ -1,0 +1,232 @@
+//! The execution history in PostgreSQL, shared by several schedulers.
+//!
+//! Selected by `[history] database = "postgres://..."` or `CARETAKER_DATABASE_URL`. No TLS (the
+//! database is expected on a trusted network or a local socket). Messages never show the URL's
+//! password.
+
+use super::{Error, Execution, ExecutionStatus, Result, decode, encode};
+use crate::redact::Redactor;
+use chrono::{DateTime, Utc};
+use tokio_postgres::{Client, NoTls};
+
+/// The migrations, in order; `caretaker_schema` holds how many have run, per component.
+const MIGRATIONS: &[&str] = &["CREATE TABLE scheduler_executions (
+        id TEXT PRIMARY KEY,
+        task_id TEXT NOT NULL,
+        scheduled_for TIMESTAMPTZ,
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ,
+        status TEXT NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX scheduler_executions_firing ON scheduler_executions (task_id, scheduled_for);
+    CREATE INDEX scheduler_executions_started_at ON scheduler_executions (started_at);"];
+
+const COMPONENT: &str = "scheduler";
+/// Advisory lock key of the migrations (any constant; "cs" "mg" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6373_6d67;
+
+pub struct PostgresHistory {
+    url: String,
+    redactor: Redactor,
+    client: Client,
+}
+
+/// A session-level advisory lock on its own connection; closing the connection releases it, so
+/// a scheduler that dies releases its tasks too.
+pub struct AdvisoryLock {
+    _client: Client,
+}
+
+/// Opens a connection, its driver running on the runtime.
+pub async fn connect(url: &str) -> Result<Client> {
+    let redactor = Redactor::new([url]);
+    let fail = |reason: String| Error::Store { target: redactor.redact(url), reason: redactor.redact(&reason) };
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| fail(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("history connection closed: {}", e);
+        }
+    });
+    Ok(client)
+}
+
+/// A 64-bit key for a task's advisory lock (FNV-1a of the id: stable across processes).
+fn task_key(task_id: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in b"caretaker-task:".iter().chain(task_id.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash as i64
+}
+
+impl PostgresHistory {
+    pub async fn open(url: &str) -> Result<PostgresHistory> {
+        let redactor = Redactor::new([url]);
+        let client = connect(url).await?;
+        let history = PostgresHistory { url: url.to_string(), redactor, client };
+        history.migrate().await?;
+        Ok(history)
+    }
+
+    fn fail(&self, e: tokio_postgres::Error) -> Error {
+        // The server's message (`DbError`) is more useful than the driver's "db error".
+        let reason = match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        };
+        Error::Store { target: self.describe(), reason: self.redactor.redact(&reason) }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("PostgreSQL {}", self.redactor.redact(&self.url))
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut client = connect(&self.url).await?;
+        let tx = client.transaction().await.map_err(|e| self.fail(e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(|e| self.fail(e))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS caretaker_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+        )
+        .await
+        .map_err(|e| self.fail(e))?;
+        let version: i32 = tx
+            .query_opt("SELECT version FROM caretaker_schema WHERE component = $1", &[&COMPONENT])
+            .await
+            .map_err(|e| self.fail(e))?
+            .map(|row| row.get(0))
+            .unwrap_or(0);
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            tx.batch_execute(migration).await.map_err(|e| self.fail(e))?;
+            let new_version = (i + 1) as i32;
+            tx.execute(
+                "INSERT INTO caretaker_schema (component, version) VALUES ($1, $2)
+                 ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
+                &[&COMPONENT, &new_version],
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+        }
+        tx.commit().await.map_err(|e| self.fail(e))
+    }
+
+    pub async fn claim(&self, e: &Execution) -> Result<bool> {
+        let inserted = self
+            .client
+            .execute(
+                "INSERT INTO scheduler_executions (id, task_id, scheduled_for, started_at, status, record)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (task_id, scheduled_for) DO NOTHING",
+                &[&e.id, &e.task_id, &e.scheduled_for, &e.started_at, &e.status.name(), &encode(e)],
+            )
+            .await
+            .map_err(|err| self.fail(err))?;
+        Ok(inserted == 1)
+    }
+
+    pub async fn update(&self, e: &Execution) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE scheduler_executions SET finished_at = $2, status = $3, record = $4 WHERE id = $1",
+                &[&e.id, &e.finished_at, &e.status.name(), &encode(e)],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|err| self.fail(err))
+    }
+
+    pub async fn since(&self, from: DateTime<Utc>) -> Result<Vec<Execution>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT id, record FROM scheduler_executions WHERE started_at >= $1 ORDER BY started_at, id",
+                &[&from],
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+        let target = self.describe();
+        rows.iter().map(|r| decode(&target, r.get(0), r.get(1))).collect()
+    }
+
+    pub async fn latest_firing(&self, task_id: &str) -> Result<Option<DateTime<Utc>>> {
+        let row = self
+            .client
+            .query_one("SELECT max(scheduled_for) FROM scheduler_executions WHERE task_id = $1", &[&task_id])
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(row.get(0))
+    }
+
+    pub async fn last_success(&self, task_id: &str) -> Result<Option<Execution>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT id, record FROM scheduler_executions WHERE task_id = $1 AND status = $2
+                 ORDER BY finished_at DESC LIMIT 1",
+                &[&task_id, &ExecutionStatus::Succeeded.name()],
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+        row.map(|r| decode(&self.describe(), r.get(0), r.get(1))).transpose()
+    }
+
+    pub async fn lock_task(&self, task_id: &str) -> Result<Option<AdvisoryLock>> {
+        let client = connect(&self.url).await?;
+        let row = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&task_key(task_id)])
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(row.get::<_, bool>(0).then_some(AdvisoryLock { _client: client }))
+    }
+}
+
+/// Creates a database (for tests and first-time setup); `admin_url` names a database the user
+/// can connect to (`postgres`), `name` the new one. Returns the new database's URL.
+pub async fn create_database(admin_url: &str, name: &str) -> Result<String> {
+    let client = connect(admin_url).await?;
+    let fail = |e: tokio_postgres::Error| Error::Store { target: crate::redact::redact_url(admin_url), reason: e.to_string() };
+    client.batch_execute(&format!("CREATE DATABASE \"{}\"", name.replace('"', ""))).await.map_err(fail)?;
+    Ok(with_database(admin_url, name))
+}
+
+/// Drops a database made by [`create_database`], closing its other sessions first.
+pub async fn drop_database(admin_url: &str, name: &str) -> Result<()> {
+    let client = connect(admin_url).await?;
+    let fail = |e: tokio_postgres::Error| Error::Store { target: crate::redact::redact_url(admin_url), reason: e.to_string() };
+    client
+        .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", &[&name])
+        .await
+        .map_err(fail)?;
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\"", name.replace('"', ""))).await.map_err(fail)
+}
+
+/// `url` with its database replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_replaced_in_urls() {
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "t1"), "postgres://u@h:5432/t1");
+        assert_eq!(with_database("postgres://u:p@h/postgres?sslmode=disable", "t1"), "postgres://u:p@h/t1?sslmode=disable");
+        assert_eq!(with_database("postgres://u@h", "t1"), "postgres://u@h/t1");
+        assert_ne!(task_key("a"), task_key("b"));
+    }
+}
