@@ -218,4 +218,4 @@ pub(crate) fn encode(execution: &Execution) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
