@@ -163,6 +163,8 @@ struct RawOutput {
     models: Option<String>,
     reports: Option<String>,
     state: Option<String>,
+    /// The Prometheus textfile every run replaces (for node_exporter's textfile collector).
+    metrics_textfile: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -295,6 +297,8 @@ pub struct OutputDirs {
     pub models: PathBuf,
     pub reports: PathBuf,
     pub state: PathBuf,
+    /// The Prometheus textfile each run replaces; default `<state>/metrics.prom`.
+    pub metrics_textfile: PathBuf,
 }
 
 impl PipelineConfig {
@@ -500,10 +504,18 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
     });
 
     let o = &raw.output;
+    let state = resolve(o.state.as_deref().unwrap_or("state"));
+    if let Some(t) = &o.metrics_textfile {
+        check.non_empty("output.metrics_textfile", t);
+        if !t.ends_with(".prom") {
+            check.fail("output.metrics_textfile", format!("{t:?} must end in .prom (node_exporter reads only those)"));
+        }
+    }
     let output = OutputDirs {
         models: resolve(o.models.as_deref().unwrap_or("models")),
         reports: resolve(o.reports.as_deref().unwrap_or("reports")),
-        state: resolve(o.state.as_deref().unwrap_or("state")),
+        metrics_textfile: o.metrics_textfile.as_deref().map(resolve).unwrap_or_else(|| state.join("metrics.prom")),
+        state,
     };
 
     PipelineConfig {

@@ -1,23 +1,70 @@
-//! Run reports: `report.json` (the [`RunReport`] of the core crate, a versioned schema) and the
-//! short summary printed after a run.
+//! Run reports: `report.json` (the [`RunReport`] of the core crate, a versioned schema),
+//! `report.html` (one self-contained page with inline SVG plots), the Prometheus textfile for
+//! node_exporter, the short summary printed after a run, and the comparison of two runs.
 //!
-//! The report is written atomically into the run's report directory, so a crash never leaves a
-//! half-written `report.json` for a dashboard to choke on.
+//! Everything here is a function of the report (and, for the trends, of the pipeline's recent
+//! reports from the history): the pipeline writes these files at the end of a run, and
+//! `caretaker report RUN_ID --html FILE` renders the same page again from the history. Every file
+//! is written atomically, so a crash never leaves a half-written report for a dashboard or a
+//! textfile collector to choke on.
+//!
+//! ```no_run
+//! # let report: caretaker_core::report::RunReport = todo!();
+//! caretaker_report::write_json(&report).unwrap();
+//! caretaker_report::write_html(&report, &[]).unwrap(); // `[]`: no history, no trends
+//! caretaker_report::textfile::write(&report, "state/metrics.prom".as_ref()).unwrap();
+//! ```
 
-use caretaker_core::fs::{FsError, write_atomic};
+pub mod compare;
+pub mod html;
+pub mod plots;
+pub mod table;
+#[cfg(test)]
+mod tests;
+pub mod textfile;
+
+use caretaker_core::fs::{FsError, write_atomic_with};
 use caretaker_core::report::{GateOutcome, RunReport};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 pub const REPORT_FILE: &str = "report.json";
+pub const HTML_FILE: &str = "report.html";
 
 /// Writes `report.json` into the report's directory; returns its path.
 pub fn write_json(report: &RunReport) -> Result<PathBuf, FsError> {
     let path = Path::new(&report.report_dir).join(REPORT_FILE);
     let mut bytes = serde_json::to_vec_pretty(report).expect("a report serialises");
     bytes.push(b'\n');
-    write_atomic(&path, &bytes)?;
+    write_shared(&path, &bytes)?;
     Ok(path)
+}
+
+/// Writes a file others read (a dashboard, node_exporter, a colleague's browser) atomically,
+/// readable by all (0644): the atomic-write helper's temporary file is private to its owner,
+/// and a textfile collector running as another user could not read it.
+pub(crate) fn write_shared(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    write_atomic_with(path, |file| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        }
+        std::io::Write::write_all(file, bytes)
+    })
+}
+
+/// Writes `report.html` into the report's directory; returns its path. `history` holds the
+/// pipeline's recent runs for the trend plots (see [`html::render`]).
+pub fn write_html(report: &RunReport, history: &[RunReport]) -> Result<PathBuf, FsError> {
+    let path = Path::new(&report.report_dir).join(HTML_FILE);
+    write_html_to(report, history, &path)?;
+    Ok(path)
+}
+
+/// Writes the page of `report` to `path`, atomically.
+pub fn write_html_to(report: &RunReport, history: &[RunReport], path: &Path) -> Result<(), FsError> {
+    write_shared(path, html::render(report, history).as_bytes())
 }
 
 /// Reads a `report.json`.
@@ -141,6 +188,7 @@ pub fn summary(report: &RunReport) -> String {
         );
     }
     let _ = writeln!(out, "report    {}", Path::new(&report.report_dir).join(REPORT_FILE).display());
+    let _ = writeln!(out, "          {}", Path::new(&report.report_dir).join(HTML_FILE).display());
     out
 }
 

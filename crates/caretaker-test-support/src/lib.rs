@@ -11,6 +11,8 @@
 //! let report = out.json();
 //! ```
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
