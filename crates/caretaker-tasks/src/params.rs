@@ -1,0 +1,163 @@
+//! From a catalog entry's parameters table to a kind's config struct, and the pieces every
+//! config shares: connection URLs that keep their password to themselves, and paths resolved
+//! against the catalog's root.
+
+use crate::redact;
+use caretaker_core::config::ConfigProblem;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Deserialises a kind's config from its parameters table. The problem names the key (dotted,
+/// relative to the table) and the reason, so the scheduler can say `tasks.backup.url: ...`.
+pub(crate) fn parse<T: DeserializeOwned>(params: &toml::Table) -> Result<T, ConfigProblem> {
+    serde_path_to_error::deserialize(toml::Value::Table(params.clone())).map_err(|e| {
+        let path = e.path().to_string();
+        let reason = e.inner().to_string().trim().to_string();
+        // Unknown and missing fields are reported at the table that holds them: name the field.
+        let field = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|p| reason.strip_prefix(p))
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_string);
+        // serde_path_to_error's path ends at an unknown field, but at the table holding a
+        // missing one.
+        let key = match (path.as_str(), field) {
+            (".", Some(f)) => f,
+            (p, Some(f)) if p == f || p.ends_with(&format!(".{f}")) => p.to_string(),
+            (p, Some(f)) => format!("{p}.{f}"),
+            (".", None) => String::new(),
+            (p, None) => p.to_string(),
+        };
+        ConfigProblem { key, reason: redact::redact(&reason) }
+    })
+}
+
+pub(crate) fn problem(key: &str, reason: impl Into<String>) -> ConfigProblem {
+    ConfigProblem { key: key.to_string(), reason: reason.into() }
+}
+
+/// A path from the catalog, relative to the catalog's root unless absolute.
+pub(crate) fn resolve(root: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_path_buf() } else { root.join(path) }
+}
+
+/// A server's URL as the catalog gives it: either the URL itself (`postgres://user:pw@host/db`,
+/// `redis://:pw@host:6379/0`) or `env:NAME`, the name of an environment variable that holds it
+/// when the task runs (keeps the password out of the catalog). Shown everywhere with its password
+/// replaced by `***`.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ConnectionUrl {
+    spec: String,
+}
+
+impl TryFrom<String> for ConnectionUrl {
+    type Error = String;
+
+    fn try_from(spec: String) -> Result<ConnectionUrl, String> {
+        let spec = spec.trim().to_string();
+        if let Some(var) = spec.strip_prefix("env:") {
+            if var.is_empty() {
+                return Err("`env:` must be followed by an environment variable's name".into());
+            }
+        } else if !spec.contains("://") {
+            // Not echoed: without a scheme there is no telling where a password would be.
+            return Err("not a URL (scheme://user:password@host:port/database) nor env:VARIABLE".into());
+        }
+        Ok(ConnectionUrl { spec })
+    }
+}
+
+impl ConnectionUrl {
+    pub fn new(spec: &str) -> Result<ConnectionUrl, String> {
+        ConnectionUrl::try_from(spec.to_string())
+    }
+
+    /// The URL to connect with, reading the environment variable for `env:NAME`.
+    pub fn resolve(&self) -> Result<String, String> {
+        match self.spec.strip_prefix("env:") {
+            Some(var) => std::env::var(var).map_err(|_| format!("environment variable {var} (the URL) is not set")),
+            None => Ok(self.spec.clone()),
+        }
+    }
+}
+
+impl fmt::Display for ConnectionUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact::redact(&self.spec))
+    }
+}
+
+impl fmt::Debug for ConnectionUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnectionUrl({self})")
+    }
+}
+
+/// Seconds in a config, as a positive number.
+pub(crate) fn positive(key: &str, value: f64) -> Result<f64, ConfigProblem> {
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(problem(key, format!("must be above 0, got {value}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Example {
+        url: ConnectionUrl,
+        #[serde(default)]
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        limit: u32,
+    }
+
+    fn table(text: &str) -> toml::Table {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn problems_name_the_key() {
+        let e = parse::<Example>(&table("url = 'redis://h'\ncolour = 1")).unwrap_err();
+        assert_eq!(e.key, "colour");
+        assert!(e.reason.contains("unknown field"), "{e}");
+        let e = parse::<Example>(&table("colour = 1")).unwrap_err();
+        assert!(e.key == "colour" || e.key == "url", "{e}");
+        let e = parse::<Example>(&table("")).unwrap_err();
+        assert_eq!(e.key, "url");
+        let e = parse::<Example>(&table("url = 'redis://h'\n[inner]\nlimit = 'ten'")).unwrap_err();
+        assert_eq!(e.key, "inner.limit");
+        let e = parse::<Example>(&table("url = 'redis://h'\n[inner]\nlimt = 3")).unwrap_err();
+        assert_eq!(e.key, "inner.limt");
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_without_showing_its_password() {
+        let e = parse::<Example>(&table("url = 'user:hunter2@localhost'")).unwrap_err();
+        assert_eq!(e.key, "url");
+        assert!(!e.reason.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn a_url_shows_without_its_password() {
+        let url = ConnectionUrl::new("postgres://app:hunter2@db:5432/main").unwrap();
+        assert_eq!(url.to_string(), "postgres://app:***@db:5432/main");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert_eq!(url.resolve().unwrap(), "postgres://app:hunter2@db:5432/main");
+        let env = ConnectionUrl::new("env:CARETAKER_TASKS_TEST_UNSET_VARIABLE").unwrap();
+        assert!(env.resolve().unwrap_err().contains("CARETAKER_TASKS_TEST_UNSET_VARIABLE"));
+    }
+}

@@ -1,0 +1,61 @@
+//! What the health tasks read of a pipeline: its config, its newest run reports (from the run
+//! history) and its champion (from the registry, hash checked). Read only: a missing history or
+//! registry is reported, never created.
+
+use caretaker_core::config::PipelineConfig;
+use caretaker_core::report::RunReport;
+use caretaker_registry::{ModelCard, Registry};
+use std::path::Path;
+
+pub(crate) struct PipelineState {
+    pub config: PipelineConfig,
+    /// The newest runs first, at most the window asked for.
+    pub runs: Vec<RunReport>,
+    /// The champion's card if it loads (its model's hash matches), or why it does not; `None`
+    /// when nothing was ever deployed.
+    pub champion: Option<Result<ModelCard, String>>,
+}
+
+/// Reads the pipeline at `pipeline` and its newest `window` runs.
+pub(crate) fn read(pipeline: &Path, window: usize) -> Result<PipelineState, String> {
+    let config = PipelineConfig::load(pipeline).map_err(|e| e.to_string())?;
+    let history_path = config.output.state.join("history.sqlite");
+    let runs = if history_path.exists() {
+        let history = caretaker_history::History::open(&history_path).map_err(|e| e.to_string())?;
+        let mut runs = Vec::new();
+        for row in history.runs(window).map_err(|e| e.to_string())? {
+            match history.report(&row.run_id).map_err(|e| e.to_string())? {
+                Some(report) => runs.push(report),
+                None => {
+                    return Err(format!(
+                        "run {} vanished from {} while it was read",
+                        row.run_id,
+                        history_path.display()
+                    ));
+                }
+            }
+        }
+        runs
+    } else {
+        Vec::new()
+    };
+    let champion = if config.output.models.join("versions").is_dir() { champion(&config.output.models) } else { None };
+    Ok(PipelineState { config, runs, champion })
+}
+
+fn champion(models: &Path) -> Option<Result<ModelCard, String>> {
+    let registry = match Registry::open(models) {
+        Ok(r) => r,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    match registry.champion() {
+        Ok(None) => None,
+        Ok(Some(pointer)) => Some(registry.load(pointer.version).map(|(card, _bytes)| card).map_err(|e| e.to_string())),
+        Err(e) => Some(Err(e.to_string())),
+    }
+}
+
+/// The mean of `values`, `None` when empty.
+pub(crate) fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}

@@ -1,0 +1,213 @@
+use super::*;
+use crate::testing::{self, all_text, build, closed_port};
+use caretaker_core::task::TaskStatus;
+
+/// A database of the test's own on the test server, dropped at the end.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    async fn create(admin_url: &str) -> TestDatabase {
+        let name = caretaker_test_support::unique_name("caretaker_pgm");
+        let admin = connect::postgres(admin_url, Duration::from_secs(10)).await.unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        let (base, _) = admin_url.rsplit_once('/').unwrap();
+        TestDatabase { admin_url: admin_url.to_string(), url: format!("{base}/{name}"), name }
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        connect::postgres(&self.url, Duration::from_secs(10)).await.unwrap()
+    }
+
+    /// `rows` rows with an index on a random-looking column, then 90% of them deleted from the
+    /// end of the table (so even a plain VACUUM can give the pages back). Autovacuum is off for
+    /// the table, so only the task cleans it.
+    async fn bloat(&self, rows: i64) {
+        let c = self.client().await;
+        c.batch_execute(&format!(
+            "CREATE TABLE events (id bigint PRIMARY KEY, payload text NOT NULL) WITH (autovacuum_enabled = false);
+             INSERT INTO events SELECT i, md5(i::text) || md5((i * 7)::text) FROM generate_series(1, {rows}) AS i;
+             CREATE INDEX events_payload ON events (payload);
+             DELETE FROM events WHERE id > {};",
+            rows / 10
+        ))
+        .await
+        .unwrap();
+        // The dead tuples reach the statistics when the session ends.
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+
+    async fn drop_it(self) {
+        let admin = connect::postgres(&self.admin_url, Duration::from_secs(10)).await.unwrap();
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await.unwrap();
+    }
+}
+
+fn params(url: &str, extra: &str) -> String {
+    format!(
+        "url = '{url}'\nbackup_dir = 'backups'\nreindex_min_bytes = 65536\nprobe_query = 'SELECT count(*) FROM events'\n{extra}"
+    )
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).map(|e| e.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn backup_then_vacuum_and_reindex_shrink_a_bloated_database() {
+    let Some(admin) = caretaker_test_support::postgres_url() else { return };
+    let db = TestDatabase::create(&admin).await;
+    db.bloat(200_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = build("postgres_maintenance", &params(&db.url, ""), dir.path());
+    let outcome = testing::run(task.as_ref(), dir.path()).await;
+    let name = db.name.clone();
+    db.drop_it().await;
+
+    assert_eq!(outcome.status, TaskStatus::Succeeded, "{}", outcome.summary);
+    let m = &outcome.metrics;
+    assert!(m["dead_tuples_before"] >= 150_000.0, "{m:?}");
+    assert!(m["dead_tuples_after"] < 1_000.0, "{m:?}");
+    assert!(m["table_bytes_after"] < 0.5 * m["table_bytes_before"], "{m:?}");
+    assert!(m["database_bytes_after"] < m["database_bytes_before"], "{m:?}");
+    assert!(m["bytes_freed"] > 0.0);
+    // Both indexes were 90% empty pages; both were rebuilt and shrank.
+    assert_eq!(m["indexes_reindexed"], 2.0, "{}", outcome.details["indexes"]);
+    assert!(m["index_bytes_after"] < 0.3 * m["index_bytes_before"], "{m:?}");
+    assert!(m.contains_key("probe_ms_before") && m.contains_key("probe_ms_after"));
+    // The backup came first: a non-empty dump, read back by pg_restore, named with the time.
+    let dumps = files(&dir.path().join("backups"));
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    assert_eq!(dumps[0].file_name().unwrap().to_string_lossy(), format!("{name}-20261128T020000Z.dump"));
+    assert!(m["backup_bytes"] > 0.0);
+    assert_eq!(std::fs::metadata(&dumps[0]).unwrap().len() as f64, m["backup_bytes"]);
+    assert_eq!(outcome.details["backup"]["verified"], true);
+}
+
+#[tokio::test]
+async fn a_dry_run_backs_up_nothing_and_changes_nothing() {
+    let Some(admin) = caretaker_test_support::postgres_url() else { return };
+    let db = TestDatabase::create(&admin).await;
+    db.bloat(50_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let task = build("postgres_maintenance", &params(&db.url, ""), dir.path());
+    let mut ctx = testing::context(&dir.path().join("state"));
+    ctx.dry_run = true;
+    let first = task.run(&ctx).await.unwrap();
+    let second = task.run(&ctx).await.unwrap();
+    db.drop_it().await;
+    assert_eq!(first.status, TaskStatus::Succeeded, "{}", first.summary);
+    assert!(first.summary.starts_with("dry run on"), "{}", first.summary);
+    assert_eq!(first.metrics["dead_tuples_before"], second.metrics["dead_tuples_before"]);
+    assert_eq!(first.metrics["indexes_to_reindex"], 2.0, "{}", first.details);
+    assert!(!dir.path().join("backups").exists());
+}
+
+#[tokio::test]
+async fn a_down_server_or_a_missing_database_fails_clearly_without_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = format!("postgres://app:hunter2-secret@127.0.0.1:{}/main", closed_port());
+    let outcome =
+        testing::run(build("postgres_maintenance", &params(&down, ""), dir.path()).as_ref(), dir.path()).await;
+    assert_eq!(outcome.status, TaskStatus::Failed);
+    assert!(outcome.summary.starts_with("cannot connect to postgres://app:***@127.0.0.1:"), "{}", outcome.summary);
+    assert!(outcome.summary.ends_with("nothing was backed up or changed"), "{}", outcome.summary);
+    assert!(!all_text(&outcome).contains("hunter2-secret"));
+    assert!(!dir.path().join("backups").exists());
+
+    let Some(admin) = caretaker_test_support::postgres_url() else { return };
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let missing = format!("{base}/caretaker_no_such_database");
+    let outcome =
+        testing::run(build("postgres_maintenance", &params(&missing, ""), dir.path()).as_ref(), dir.path()).await;
+    assert_eq!(outcome.status, TaskStatus::Failed);
+    assert!(outcome.summary.contains("caretaker_no_such_database\" does not exist"), "{}", outcome.summary);
+
+    let (hang, _server) = testing::silent_server().await;
+    let hanging = format!("postgres://app:hunter2-secret@{hang}/main");
+    let outcome = testing::run(
+        build("postgres_maintenance", &params(&hanging, "connect_timeout_seconds = 0.5"), dir.path()).as_ref(),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(outcome.status, TaskStatus::Failed);
+    assert!(outcome.summary.contains("no answer within 0.5 s"), "{}", outcome.summary);
+    assert!(!all_text(&outcome).contains("hunter2-secret"));
+}
+
+#[tokio::test]
+async fn a_password_in_the_url_never_reaches_the_outcome() {
+    let Some(admin) = caretaker_test_support::postgres_url() else { return };
+    let db = TestDatabase::create(&admin).await;
+    db.bloat(2_000).await;
+    // The test server trusts loopback connections, so any password is accepted: it must still
+    // never be shown, nor put on pg_dump's command line.
+    let with_password = db.url.replacen("://postgres@", "://postgres:hunter2-secret@", 1);
+    assert!(with_password.contains("hunter2-secret"), "the test URL has a user: {with_password}");
+    let dir = tempfile::tempdir().unwrap();
+    let outcome =
+        testing::run(build("postgres_maintenance", &params(&with_password, ""), dir.path()).as_ref(), dir.path()).await;
+    db.drop_it().await;
+    assert_eq!(outcome.status, TaskStatus::Succeeded, "{}", outcome.summary);
+    assert!(!all_text(&outcome).contains("hunter2-secret"), "{}", all_text(&outcome));
+}
+
+#[tokio::test]
+async fn a_full_disk_during_the_backup_fails_and_vacuums_nothing() {
+    let Some(admin) = caretaker_test_support::postgres_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_disk) = testing::TinyDisk::mount(&dir.path().join("backups")) else { return };
+    let db = TestDatabase::create(&admin).await;
+    db.bloat(50_000).await;
+    let task = build("postgres_maintenance", &params(&db.url, ""), dir.path());
+    let outcome = testing::run(task.as_ref(), dir.path()).await;
+    let dead_after: i64 = db
+        .client()
+        .await
+        .query_one("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'events'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    db.drop_it().await;
+    assert_eq!(outcome.status, TaskStatus::Failed);
+    assert!(
+        outcome.summary.contains("backup of") && outcome.summary.contains("nothing was vacuumed or reindexed"),
+        "{}",
+        outcome.summary
+    );
+    assert!(outcome.summary.contains("No space left on device"), "{}", outcome.summary);
+    assert_eq!(dead_after as f64, outcome.metrics["dead_tuples_before"], "nothing was vacuumed");
+    assert_eq!(files(&dir.path().join("backups")), Vec::<PathBuf>::new(), "no partial dump is left");
+}
+
+#[test]
+fn bloat_estimate_of_a_packed_and_a_sparse_index() {
+    // 100 000 bigint keys: 16-byte tuples + 4-byte pointers, (8192 - 40) * 0.9 usable: 275 leaf
+    // pages. Packed at ~280 pages: no bloat; the same tuples in 2 800 pages: ~90% bloat.
+    let packed = estimated_bloat(280.0 * 8192.0, 100_000.0, 8192.0, 8.0, 90.0);
+    assert!(packed < 0.02, "{packed}");
+    let sparse = estimated_bloat(2_800.0 * 8192.0, 100_000.0, 8192.0, 8.0, 90.0);
+    assert!((0.88..0.92).contains(&sparse), "{sparse}");
+    assert_eq!(estimated_bloat(8192.0, 0.0, 8192.0, 8.0, 90.0), 0.0);
+}
+
+#[test]
+fn bad_parameters_name_the_key() {
+    use caretaker_core::task::TaskKinds;
+    let root = Path::new(".");
+    let problem = |p: &str| crate::Kinds.build("postgres_maintenance", &testing::table(p), root).err().unwrap();
+    assert_eq!(problem("backup_dir = 'b'").key, "url");
+    assert_eq!(problem("url = 'postgres://h/d'").key, "backup_dir");
+    assert_eq!(
+        problem("url = 'postgres://h/d'\nbackup_dir = 'b'\nreindex_bloat_threshold = 1.5").key,
+        "reindex_bloat_threshold"
+    );
+    assert_eq!(problem("url = 'postgres://h/d'\nbackup_dir = 'b'\nvacum_full = true").key, "vacum_full");
+    let p = problem("url = 'localhost:5432 password=hunter2'\nbackup_dir = 'b'");
+    assert_eq!(p.key, "url");
+    assert!(!p.reason.contains("hunter2"), "{p}");
+}
