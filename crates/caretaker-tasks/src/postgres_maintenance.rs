@@ -65,6 +65,10 @@ pub struct PostgresMaintenanceConfig {
     pub probe_runs: usize,
     /// Connecting, and `pg_dump`'s connection, time out after this many seconds. Default 10.
     pub connect_timeout_seconds: Option<f64>,
+    /// `false`: the backup only (a backup task another task can require as a prerequisite).
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub vacuum: bool,
 }
 
 fn default_pg_dump() -> PathBuf {
@@ -379,6 +383,17 @@ impl PostgresMaintenance {
         };
         metrics.insert("backup_bytes".into(), backup.bytes as f64);
         metrics.insert("backup_seconds".into(), backup.seconds);
+
+        if !self.config.vacuum {
+            return TaskOutcome {
+                metrics,
+                details: serde_json::json!({ "database": database, "backup": backup, "before": before }),
+                ..TaskOutcome::succeeded(format!(
+                    "{database}: backup {} ({} bytes); not vacuumed (vacuum = false)",
+                    backup.path, backup.bytes
+                ))
+            };
+        }
 
         // 2. VACUUM (ANALYZE), outside any transaction.
         let vacuum = if self.config.vacuum_full { "VACUUM (FULL, ANALYZE)" } else { "VACUUM (ANALYZE)" };

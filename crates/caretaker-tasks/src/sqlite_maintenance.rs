@@ -31,6 +31,14 @@ pub struct SqliteMaintenanceConfig {
     /// How long to wait for another connection's lock, in seconds. Default 30.
     #[serde(default = "default_busy")]
     pub busy_timeout_seconds: u64,
+    /// `false`: back up and check integrity only (a backup task another task can require as a
+    /// prerequisite). Default true.
+    #[serde(default = "default_vacuum")]
+    pub vacuum: bool,
+}
+
+fn default_vacuum() -> bool {
+    true
 }
 
 fn default_busy() -> u64 {
@@ -42,6 +50,7 @@ pub struct SqliteMaintenance {
     database: PathBuf,
     backup_dir: PathBuf,
     busy_timeout: Duration,
+    vacuum: bool,
 }
 
 impl SqliteMaintenance {
@@ -52,7 +61,12 @@ impl SqliteMaintenance {
         if backup_dir == database {
             return Err(problem("backup_dir", "must be a directory, not the database itself"));
         }
-        Ok(SqliteMaintenance { database, backup_dir, busy_timeout: Duration::from_secs(config.busy_timeout_seconds) })
+        Ok(SqliteMaintenance {
+            database,
+            backup_dir,
+            busy_timeout: Duration::from_secs(config.busy_timeout_seconds),
+            vacuum: config.vacuum,
+        })
     }
 }
 
@@ -201,6 +215,14 @@ impl SqliteMaintenance {
                     backup.path
                 ))
             };
+        }
+        if !self.vacuum {
+            outcome.summary = format!(
+                "{db}: backup {} ({} bytes), integrity_check ok; not vacuumed (vacuum = false)",
+                backup.path, backup.bytes
+            );
+            outcome.details = serde_json::json!({ "database": db, "backup": backup, "before": before });
+            return outcome;
         }
         let started = Instant::now();
         if let Err(e) = conn.execute_batch("VACUUM; ANALYZE;") {

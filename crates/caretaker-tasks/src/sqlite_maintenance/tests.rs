@@ -134,3 +134,18 @@ async fn a_full_disk_during_the_backup_fails_and_touches_nothing() {
     assert_eq!(caretaker_core::fs::file_blake3(&db).unwrap(), hash, "the database was not vacuumed");
     assert_eq!(backups(&dir.path().join("backups")), Vec::<std::path::PathBuf>::new(), "no partial backup is left");
 }
+
+#[tokio::test]
+async fn vacuum_false_backs_up_and_checks_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.sqlite");
+    bloated_database(&db, 2_000, false);
+    let hash = caretaker_core::fs::file_blake3(&db).unwrap();
+    let task =
+        build("sqlite_maintenance", "database = 'state.sqlite'\nbackup_dir = 'backups'\nvacuum = false", dir.path());
+    let outcome = testing::run(task.as_ref(), dir.path()).await;
+    assert_eq!(outcome.status, TaskStatus::Succeeded, "{}", outcome.summary);
+    assert!(outcome.summary.ends_with("not vacuumed (vacuum = false)"), "{}", outcome.summary);
+    assert_eq!(backups(&dir.path().join("backups")).len(), 1);
+    assert_eq!(caretaker_core::fs::file_blake3(&db).unwrap(), hash);
+}
