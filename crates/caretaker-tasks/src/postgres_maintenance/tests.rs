@@ -69,6 +69,7 @@ async fn backup_then_vacuum_and_reindex_shrink_a_bloated_database() {
     db.drop_it().await;
 
     assert_eq!(outcome.status, TaskStatus::Succeeded, "{}", outcome.summary);
+    eprintln!("{}", outcome.summary); // the figures, for `cargo test -- --nocapture`
     let m = &outcome.metrics;
     assert!(m["dead_tuples_before"] >= 150_000.0, "{m:?}");
     assert!(m["dead_tuples_after"] < 1_000.0, "{m:?}");

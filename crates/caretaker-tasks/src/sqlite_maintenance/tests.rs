@@ -42,6 +42,7 @@ async fn a_bloated_database_is_backed_up_checked_and_shrinks() {
         let task = build("sqlite_maintenance", "database = 'state.sqlite'\nbackup_dir = 'backups'", dir.path());
         let outcome = testing::run(task.as_ref(), dir.path()).await;
         assert_eq!(outcome.status, TaskStatus::Succeeded, "{}", outcome.summary);
+        eprintln!("wal={wal}: {}", outcome.summary); // the figures, for `cargo test -- --nocapture`
         assert_eq!(outcome.metrics["bytes_before"], size_before as f64);
         assert!(
             outcome.metrics["bytes_after"] < 0.3 * outcome.metrics["bytes_before"],
