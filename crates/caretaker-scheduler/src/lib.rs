@@ -34,3 +34,58 @@ pub mod run;
 pub mod schedule;
 #[cfg(test)]
 mod tests;
+
+use std::sync::Arc;
+
+/// A multi-threaded runtime for the commands (the binary has no runtime of its own).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+/// Everything a command needs to run tasks: the history store opened and a runner, with the
+/// sender that moves it through its [`run::Lifecycle`].
+pub struct Session {
+    pub runner: Arc<run::Runner>,
+    pub lifecycle: tokio::sync::watch::Sender<run::Lifecycle>,
+}
+
+impl Session {
+    /// Opens the catalog's history (`CARETAKER_DATABASE_URL` first) and builds a runner.
+    pub async fn open(catalog: catalog::Catalog, clock: caretaker_core::Clock) -> Result<Session, history::Error> {
+        let target = catalog
+            .history_target()
+            .map_err(|reason| history::Error::Store { target: catalog.source.display().to_string(), reason })?;
+        let mut secrets = Vec::new();
+        if let catalog::HistoryTarget::Postgres(url) = &target {
+            secrets.push(url.clone());
+        }
+        if let catalog::HistoryTarget::Postgres(url) = &catalog.history {
+            secrets.push(url.clone());
+        }
+        secrets.extend(catalog.notifications.webhook.clone());
+        let redactor = redact::Redactor::new(secrets.iter().map(String::as_str));
+        let store = history::HistoryStore::open(&target, &catalog.state_dir).await?;
+        let (tx, rx) = tokio::sync::watch::channel(run::Lifecycle::Running);
+        let runner = run::Runner::new(Arc::new(catalog), Arc::new(store), clock::SchedulerClock::new(clock), redactor, rx);
+        Ok(Session { runner: Arc::new(runner), lifecycle: tx })
+    }
+}
+
+impl Session {
+    /// Turns SIGTERM or SIGINT into a cancellation of what runs (its execution is still recorded,
+    /// as cancelled). Abort the returned task when the run is over.
+    pub fn cancel_on_signals(&self) -> tokio::task::JoinHandle<()> {
+        let lifecycle = self.lifecycle.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                return;
+            };
+            let why = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            let _ = lifecycle.send(run::Lifecycle::Cancelling(why.to_string()));
+        })
+    }
+}

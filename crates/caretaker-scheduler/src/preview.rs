@@ -221,6 +221,23 @@ fn overlaps(catalog: &Catalog, events: &[PreviewEvent]) -> Vec<Warning> {
     out
 }
 
+/// A preview's start: a date (midnight in `tz`) or an RFC 3339 instant. The error is the reason.
+pub fn parse_from(text: &str, tz: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
+    use chrono::TimeZone;
+    if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let date = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("{text:?}: not a date (2026-03-28) or an RFC 3339 instant (2026-03-28T00:00:00Z)"))?;
+    let midnight = date.and_hms_opt(0, 0, 0).expect("midnight exists as a naive time");
+    // Midnight falls in a daylight-saving gap in a few zones: then the first hour after it.
+    tz.from_local_datetime(&midnight)
+        .earliest()
+        .or_else(|| tz.from_local_datetime(&(midnight + chrono::Duration::hours(1))).earliest())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| format!("{text:?}: midnight does not exist in {}", tz.name()))
+}
+
 /// The preview as a person reads it.
 pub fn render(p: &Preview) -> String {
     let mut out = String::new();

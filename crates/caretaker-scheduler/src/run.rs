@@ -24,6 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// The run lock critical tasks share (task ids cannot contain `~`).
+const CRITICAL_TURN: &str = "~critical";
+
 /// Where a scheduler is in its life: running, finishing what it started, or cancelling it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lifecycle {
@@ -170,6 +173,19 @@ impl Runner {
                 return Ok(RunResult::Recorded(Box::new(execution)));
             }
 
+            // Critical tasks take turns: maintenance mode has one holder, who ends it.
+            let _critical_turn = if spec.is_critical() && !req.dry_run {
+                match self.critical_turn(spec, &mut execution).await? {
+                    Ok(lock) => Some(lock),
+                    Err(reason) => {
+                        self.finish(&mut execution, ExecutionStatus::Skipped, reason).await?;
+                        return Ok(RunResult::Recorded(Box::new(execution)));
+                    }
+                }
+            } else {
+                None
+            };
+
             // From here on nothing returns early: maintenance mode entered is always left.
             let entered = self.enter_maintenance(spec, &req, &execution).await;
             execution.notes.extend(entered.1);
@@ -303,6 +319,34 @@ impl Runner {
             }
         }
         Ok(None)
+    }
+
+    /// Waits (at most the task's timeout) until no other critical task runs; `Err(reason)` to skip.
+    async fn critical_turn(
+        &self,
+        spec: &TaskSpec,
+        execution: &mut Execution,
+    ) -> Result<Result<history::TaskLock, String>, Error> {
+        let started = Instant::now();
+        loop {
+            if let Some(lock) = self.history.lock_task(CRITICAL_TURN).await? {
+                if started.elapsed().as_secs() > 0 {
+                    execution.notes.push(format!("waited {}s for another critical task to finish", started.elapsed().as_secs()));
+                }
+                return Ok(Ok(lock));
+            }
+            if started.elapsed() >= spec.timeout || self.lifecycle() != Lifecycle::Running {
+                return Ok(Err(format!(
+                    "not run: another critical task held maintenance mode for {}s",
+                    started.elapsed().as_secs()
+                )));
+            }
+            let mut lifecycle = self.lifecycle.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                Ok(_) = lifecycle.wait_for(|l| *l != Lifecycle::Running) => {}
+            }
+        }
     }
 
     /// Enters maintenance mode for a critical task, unless it is already on. Returns whether this
