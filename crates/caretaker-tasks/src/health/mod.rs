@@ -309,6 +309,7 @@ impl Task for HealthGroup {
     fn run<'a>(&'a self, ctx: &'a TaskContext) -> BoxFuture<'a, Result<TaskOutcome, TaskError>> {
         Box::pin(async move {
             let mut reports = Vec::new();
+            let mut grades = Vec::new();
             let mut overall = Health::Healthy;
             let mut reasons = Vec::new();
             let mut metrics = BTreeMap::new();
@@ -328,12 +329,13 @@ impl Task for HealthGroup {
                 }
                 metrics.insert(format!("{}.health", member.name), report.health.metric());
                 secrets.extend(member.check.secrets());
+                grades.push(report.health);
                 reports.push(serde_json::json!({
                     "critical": member.critical,
                     "report": report,
                 }));
             }
-            let count = |h: Health| reports.iter().filter(|r| r["report"]["health"] == h.name()).count() as f64;
+            let count = |h: Health| grades.iter().filter(|g| **g == h).count() as f64;
             metrics.insert("health".into(), overall.metric());
             metrics.insert("checks".into(), self.checks.len() as f64);
             metrics.insert("checks_healthy".into(), count(Health::Healthy));
