@@ -3,6 +3,7 @@
 
 mod config;
 mod nightly;
+mod patterns;
 
 use caretaker_test_support::TestContext;
 

@@ -155,6 +155,12 @@ struct RawPatterns {
     delete_below_usage: Option<u64>,
     delete_below_confidence: Option<f64>,
     archive_above_confidence: Option<f64>,
+    discover: Option<bool>,
+    min_support: Option<f64>,
+    min_confidence: Option<f64>,
+    min_lift: Option<f64>,
+    max_conditions: Option<usize>,
+    max_bins: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -290,6 +296,28 @@ pub struct PatternPolicy {
     pub delete_below_confidence: f64,
     /// Old patterns with a confidence above this are archived.
     pub archive_above_confidence: f64,
+    /// How the nightly run mines new patterns from the training window.
+    pub discovery: DiscoverySpec,
+}
+
+/// Pattern discovery: class association rules mined from the training window over features
+/// binned at label-driven cut points.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiscoverySpec {
+    /// Mine patterns in the nightly run (`patterns.discover`, default true).
+    pub enabled: bool,
+    /// A rule's support: the share of training rows that match its conditions and carry its
+    /// label (`patterns.min_support`, default 0.005).
+    pub min_support: f64,
+    /// Of the training rows matching the conditions, the share with the predicted label
+    /// (`patterns.min_confidence`, default 0.6).
+    pub min_confidence: f64,
+    /// Confidence divided by the label's base rate (`patterns.min_lift`, default 1.5).
+    pub min_lift: f64,
+    /// Conditions per pattern, at most one per feature (`patterns.max_conditions`, default 3).
+    pub max_conditions: usize,
+    /// Bins per numeric feature, at most (`patterns.max_bins`, default 8).
+    pub max_bins: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -500,6 +528,20 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
             delete_below_usage: p.delete_below_usage.unwrap_or(5),
             delete_below_confidence,
             archive_above_confidence,
+            discovery: DiscoverySpec {
+                enabled: p.discover.unwrap_or(true),
+                min_support: check.fraction("patterns.min_support", p.min_support, 0.005),
+                min_confidence: check.fraction("patterns.min_confidence", p.min_confidence, 0.6),
+                min_lift: match p.min_lift.unwrap_or(1.5) {
+                    v if v.is_finite() && v >= 0.0 => v,
+                    v => {
+                        check.fail("patterns.min_lift", format!("must be a number >= 0, got {v}"));
+                        v
+                    }
+                },
+                max_conditions: check.at_least("patterns.max_conditions", p.max_conditions.unwrap_or(3), 1),
+                max_bins: check.at_least("patterns.max_bins", p.max_bins.unwrap_or(8), 2),
+            },
         }
     });
 

@@ -230,6 +230,45 @@ pub struct PatternsReport {
     /// Bytes of archive files written by this run.
     pub archive_bytes_written: u64,
     pub archive_files: Vec<String>,
+    /// Patterns created after now: kept by cleanup, because a clock or a writer is wrong.
+    #[serde(default)]
+    pub created_in_future: u64,
+    /// Patterns with status `restored`: brought back by `patterns restore`, left alone by cleanup.
+    #[serde(default)]
+    pub restored_exempt: u64,
+    /// What discovery did before cleanup ran; absent when discovery is off or did not run.
+    #[serde(default)]
+    pub discovery: Option<PatternDiscoveryReport>,
+}
+
+/// Pattern discovery in one run: rules mined from the training window, upserted into the store,
+/// their uses counted on the window's events and their precision measured on the holdout.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PatternDiscoveryReport {
+    /// Training rows mined.
+    pub train_rows: u64,
+    /// Rules that passed min_support, min_confidence and min_lift.
+    pub mined: u64,
+    /// Mined rules new to the store (created now).
+    pub discovered: u64,
+    /// Mined rules already in the store: support, confidence, lift and last_seen_at refreshed.
+    pub updated: u64,
+    /// Mined rules found in the archive: left there (`patterns restore` brings them back).
+    pub already_archived: u64,
+    /// Store patterns that matched at least one event newer than their last use.
+    pub matched: u64,
+    /// Uses added to usage_count across the store.
+    pub uses_counted: u64,
+    /// Store patterns whose conditions cannot be evaluated on these events (a feature the data
+    /// lacks, an unknown operator or a value that is not a number).
+    pub unmatchable: u64,
+    /// Holdout events matched by a mined rule, counted once per (rule, event).
+    pub holdout_matches: u64,
+    /// Of those matches, the share where the event's label is the one the rule predicts; absent
+    /// when no rule matched a holdout event.
+    pub holdout_precision: Option<f64>,
+    /// The numeric cut points used, per feature, after snapping to round numbers.
+    pub cut_points: std::collections::BTreeMap<String, Vec<f64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,27 +1,32 @@
-//! The archive of old valuable patterns: `archive/date=YYYY-MM-DD/part-<hash>.parquet` files, one
-//! per cleanup that archived something, and `archive/manifest.json` listing each file's rows,
-//! bytes and blake3.
+//! The archive of old valuable patterns: `archive/date=YYYY-MM-DD/part-<hash>.parquet` files (the
+//! date is the day they were archived), and `archive/manifest.json` listing each file's rows,
+//! bytes and blake3 with a state.
 //!
-//! An entry is `pending` from the moment its file is safely on disk until the store no longer
-//! holds its patterns, then `committed`. Whoever next takes the store's lock finishes a pending
-//! entry (removing its patterns from the store) and deletes any archive file the manifest does
-//! not list (a crash before the manifest was written: its patterns are still in the store).
+//! The manifest is the archive's journal. An entry is `pending` from the moment its file is
+//! safely on disk until the store no longer holds its patterns, then `committed`; it is
+//! `restoring` from the moment `patterns restore` decides to bring (some of) its patterns back
+//! until the store holds them and the file is gone. Whoever next takes the store's lock finishes
+//! what a killed process left (see [`crate::recovery`]). Between commands, the store and the
+//! committed files hold every pattern exactly once.
 
 use crate::{Error, Result};
 use caretaker_core::fs::{FsError, write_atomic};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub const MANIFEST: &str = "manifest.json";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub format: u32,
     pub files: Vec<ManifestEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ManifestEntry {
     /// Relative to the archive directory.
     pub path: String,
@@ -31,6 +36,9 @@ pub struct ManifestEntry {
     pub archived_at: DateTime<Utc>,
     pub run_id: String,
     pub state: EntryState,
+    /// While `restoring`: the ids being brought back; absent means every row of the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_ids: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,14 +48,41 @@ pub enum EntryState {
     Pending,
     /// The store no longer holds its patterns.
     Committed,
+    /// Its patterns (all, or `restore_ids`) are going back to the store; the file is about to go.
+    Restoring,
+}
+
+impl EntryState {
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryState::Pending => "pending",
+            EntryState::Committed => "committed",
+            EntryState::Restoring => "restoring",
+        }
+    }
+}
+
+impl ManifestEntry {
+    /// The day in the file's `date=YYYY-MM-DD` directory.
+    pub fn date(&self) -> Option<NaiveDate> {
+        partition_date(&self.path)
+    }
+}
+
+/// The day of a `date=YYYY-MM-DD/part-*.parquet` path.
+pub fn partition_date(relative: &str) -> Option<NaiveDate> {
+    let dir = relative.split('/').next()?;
+    NaiveDate::parse_from_str(dir.strip_prefix("date=")?, "%Y-%m-%d").ok()
 }
 
 impl Manifest {
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Invalid { path, reason: format!("not an archive manifest: {e}") }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
+                path,
+                reason: format!("not an archive manifest ({e}); nothing was changed: restore it from a backup, or run `caretaker patterns verify`"),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest { format: 1, files: Vec::new() }),
             Err(e) => Err(FsError::new("read", path, e).into()),
         }
@@ -61,6 +96,42 @@ impl Manifest {
 
     pub fn entry_mut(&mut self, path: &str) -> Option<&mut ManifestEntry> {
         self.files.iter_mut().find(|e| e.path == path)
+    }
+
+    /// Before a command changes anything: every listed file is there with its listed size, and
+    /// no path is listed twice. A cheap check (no hashing); `patterns verify` does the full one.
+    pub fn check_files(&self, dir: &Path) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for e in &self.files {
+            let path = dir.join(&e.path);
+            let invalid = |reason: String| Error::Invalid { path: path.clone(), reason };
+            if !seen.insert(e.path.as_str()) {
+                return Err(invalid(format!(
+                    "listed twice in {}; nothing was changed: run `caretaker patterns verify`",
+                    dir.join(MANIFEST).display()
+                )));
+            }
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.len() == e.bytes || e.state == EntryState::Restoring => {}
+                Ok(meta) => {
+                    return Err(invalid(format!(
+                        "is {} bytes but the manifest says {}; nothing was changed: run `caretaker patterns verify`",
+                        meta.len(),
+                        e.bytes
+                    )));
+                }
+                // A restoring entry's file goes away last: its absence is a step, not damage.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound && e.state == EntryState::Restoring => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(invalid(format!(
+                        "is listed ({}) in the manifest but missing; nothing was changed: run `caretaker patterns verify`",
+                        e.state.name()
+                    )));
+                }
+                Err(err) => return Err(FsError::new("read", path, err).into()),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -88,9 +159,9 @@ pub fn part_files(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Where a cleanup archiving `ids` on `day` writes: the name depends only on the patterns, so a
-/// rerun after a crash rewrites the same file instead of adding a second copy.
-pub fn part_path(day: DateTime<Utc>, ids: &[String]) -> String {
+/// Where an archive file holding `ids` for `day` goes: the name depends only on the day and the
+/// patterns, so a rerun after a crash rewrites the same file instead of adding a second copy.
+pub fn part_path(day: NaiveDate, ids: &[String]) -> String {
     let mut hasher = blake3::Hasher::new();
     for id in ids {
         hasher.update(id.as_bytes());
@@ -101,4 +172,47 @@ pub fn part_path(day: DateTime<Utc>, ids: &[String]) -> String {
 
 pub fn absolute(dir: &Path, relative: &str) -> PathBuf {
     dir.join(relative)
+}
+
+/// The pattern ids of an archive file (only that column is read).
+pub fn file_ids(path: &Path) -> Result<Vec<String>> {
+    let read = || -> PolarsResult<Vec<String>> {
+        let file = std::fs::File::open(path).map_err(|e| polars_err!(ComputeError: "{e}"))?;
+        let df = ParquetReader::new(file).with_columns(Some(vec!["pattern_id".into()])).finish()?;
+        crate::store::ids(&df)
+    };
+    read().map_err(|e| caretaker_data::Error::Read { path: path.to_path_buf(), reason: e.to_string() }.into())
+}
+
+/// Rows of an archive file from its Parquet footer.
+pub fn file_rows(path: &Path) -> Result<u64> {
+    let read = || -> PolarsResult<u64> {
+        let file = std::fs::File::open(path).map_err(|e| polars_err!(ComputeError: "{e}"))?;
+        Ok(ParquetReader::new(file).num_rows()? as u64)
+    };
+    read().map_err(|e| caretaker_data::Error::Read { path: path.to_path_buf(), reason: e.to_string() }.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_paths_depend_on_day_and_ids_only() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
+        let ids = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(part_path(day, &ids), part_path(day, &ids));
+        assert_ne!(part_path(day, &ids), part_path(day, &ids[..1]));
+        assert!(part_path(day, &ids).starts_with("date=2026-11-28/part-"));
+        assert_eq!(partition_date(&part_path(day, &ids)), Some(day));
+        assert_eq!(partition_date("elsewhere/part-x.parquet"), None);
+    }
+
+    #[test]
+    fn a_manifest_that_is_not_json_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MANIFEST), "{ not json").unwrap();
+        let err = Manifest::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("manifest.json") && err.contains("not an archive manifest"), "{err}");
+    }
 }

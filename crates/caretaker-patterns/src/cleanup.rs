@@ -6,38 +6,57 @@
 //! other pattern stays. Bytes are measured from the files before and after, not estimated.
 
 use crate::archive::{self, EntryState, Manifest, ManifestEntry};
+use crate::recovery::{self, polars_error};
 use crate::{Result, store};
 use caretaker_core::config::PatternPolicy;
 use caretaker_core::crash_point;
-use caretaker_core::fs::{FsError, disk_size, file_blake3};
-use caretaker_core::lock::ProcessLock;
+use caretaker_core::fs::{disk_size, file_blake3};
 use caretaker_core::report::PatternsReport;
 use chrono::{DateTime, Duration, Utc};
 use polars::prelude::*;
-use std::collections::HashSet;
 
-/// What cleanup would do, without doing it.
-#[derive(Debug, Clone, PartialEq)]
+/// What cleanup would do, without doing it. Sizes are measured by writing the would-be store and
+/// archive file to a temporary directory, not estimated.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CleanupPlan {
+    pub dry_run: bool,
     pub before: u64,
     pub delete: u64,
     pub archive: u64,
     pub keep: u64,
-    pub store_bytes: u64,
+    /// Status `restored`: left alone whatever their age.
+    pub restored_exempt: u64,
     /// Patterns created after now: kept, and reported, because a clock or a writer is wrong.
     pub created_in_future: u64,
+    /// The store's size now.
+    pub store_bytes: u64,
+    /// The store's size after cleanup.
+    pub store_bytes_after: u64,
+    /// The archive file cleanup would write.
+    pub archive_bytes: u64,
+    /// Archive entries an interrupted command left unfinished; the next cleanup finishes them first.
+    pub unfinished_archive_entries: u64,
+}
+
+impl CleanupPlan {
+    /// Store bytes freed, net of the archive file written.
+    pub fn bytes_freed(&self) -> i64 {
+        self.store_bytes as i64 - self.store_bytes_after as i64
+    }
 }
 
 struct Split {
     delete: BooleanChunked,
     archive: BooleanChunked,
     future: u64,
+    restored: u64,
 }
 
 fn split(df: &DataFrame, policy: &PatternPolicy, now: DateTime<Utc>) -> PolarsResult<Split> {
     let cutoff = (now - Duration::days(policy.retention_days as i64)).timestamp_micros();
     let created = col("created_at").cast(DataType::Int64);
-    let old = created.clone().lt(lit(cutoff));
+    let restored = col("status").eq(lit(store::RESTORED)).fill_null(lit(false));
+    let old = created.clone().lt(lit(cutoff)).and(restored.clone().not());
     let delete = old
         .clone()
         .and(col("usage_count").cast(DataType::Int64).lt(lit(policy.delete_below_usage as i64)))
@@ -50,88 +69,77 @@ fn split(df: &DataFrame, policy: &PatternPolicy, now: DateTime<Utc>) -> PolarsRe
             delete.fill_null(lit(false)).alias("delete"),
             archive.fill_null(lit(false)).alias("archive"),
             created.gt(lit(now.timestamp_micros())).fill_null(lit(false)).alias("future"),
+            restored.alias("restored"),
         ])
         .collect()?;
     let mask = |name: &str| -> PolarsResult<BooleanChunked> { Ok(masks.column(name)?.bool()?.clone()) };
-    Ok(Split { delete: mask("delete")?, archive: mask("archive")?, future: mask("future")?.sum().unwrap_or(0) as u64 })
+    Ok(Split {
+        delete: mask("delete")?,
+        archive: mask("archive")?,
+        future: mask("future")?.sum().unwrap_or(0) as u64,
+        restored: mask("restored")?.sum().unwrap_or(0) as u64,
+    })
 }
 
-fn lock(policy: &PatternPolicy) -> Result<ProcessLock> {
-    let path = caretaker_core::fs::parent_dir(&policy.store).join(".patterns.lock");
-    Ok(ProcessLock::acquire(&path, &format!("the pattern store {}", policy.store.display()))?)
+/// The archive rows of a cleanup: the store's rows plus the time they were archived.
+fn archive_rows(df: &DataFrame, mask: &BooleanChunked, now: DateTime<Utc>) -> PolarsResult<DataFrame> {
+    let mut rows = df.filter(mask)?;
+    let stamp = Series::new("archived_at".into(), vec![now.timestamp_micros(); rows.height()])
+        .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?;
+    rows.with_column(stamp.into_column())?;
+    Ok(rows)
 }
 
-fn polars_error(policy: &PatternPolicy) -> impl Fn(PolarsError) -> crate::Error + '_ {
-    move |e| caretaker_data::Error::Read { path: policy.store.clone(), reason: e.to_string() }.into()
-}
-
-/// What cleanup would do now.
+/// What cleanup would do now: counts, and sizes measured by writing the would-be files to a
+/// temporary directory. Changes nothing.
 pub fn plan(policy: &PatternPolicy, now: DateTime<Utc>) -> Result<CleanupPlan> {
     let df = store::read(&policy.store)?;
-    let s = split(&df, policy, now).map_err(polars_error(policy))?;
+    let err = polars_error(&policy.store);
+    let s = split(&df, policy, now).map_err(&err)?;
     let delete = s.delete.sum().unwrap_or(0) as u64;
     let archive = s.archive.sum().unwrap_or(0) as u64;
     let before = df.height() as u64;
+    let unfinished = Manifest::load(&policy.archive)?.files.iter().filter(|e| e.state != EntryState::Committed).count();
+    let store_bytes = disk_size(&policy.store);
+    let (mut store_bytes_after, mut archive_bytes) = (store_bytes, 0);
+    if delete + archive > 0 {
+        let scratch = tempfile::tempdir().map_err(|e| {
+            caretaker_core::fs::FsError::new("create a temporary directory in", std::env::temp_dir(), e)
+        })?;
+        let mut kept = df.filter(&!(&s.delete | &s.archive)).map_err(&err)?;
+        store_bytes_after = store::write(&mut kept, &scratch.path().join("store.parquet"))?;
+        if archive > 0 {
+            let mut rows = archive_rows(&df, &s.archive, now).map_err(&err)?;
+            archive_bytes =
+                caretaker_data::parquet_io::write_parquet_atomic(&mut rows, &scratch.path().join("part.parquet"))?;
+        }
+    }
     Ok(CleanupPlan {
+        dry_run: true,
         before,
         delete,
         archive,
         keep: before - delete - archive,
-        store_bytes: disk_size(&policy.store),
+        restored_exempt: s.restored,
         created_in_future: s.future,
+        store_bytes,
+        store_bytes_after,
+        archive_bytes,
+        unfinished_archive_entries: unfinished as u64,
     })
 }
 
-/// Finishes an interrupted cleanup: drops from the store the patterns of pending archive files,
-/// and removes archive files the manifest does not list. Needs the store's lock.
-fn reconcile(policy: &PatternPolicy, _lock: &ProcessLock) -> Result<()> {
-    let dir = &policy.archive;
-    let mut manifest = Manifest::load(dir)?;
-    let listed: HashSet<&str> = manifest.files.iter().map(|e| e.path.as_str()).collect();
-    for orphan in archive::part_files(dir)?.into_iter().filter(|p| !listed.contains(p.as_str())) {
-        let path = archive::absolute(dir, &orphan);
-        tracing::warn!(file = %path.display(), "removing an archive file no manifest entry lists (an interrupted cleanup; its patterns are still in the store)");
-        std::fs::remove_file(&path).map_err(|e| FsError::new("remove", &path, e))?;
-    }
-    let pending: Vec<String> =
-        manifest.files.iter().filter(|e| e.state == EntryState::Pending).map(|e| e.path.clone()).collect();
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let mut archived = HashSet::new();
-    for rel in &pending {
-        let df = caretaker_data::parquet_io::read_parquet(&archive::absolute(dir, rel))?;
-        archived.extend(store::ids(&df).map_err(polars_error(policy))?);
-    }
-    let df = store::read(&policy.store)?;
-    let ids = store::ids(&df).map_err(polars_error(policy))?;
-    let keep: BooleanChunked = ids.iter().map(|id| !archived.contains(id)).collect();
-    if keep.sum().unwrap_or(0) as usize != df.height() {
-        let mut kept = df.filter(&keep).map_err(polars_error(policy))?;
-        tracing::warn!(
-            patterns = df.height() - kept.height(),
-            "finishing an interrupted cleanup: removing already archived patterns from the store"
-        );
-        store::write(&mut kept, &policy.store)?;
-    }
-    for rel in &pending {
-        if let Some(e) = manifest.entry_mut(rel) {
-            e.state = EntryState::Committed;
-        }
-    }
-    manifest.save(dir)?;
-    Ok(())
-}
-
 /// Applies the policy: archive first (written, synced, listed as pending), then the store
-/// (replaced atomically), then the manifest entry committed.
+/// (replaced atomically), then the manifest entry committed. Finishes whatever an interrupted
+/// command left first.
 pub fn run(policy: &PatternPolicy, now: DateTime<Utc>, run_id: &str) -> Result<PatternsReport> {
-    let lock = lock(policy)?;
-    reconcile(policy, &lock)?;
+    let lock = recovery::lock(policy)?;
+    recovery::reconcile(policy, &lock)?;
     let df = store::read(&policy.store)?;
+    let err = polars_error(&policy.store);
     let before = df.height() as u64;
     let store_bytes_before = disk_size(&policy.store);
-    let s = split(&df, policy, now).map_err(polars_error(policy))?;
+    let s = split(&df, policy, now).map_err(&err)?;
     if s.future > 0 {
         tracing::warn!(patterns = s.future, store = %policy.store.display(), "patterns created in the future: kept, check the clock of whoever wrote them");
     }
@@ -146,6 +154,9 @@ pub fn run(policy: &PatternPolicy, now: DateTime<Utc>, run_id: &str) -> Result<P
         store_bytes_after: store_bytes_before,
         archive_bytes_written: 0,
         archive_files: Vec::new(),
+        created_in_future: s.future,
+        restored_exempt: s.restored,
+        discovery: None,
     };
     if deleted == 0 && archived == 0 {
         return Ok(report);
@@ -154,14 +165,10 @@ pub fn run(policy: &PatternPolicy, now: DateTime<Utc>, run_id: &str) -> Result<P
     let mut manifest = Manifest::load(&policy.archive)?;
     let mut archive_entry = None;
     if archived > 0 {
-        let mut rows = df.filter(&s.archive).map_err(polars_error(policy))?;
-        let ids = store::ids(&rows).map_err(polars_error(policy))?;
-        let rel = archive::part_path(now, &ids);
+        let mut rows = archive_rows(&df, &s.archive, now).map_err(&err)?;
+        let ids = store::ids(&rows).map_err(&err)?;
+        let rel = archive::part_path(now.date_naive(), &ids);
         let path = archive::absolute(&policy.archive, &rel);
-        let stamp = Series::new("archived_at".into(), vec![now.timestamp_micros(); rows.height()])
-            .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
-            .map_err(polars_error(policy))?;
-        rows.with_column(stamp.into_column()).map_err(polars_error(policy))?;
         let bytes = caretaker_data::parquet_io::write_parquet_atomic(&mut rows, &path)?;
         crash_point("patterns:archive_written");
         manifest.files.retain(|e| e.path != rel);
@@ -173,6 +180,7 @@ pub fn run(policy: &PatternPolicy, now: DateTime<Utc>, run_id: &str) -> Result<P
             archived_at: now,
             run_id: run_id.to_string(),
             state: EntryState::Pending,
+            restore_ids: None,
         });
         manifest.save(&policy.archive)?;
         crash_point("patterns:manifest_pending");
@@ -182,7 +190,8 @@ pub fn run(policy: &PatternPolicy, now: DateTime<Utc>, run_id: &str) -> Result<P
     }
 
     let keep = !(&s.delete | &s.archive);
-    let mut kept = df.filter(&keep).map_err(polars_error(policy))?;
+    let mut kept = df.filter(&keep).map_err(&err)?;
+    drop(df);
     store::write(&mut kept, &policy.store)?;
     crash_point("patterns:store_written");
     report.store_bytes_after = disk_size(&policy.store);
@@ -192,6 +201,7 @@ pub fn run(policy: &PatternPolicy, now: DateTime<Utc>, run_id: &str) -> Result<P
             e.state = EntryState::Committed;
         }
         manifest.save(&policy.archive)?;
+        crash_point("patterns:manifest_committed");
     }
     drop(lock);
     Ok(report)
@@ -225,6 +235,14 @@ mod tests {
             delete_below_usage: 5,
             delete_below_confidence: 0.5,
             archive_above_confidence: 0.8,
+            discovery: caretaker_core::config::DiscoverySpec {
+                enabled: true,
+                min_support: 0.005,
+                min_confidence: 0.6,
+                min_lift: 1.5,
+                max_conditions: 3,
+                max_bins: 8,
+            },
         }
     }
 

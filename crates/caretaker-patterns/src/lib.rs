@@ -22,8 +22,15 @@
 
 pub mod archive;
 pub mod cleanup;
+pub mod discover;
 pub mod example;
+pub mod matching;
+pub mod mining;
+pub mod pattern;
+pub mod recovery;
+pub mod restore;
 pub mod store;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -38,6 +45,9 @@ pub enum Error {
     Busy(#[from] caretaker_core::lock::LockError),
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    /// A request that cannot be met as asked (an unknown pattern id, a date in the future).
+    #[error("{reason}")]
+    Request { reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

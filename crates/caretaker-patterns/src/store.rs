@@ -64,6 +64,76 @@ pub fn check_schema(path: &Path, found: &Schema) -> Result<()> {
     Ok(())
 }
 
+/// A pattern's status: `active` as discovered, `restored` once `patterns restore` brought it back
+/// from the archive (cleanup then leaves it alone: the user asked for it).
+pub const ACTIVE: &str = "active";
+pub const RESTORED: &str = "restored";
+
+/// Reads the store for a command that writes whole rows back (discovery, restore): every column
+/// of [`schema`] must be there with its type (any integer type for `usage_count`), and no other,
+/// since a rewrite would drop it. Columns come back in the schema's order. A missing store is an
+/// empty one.
+pub fn read_canonical(path: &Path) -> Result<DataFrame> {
+    let df = read(path)?;
+    canonical(df, path)
+}
+
+/// `df` with the store's columns in order and types, or an error naming the column.
+pub fn canonical(df: DataFrame, path: &Path) -> Result<DataFrame> {
+    let expected = schema();
+    let invalid = |reason: String| Error::Invalid { path: path.to_path_buf(), reason };
+    let extra: Vec<&str> =
+        df.get_column_names().into_iter().map(|c| c.as_str()).filter(|c| !expected.contains(c)).collect();
+    if !extra.is_empty() {
+        return Err(invalid(format!(
+            "unexpected column(s) {extra:?}: this command rewrites whole rows and would drop them; expected exactly {:?}",
+            expected.iter_names().map(|n| n.as_str()).collect::<Vec<_>>()
+        )));
+    }
+    let mut columns = Vec::with_capacity(expected.len());
+    for (name, want) in expected.iter() {
+        let column = df
+            .column(name)
+            .map_err(|_| invalid(format!("not a pattern store: column {name:?} is missing (expected {want})")))?;
+        let got = column.dtype();
+        if got == want {
+            columns.push(column.clone());
+        } else if name == "usage_count" && got.is_integer() {
+            columns.push(column.cast(want).map_err(|e| invalid(format!("column \"usage_count\": {e}")))?);
+        } else {
+            return Err(invalid(format!("not a pattern store: column {name:?} is {got}, expected {want}")));
+        }
+    }
+    DataFrame::new(df.height(), columns).map_err(|e| invalid(e.to_string()))
+}
+
+/// Each row's conditions, read from the `conditions` column in one pass.
+pub fn conditions(df: &DataFrame) -> PolarsResult<Vec<Vec<crate::pattern::Condition>>> {
+    let list = df.column("conditions")?.list()?.rechunk();
+    let offsets = list.offsets()?;
+    let inner = list.get_inner();
+    let fields = inner.struct_()?.fields_as_series();
+    let get = |name: &str| -> PolarsResult<StringChunked> {
+        let s =
+            fields.iter().find(|f| f.name().as_str() == name).ok_or_else(|| polars_err!(ColumnNotFound: "{name}"))?;
+        Ok(s.str()?.rechunk().into_owned())
+    };
+    let (feature, op, value) = (get("feature")?, get("op")?, get("value")?);
+    let text = |a: &StringChunked, i: usize| a.get(i).unwrap_or("").to_string();
+    Ok(offsets
+        .windows(2)
+        .map(|w| {
+            (w[0] as usize..w[1] as usize)
+                .map(|i| crate::pattern::Condition {
+                    feature: text(&feature, i),
+                    op: text(&op, i),
+                    value: text(&value, i),
+                })
+                .collect()
+        })
+        .collect())
+}
+
 /// Replaces the store atomically.
 pub fn write(df: &mut DataFrame, path: &Path) -> Result<u64> {
     Ok(caretaker_data::parquet_io::write_parquet_atomic(df, path)?)

@@ -243,9 +243,15 @@ fn stages_of_the_run(
 
     // Patterns.
     if let Some(policy) = &config.patterns {
-        let stage = stages.start("patterns", "cleaning up the pattern store");
-        report.patterns = Some(caretaker_patterns::cleanup::run(policy, clock.now(), run_id.as_str())?);
-        stages.finish(stage, report.patterns.as_ref().map(|p| p.before));
+        let stage = stages.start("patterns", "mining, counting and cleaning up patterns");
+        let discovery = match policy.discovery.enabled {
+            true => Some(caretaker_patterns::discover::run(policy, &split.train, &split.holdout, clock.now())?),
+            false => None,
+        };
+        let mut patterns = caretaker_patterns::cleanup::run(policy, clock.now(), run_id.as_str())?;
+        patterns.discovery = discovery;
+        stages.finish(stage, Some(patterns.before));
+        report.patterns = Some(patterns);
     }
     Ok(())
 }

@@ -186,6 +186,19 @@ pub fn summary(report: &RunReport) -> String {
             bytes(p.store_bytes_before),
             bytes(p.store_bytes_after)
         );
+        if let Some(d) = &p.discovery {
+            let _ = writeln!(
+                out,
+                "          mined {} rules: {} new, {} updated, {} already archived; {} patterns matched {} new events{}",
+                d.mined,
+                d.discovered,
+                d.updated,
+                d.already_archived,
+                d.matched,
+                d.uses_counted,
+                d.holdout_precision.map(|p| format!("; holdout precision {p:.3}")).unwrap_or_default()
+            );
+        }
     }
     let _ = writeln!(out, "report    {}", Path::new(&report.report_dir).join(REPORT_FILE).display());
     let _ = writeln!(out, "          {}", Path::new(&report.report_dir).join(HTML_FILE).display());

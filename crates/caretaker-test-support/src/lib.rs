@@ -107,8 +107,14 @@ impl TestContext {
 
     /// Runs the binary in this directory with the fixed clock.
     pub fn caretaker(&self, args: &[&str]) -> Output {
+        self.caretaker_with_env(args, &[])
+    }
+
+    /// Runs the binary with extra environment variables (`CARETAKER_CRASH_AT`, ...).
+    pub fn caretaker_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let out = Command::new(&self.bin)
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(self.path())
             .env("CARETAKER_NOW", &self.now)
             .env_remove("CARETAKER_PIPELINE")

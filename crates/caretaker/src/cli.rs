@@ -26,7 +26,7 @@ pub enum Command {
     /// The model registry: list, show, roll back.
     #[command(subcommand)]
     Models(crate::commands::models::ModelsCommand),
-    /// The pattern store: list, clean up.
+    /// The pattern store: list, clean up, restore, verify.
     #[command(subcommand)]
     Patterns(crate::commands::patterns::PatternsCommand),
     /// The run history.
