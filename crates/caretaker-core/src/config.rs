@@ -57,10 +57,13 @@ struct RawPipeline {
     quality: RawQuality,
     #[serde(default)]
     training: RawTraining,
+    /// Each table is a [`RawCandidate`] plus an optional `grid` table.
     #[serde(default)]
-    candidates: Vec<RawCandidate>,
+    candidates: Vec<toml::Table>,
     #[serde(default)]
     gate: RawGate,
+    #[serde(default)]
+    registry: RawRegistry,
     patterns: Option<RawPatterns>,
     #[serde(default)]
     output: RawOutput,
@@ -98,6 +101,28 @@ struct RawQuality {
     max_range_violation_fraction: Option<f64>,
     #[serde(default)]
     ranges: BTreeMap<String, [f64; 2]>,
+    #[serde(default)]
+    allowed: BTreeMap<String, Vec<String>>,
+    outlier_rule: Option<OutlierRule>,
+    max_outlier_fraction: Option<f64>,
+    max_age_hours: Option<f64>,
+    future_tolerance_minutes: Option<f64>,
+    max_label_shift: Option<f64>,
+    #[serde(default)]
+    drift: RawDrift,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrift {
+    reference_days: Option<u32>,
+    current_days: Option<u32>,
+    psi_alarm: Option<f64>,
+    ks_alarm: Option<f64>,
+    js_alarm: Option<f64>,
+    max_drifted_share: Option<f64>,
+    bins: Option<usize>,
+    max_categories: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +133,8 @@ struct RawTraining {
     seed: Option<u64>,
     min_rows: Option<usize>,
     one_hot_max_levels: Option<usize>,
+    validation_days: Option<u32>,
+    tune_threshold: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +162,7 @@ enum RawCandidate {
         max_depth: Option<u16>,
         min_samples_leaf: Option<usize>,
         features_per_split: Option<usize>,
+        max_samples: Option<usize>,
     },
 }
 
@@ -144,6 +172,24 @@ struct RawGate {
     primary_metric: Option<String>,
     min_improvement: Option<f64>,
     first_run_floor: Option<f64>,
+    guardrails: Option<BTreeMap<String, f64>>,
+    bootstrap: Option<RawBootstrap>,
+    max_predict_micros_per_row: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBootstrap {
+    resamples: Option<u32>,
+    confidence: Option<f64>,
+    seed: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    keep_last: Option<usize>,
+    keep_challengers: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +236,7 @@ pub struct PipelineConfig {
     pub training: TrainingSpec,
     pub candidates: Vec<CandidateSpec>,
     pub gate: GatePolicy,
+    pub registry: RegistryPolicy,
     pub patterns: Option<PatternPolicy>,
     pub output: OutputDirs,
 }
@@ -227,6 +274,47 @@ pub struct QualityPolicy {
     pub max_range_violation_fraction: f64,
     /// Inclusive valid range per numeric column.
     pub ranges: BTreeMap<String, (f64, f64)>,
+    /// Allowed values per categorical column; a row with another value is quarantined.
+    pub allowed: BTreeMap<String, Vec<String>>,
+    pub outlier_rule: OutlierRule,
+    /// Share of clean rows flagged as outliers, per numeric column, above which the check fails
+    /// (outliers are counted and reported, never dropped).
+    pub max_outlier_fraction: f64,
+    /// The newest event may be at most this old at run time.
+    pub max_age_hours: f64,
+    /// Events later than the run time by more than this are quarantined (`future_timestamp`).
+    pub future_tolerance_minutes: f64,
+    /// Largest allowed change of the positive rate between the reference and current windows.
+    pub max_label_shift: f64,
+    pub drift: DriftPolicy,
+}
+
+/// How outliers are found in each numeric column, on the clean rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutlierRule {
+    /// Outside [Q1 - 1.5 IQR, Q3 + 1.5 IQR], quartiles by linear interpolation.
+    Iqr,
+    /// More than 3.5 robust z-scores from the median (0.6745 |x - median| / MAD).
+    Mad,
+}
+
+/// Drift between a reference window and the current window, both counted back from the newest
+/// event: the current window is the last `current_days`, the reference the `reference_days`
+/// before it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DriftPolicy {
+    pub reference_days: u32,
+    pub current_days: u32,
+    pub psi_alarm: f64,
+    pub ks_alarm: f64,
+    pub js_alarm: f64,
+    /// Share of features in alarm above which the drift check fails.
+    pub max_drifted_share: f64,
+    /// Quantile bins of numeric features (frozen from the first reference window seen).
+    pub bins: usize,
+    /// Categories of a categorical feature tracked by name; the rest share an "other" bin.
+    pub max_categories: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -240,12 +328,21 @@ pub struct TrainingSpec {
     pub min_rows: usize,
     /// Categorical features with more levels keep the most frequent ones and an "other" bucket.
     pub one_hot_max_levels: usize,
+    /// The newest days of the training rows, set aside to choose grid parameters and the decision
+    /// threshold; never the holdout.
+    pub validation_days: u32,
+    /// Choose each candidate's decision threshold on the validation rows to maximise the primary
+    /// metric (F1 when the primary metric does not depend on a threshold).
+    pub tune_threshold: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CandidateSpec {
     pub name: String,
     pub params: ModelParams,
+    /// Alternatives to `params` from the candidate's `grid`, every combination, validated; the one
+    /// scoring best on the validation rows is refitted on all training rows. Empty: no grid.
+    pub grid: Vec<ModelParams>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,10 +356,29 @@ pub enum SplitQuality {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum ModelParams {
-    LogisticRegression { alpha: f64, max_iterations: u64, gradient_tolerance: f64 },
-    DecisionTree { max_depth: Option<usize>, min_samples_leaf: usize, split_quality: SplitQuality },
-    GaussianNb { var_smoothing: f64 },
-    RandomForest { n_trees: u16, max_depth: Option<u16>, min_samples_leaf: usize, features_per_split: Option<usize> },
+    LogisticRegression {
+        alpha: f64,
+        max_iterations: u64,
+        gradient_tolerance: f64,
+    },
+    DecisionTree {
+        max_depth: Option<usize>,
+        min_samples_leaf: usize,
+        split_quality: SplitQuality,
+    },
+    GaussianNb {
+        var_smoothing: f64,
+    },
+    RandomForest {
+        n_trees: u16,
+        max_depth: Option<u16>,
+        min_samples_leaf: usize,
+        /// Features drawn at each split; default max(sqrt(k), k/3) of the k encoded features.
+        features_per_split: Option<usize>,
+        /// Rows each group of trees is grown from (a subsample without replacement when the training
+        /// window holds more), bounding fit time on large windows.
+        max_samples: usize,
+    },
 }
 
 impl ModelParams {
@@ -283,6 +399,31 @@ pub struct GatePolicy {
     pub min_improvement: f64,
     /// With no champion, the best candidate deploys only if its primary metric reaches this.
     pub first_run_floor: f64,
+    /// The largest drop allowed per metric against the champion (an increase, for losses).
+    pub guardrails: BTreeMap<Metric, f64>,
+    /// A paired bootstrap over holdout rows: deploy only if the lower bound of the improvement's
+    /// confidence interval is above zero.
+    pub bootstrap: Option<BootstrapSpec>,
+    /// The candidate's batch prediction time per row must stay at or below this.
+    pub max_predict_micros_per_row: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BootstrapSpec {
+    pub resamples: u32,
+    /// Two-sided confidence level of the interval, e.g. 0.95.
+    pub confidence: f64,
+    pub seed: u64,
+}
+
+/// What the registry keeps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegistryPolicy {
+    /// Versions kept besides every version that ever was champion.
+    pub keep_last: usize,
+    /// Store the gate's candidate as a version even when the gate keeps the champion, so an
+    /// operator can `models promote` it.
+    pub keep_challengers: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -394,7 +535,7 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
     };
     let resolve = |p: &str| -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() { p.to_path_buf() } else { root.join(p) }
+        normalize(&if p.is_absolute() { p.to_path_buf() } else { root.join(p) })
     };
 
     check.non_empty("name", &raw.name);
@@ -447,7 +588,45 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
             0.01,
         ),
         ranges,
+        allowed: BTreeMap::new(),
+        outlier_rule: q.outlier_rule.unwrap_or(OutlierRule::Iqr),
+        max_outlier_fraction: check.fraction("quality.max_outlier_fraction", q.max_outlier_fraction, 0.05),
+        max_age_hours: match q.max_age_hours.unwrap_or(48.0) {
+            v if v.is_finite() && v > 0.0 => v,
+            v => {
+                check.fail("quality.max_age_hours", format!("must be a number > 0, got {v}"));
+                v
+            }
+        },
+        future_tolerance_minutes: match q.future_tolerance_minutes.unwrap_or(5.0) {
+            v if v.is_finite() && v >= 0.0 => v,
+            v => {
+                check.fail("quality.future_tolerance_minutes", format!("must be a number >= 0, got {v}"));
+                v
+            }
+        },
+        max_label_shift: check.fraction("quality.max_label_shift", q.max_label_shift, 0.1),
+        drift: DriftPolicy {
+            reference_days: check.at_least("quality.drift.reference_days", q.drift.reference_days.unwrap_or(30), 1),
+            current_days: check.at_least("quality.drift.current_days", q.drift.current_days.unwrap_or(7), 1),
+            psi_alarm: check.at_least("quality.drift.psi_alarm", q.drift.psi_alarm.unwrap_or(0.2), 0.0),
+            ks_alarm: check.fraction("quality.drift.ks_alarm", q.drift.ks_alarm, 0.1),
+            js_alarm: check.fraction("quality.drift.js_alarm", q.drift.js_alarm, 0.1),
+            max_drifted_share: check.fraction("quality.drift.max_drifted_share", q.drift.max_drifted_share, 0.5),
+            bins: check.at_least("quality.drift.bins", q.drift.bins.unwrap_or(10), 2),
+            max_categories: check.at_least("quality.drift.max_categories", q.drift.max_categories.unwrap_or(50), 1),
+        },
     };
+    let mut quality = quality;
+    for (column, values) in &q.allowed {
+        let key = format!("quality.allowed.{column}");
+        if !d.categorical.contains(column) {
+            check.fail(&key, format!("{column:?} is not a categorical feature of [dataset]"));
+        } else if values.is_empty() {
+            check.fail(&key, "must list at least one value");
+        }
+        quality.allowed.insert(column.clone(), values.clone());
+    }
 
     // Training.
     let t = &raw.training;
@@ -465,7 +644,19 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
         seed: t.seed.unwrap_or(42),
         min_rows: check.at_least("training.min_rows", t.min_rows.unwrap_or(100), 2),
         one_hot_max_levels: check.at_least("training.one_hot_max_levels", t.one_hot_max_levels.unwrap_or(20), 1),
+        validation_days: t.validation_days.unwrap_or(7),
+        tune_threshold: t.tune_threshold.unwrap_or(true),
     };
+    let train_days = window_days.saturating_sub(holdout_days);
+    if window_days > holdout_days && (training.validation_days < 1 || training.validation_days >= train_days) {
+        check.fail(
+            "training.validation_days",
+            format!(
+                "must be at least 1 and shorter than the training days (window_days - holdout_days = {train_days}), got {}",
+                training.validation_days
+            ),
+        );
+    }
 
     // Candidates.
     if raw.candidates.is_empty() {
@@ -473,7 +664,7 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
     }
     let mut names = BTreeSet::new();
     let candidates =
-        raw.candidates.iter().enumerate().map(|(i, c)| validate_candidate(i, c, &mut names, check)).collect();
+        raw.candidates.iter().enumerate().map(|(i, c)| validate_candidate_table(i, c, &mut names, check)).collect();
 
     // Gate.
     let g = &raw.gate;
@@ -489,7 +680,48 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
     if !(min_improvement.is_finite() && min_improvement >= 0.0) {
         check.fail("gate.min_improvement", format!("must be a number >= 0, got {min_improvement}"));
     }
+    let mut guardrails = BTreeMap::new();
+    match &g.guardrails {
+        None => {
+            for m in [Metric::Accuracy, Metric::Precision, Metric::Recall, Metric::RocAuc] {
+                guardrails.insert(m, 0.02);
+            }
+        }
+        Some(table) => {
+            for (name, limit) in table {
+                let key = format!("gate.guardrails.{name}");
+                match Metric::from_name(name) {
+                    None => check.fail(&key, format!("unknown metric {name:?}")),
+                    Some(_) if !(limit.is_finite() && *limit >= 0.0) => {
+                        check.fail(&key, format!("must be a number >= 0, got {limit}"))
+                    }
+                    Some(m) => {
+                        guardrails.insert(m, *limit);
+                    }
+                }
+            }
+        }
+    }
+    let bootstrap = g.bootstrap.as_ref().map(|b| {
+        let confidence = b.confidence.unwrap_or(0.95);
+        if !(confidence > 0.5 && confidence < 1.0) {
+            check.fail("gate.bootstrap.confidence", format!("must be between 0.5 and 1 (exclusive), got {confidence}"));
+        }
+        BootstrapSpec {
+            resamples: check.at_least("gate.bootstrap.resamples", b.resamples.unwrap_or(1000), 100),
+            confidence,
+            seed: b.seed.unwrap_or(7),
+        }
+    });
+    if let Some(budget) = g.max_predict_micros_per_row
+        && !(budget.is_finite() && budget > 0.0)
+    {
+        check.fail("gate.max_predict_micros_per_row", format!("must be a number > 0, got {budget}"));
+    }
     let gate = GatePolicy {
+        guardrails,
+        bootstrap,
+        max_predict_micros_per_row: g.max_predict_micros_per_row,
         primary_metric,
         min_improvement,
         first_run_floor: match g.first_run_floor {
@@ -499,6 +731,11 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
             }
             v => v.unwrap_or(if primary_metric.higher_is_better() { 0.5 } else { f64::INFINITY }),
         },
+    };
+
+    let registry = RegistryPolicy {
+        keep_last: check.at_least("registry.keep_last", raw.registry.keep_last.unwrap_or(10), 1),
+        keep_challengers: raw.registry.keep_challengers.unwrap_or(true),
     };
 
     // Patterns.
@@ -577,9 +814,122 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
         training,
         candidates,
         gate,
+        registry,
         patterns,
         output,
     }
+}
+
+/// `a/b/../c` as `a/c`, lexically (no file system access: the path may not exist yet), so that
+/// reports show `data/events` rather than `pipelines/../data/events`.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
+}
+
+/// The most grid combinations one candidate may ask for.
+const MAX_GRID: usize = 64;
+
+/// Validates one `[[candidates]]` table: the candidate itself, then every combination of its
+/// `grid` (each a copy of the table with the grid's values put in).
+fn validate_candidate_table(
+    i: usize,
+    table: &toml::Table,
+    names: &mut BTreeSet<String>,
+    check: &mut Checker,
+) -> CandidateSpec {
+    let mut table = table.clone();
+    let grid = table.remove("grid");
+    let key = format!("candidates[{i}]");
+    let parse = |t: toml::Table, check: &mut Checker, key: &str| -> Option<RawCandidate> {
+        t.try_into::<RawCandidate>().map_err(|e| check.fail(key, e.to_string().trim_end().to_string())).ok()
+    };
+    let Some(raw) = parse(table.clone(), check, &key) else {
+        return CandidateSpec {
+            name: table.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_string(),
+            params: ModelParams::GaussianNb { var_smoothing: 1e-9 },
+            grid: Vec::new(),
+        };
+    };
+    let mut spec = validate_candidate(i, &raw, names, check);
+    let Some(grid) = grid else { return spec };
+    let Some(grid) = grid.as_table() else {
+        check.fail(format!("{key}.grid"), "must be a table of parameter = [values]");
+        return spec;
+    };
+    // Each value of each parameter on its own first, so a bad one is reported once, by name.
+    let mut axes: Vec<(String, Vec<toml::Value>)> = Vec::new();
+    for (param, values) in grid {
+        let gkey = format!("{key}.grid.{param}");
+        if matches!(param.as_str(), "name" | "family") {
+            check.fail(&gkey, "only hyperparameters can vary in a grid");
+            continue;
+        }
+        let Some(values) = values.as_array().filter(|v| !v.is_empty()) else {
+            check.fail(&gkey, "must be a non-empty list of values");
+            continue;
+        };
+        let mut good = Vec::new();
+        for value in values {
+            let mut one = table.clone();
+            one.insert(param.clone(), value.clone());
+            let before = check.problems.len();
+            let parsed = one.try_into::<RawCandidate>();
+            match parsed {
+                Err(e) => {
+                    check.fail(&gkey, e.to_string().trim_end().to_string());
+                    break;
+                }
+                Ok(raw) => {
+                    validate_candidate(i, &raw, &mut BTreeSet::new(), check);
+                    for p in &mut check.problems[before..] {
+                        p.key = p.key.replacen(&format!("{key}."), &format!("{key}.grid."), 1);
+                    }
+                    if check.problems.len() == before {
+                        good.push(value.clone());
+                    }
+                }
+            }
+        }
+        axes.push((param.clone(), good));
+    }
+    let combinations: usize = axes.iter().map(|(_, v)| v.len()).product();
+    if combinations > MAX_GRID {
+        check.fail(format!("{key}.grid"), format!("{combinations} combinations, more than {MAX_GRID}"));
+        return spec;
+    }
+    let mut combos: Vec<toml::Table> = vec![table.clone()];
+    for (param, values) in &axes {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.insert(param.clone(), v.clone());
+                    c
+                })
+            })
+            .collect();
+    }
+    for combo in combos {
+        if let Some(raw) = parse(combo, check, &format!("{key}.grid")) {
+            let params = validate_candidate(i, &raw, &mut BTreeSet::new(), check).params;
+            if !spec.grid.contains(&params) {
+                spec.grid.push(params);
+            }
+        }
+    }
+    spec
 }
 
 fn validate_candidate(
@@ -634,7 +984,9 @@ fn validate_candidate(
             }
             ModelParams::GaussianNb { var_smoothing: v }
         }
-        RawCandidate::RandomForest { n_trees, max_depth, min_samples_leaf, features_per_split, .. } => {
+        RawCandidate::RandomForest {
+            n_trees, max_depth, min_samples_leaf, features_per_split, max_samples, ..
+        } => {
             if let Some(d) = max_depth {
                 check.at_least(&key("max_depth"), *d, 1);
             }
@@ -646,10 +998,11 @@ fn validate_candidate(
                 max_depth: *max_depth,
                 min_samples_leaf: check.at_least(&key("min_samples_leaf"), min_samples_leaf.unwrap_or(1), 1),
                 features_per_split: *features_per_split,
+                max_samples: check.at_least(&key("max_samples"), max_samples.unwrap_or(100_000), 100),
             }
         }
     };
-    CandidateSpec { name, params }
+    CandidateSpec { name, params, grid: Vec::new() }
 }
 
 #[cfg(test)]
@@ -682,8 +1035,8 @@ max_depth = 6
     #[test]
     fn defaults_are_filled_in_and_paths_resolved_against_root() {
         let c = load(MINIMAL).unwrap();
-        assert_eq!(c.dataset.path, Path::new("/srv/caretaker/pipelines/../data/events"));
-        assert_eq!(c.output.models, Path::new("/srv/caretaker/pipelines/../models"));
+        assert_eq!(c.dataset.path, Path::new("/srv/caretaker/data/events"));
+        assert_eq!(c.output.models, Path::new("/srv/caretaker/models"));
         assert_eq!(c.gate.primary_metric, Metric::F1);
         assert_eq!(c.gate.min_improvement, 0.01);
         assert_eq!(c.quality.min_score, 0.8);
@@ -729,6 +1082,45 @@ max_depth = 6
             ]
         );
         assert!(err.to_string().contains("must be between 0 and 1, got 1.5"), "{err}");
+    }
+
+    #[test]
+    fn a_grid_expands_to_every_validated_combination() {
+        let text = MINIMAL
+            .replace("max_depth = 6", "max_depth = 6\ngrid = { max_depth = [4, 8], min_samples_leaf = [5, 20] }");
+        let c = load(&text).unwrap();
+        assert_eq!(c.candidates[1].grid.len(), 4);
+        assert!(c.candidates[1].grid.contains(&ModelParams::DecisionTree {
+            max_depth: Some(8),
+            min_samples_leaf: 20,
+            split_quality: SplitQuality::Gini
+        }));
+        assert!(c.candidates[0].grid.is_empty());
+    }
+
+    #[test]
+    fn a_bad_grid_value_is_named_under_grid() {
+        let text = MINIMAL.replace("max_depth = 6", "max_depth = 6\ngrid = { max_depth = [4, 0], depth = [1] }");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("candidates[1].grid.max_depth: must be at least 1, got 0"), "{err}");
+        assert!(err.contains("candidates[1].grid.depth: unknown field `depth`"), "{err}");
+        assert_eq!(err.matches("unknown field").count(), 1, "{err}");
+    }
+
+    #[test]
+    fn gate_guardrails_default_and_can_be_set() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.gate.guardrails.get(&Metric::Recall), Some(&0.02));
+        assert!(c.gate.bootstrap.is_none());
+        let text = format!(
+            "{MINIMAL}\n[gate]\nguardrails = {{ recall = 0.05, speed = 1 }}\nbootstrap = {{ resamples = 500 }}\n"
+        );
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("gate.guardrails.speed: unknown metric"), "{err}");
+        let text = format!("{MINIMAL}\n[gate]\nguardrails = {{ recall = 0.05 }}\nbootstrap = {{ resamples = 500 }}\n");
+        let c = load(&text).unwrap();
+        assert_eq!(c.gate.guardrails.len(), 1);
+        assert_eq!(c.gate.bootstrap.unwrap().resamples, 500);
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod metrics;
 pub mod report;
+pub mod rng;
 pub mod task;
 
 pub use clock::Clock;

@@ -11,6 +11,12 @@ use serde::{Deserialize, Serialize};
 /// Bumped when a field of the report changes meaning or disappears.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 
+/// serde_json writes a non-finite `f64` as `null`; this reads such a `null` back as NaN, so that
+/// every report written can be read again (`caretaker report`, the history, the trends).
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     pub schema_version: u32,
@@ -93,6 +99,7 @@ pub struct DriftResult {
     /// `numeric` or `categorical`.
     pub kind: String,
     /// Population stability index over bins frozen from the reference.
+    #[serde(deserialize_with = "null_as_nan")]
     pub psi: f64,
     /// Two-sample Kolmogorov-Smirnov statistic (numeric features).
     pub ks: Option<f64>,
@@ -117,7 +124,11 @@ pub struct RuleCount {
 pub struct QualityCheck {
     pub check: String,
     pub column: Option<String>,
+    /// JSON has no NaN or infinity: a non-finite value is written as `null` and read back as NaN.
+    #[serde(deserialize_with = "null_as_nan")]
     pub measured: f64,
+    /// Non-finite (no threshold) is written as `null` and read back as NaN.
+    #[serde(deserialize_with = "null_as_nan")]
     pub threshold: f64,
     pub passed: bool,
     pub detail: String,
@@ -148,8 +159,29 @@ pub struct CandidateReport {
     pub train_seconds: f64,
     /// Batch prediction time on the holdout, per row.
     pub predict_micros_per_row: Option<f64>,
+    /// Size of the serialised model (what `model.msgpack` would hold) and its blake3: the same data,
+    /// config and seed give the same bytes.
+    #[serde(default)]
+    pub model_bytes: Option<u64>,
+    #[serde(default)]
+    pub model_blake3: Option<String>,
+    /// The grid points tried on the validation rows, when there was a grid or threshold tuning.
+    #[serde(default)]
+    pub selection: Vec<GridResult>,
+    /// How settings were chosen, when something is worth saying (validation skipped, say).
+    #[serde(default)]
+    pub note: Option<String>,
     /// Why the candidate has no metrics, when it failed to train.
     pub error: Option<String>,
+}
+
+/// One grid point of a candidate, scored on the validation rows (never the holdout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridResult {
+    pub params: serde_json::Value,
+    pub validation_score: f64,
+    pub threshold: f64,
+    pub chosen: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,5 +12,6 @@
 //! assert_eq!(m.roc_auc, Some(0.75));
 //! ```
 
+pub mod curves;
 pub mod gate;
 pub mod metrics;

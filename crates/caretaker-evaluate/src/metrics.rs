@@ -122,6 +122,33 @@ pub fn average_precision(r: &RankedScores) -> Option<f64> {
     Some(ap)
 }
 
+/// The decision threshold that maximises `metric` on these predictions, with the value reached.
+/// Only F1 and accuracy are maximised (precision and recall alone are maximised by degenerate
+/// thresholds; ranking metrics and losses do not depend on one): any other metric gets the
+/// F1-best threshold. Candidate thresholds are the distinct predicted probabilities; a row is
+/// positive when its probability is at or above the threshold.
+pub fn best_threshold(labels: &[bool], probabilities: &[f64], metric: caretaker_core::metrics::Metric) -> (f64, f64) {
+    use caretaker_core::metrics::Metric;
+    let r = rank_by_score(labels, probabilities);
+    let n = labels.len() as f64;
+    let (mut best_t, mut best_v) = (0.5, f64::NEG_INFINITY);
+    for &(score, tp, fp) in &r.steps {
+        let fn_ = r.positives - tp;
+        let tn = r.negatives - fp;
+        let value = match metric {
+            Metric::Accuracy => (tp + tn) as f64 / n,
+            _ => {
+                let den = 2 * tp + fp + fn_;
+                if den == 0 { 0.0 } else { 2.0 * tp as f64 / den as f64 }
+            }
+        };
+        if value > best_v {
+            (best_t, best_v) = (score, value);
+        }
+    }
+    (best_t, best_v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +176,19 @@ mod tests {
         assert!(close(m.pr_auc.unwrap(), 0.7087301587301587), "{:?}", m.pr_auc);
         assert!(close(m.log_loss, 0.7061717976479182), "{}", m.log_loss);
         assert!(close(m.brier, 0.25525000000000003), "{}", m.brier);
+    }
+
+    #[test]
+    fn the_best_threshold_maximises_f1_on_the_given_rows() {
+        use caretaker_core::metrics::Metric;
+        let y = [true, false, true, true, false, false, true, false, true, false];
+        let p = [0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.4, 0.3, 0.2, 0.1];
+        let (t, f1) = best_threshold(&y, &p, Metric::F1);
+        // Exhaustively: no threshold among the scores does better, and the reported value is real.
+        let at = |t: f64| classification_metrics(&y, &p, t).f1;
+        assert!(close(at(t), f1));
+        assert!(p.iter().all(|&c| at(c) <= f1 + 1e-12));
+        assert_eq!(t, 0.2); // everything from 0.2 up: tp 5, fp 4, fn 0 -> f1 = 10/14
     }
 
     #[test]

@@ -10,8 +10,8 @@ use caretaker_core::ids::RunId;
 use caretaker_core::lock::ProcessLock;
 use caretaker_core::metrics::ClassificationMetrics;
 use caretaker_core::report::{
-    CandidateReport, ChampionReport, GateReport, QualityReport, REPORT_SCHEMA_VERSION, RunReport, RunStatus,
-    SplitSummary,
+    CandidateReport, ChampionReport, GateReport, GridResult, QualityReport, REPORT_SCHEMA_VERSION, RunReport,
+    RunStatus, SplitSummary,
 };
 use caretaker_data::dataset::DatasetFiles;
 use caretaker_evaluate::gate::{self, ChampionStanding, Contender};
@@ -38,6 +38,8 @@ struct Scored {
     model: TrainedModel,
     bytes: Vec<u8>,
     metrics: ClassificationMetrics,
+    probabilities: Vec<f64>,
+    micros: f64,
 }
 
 /// Runs the whole nightly pipeline.
@@ -80,7 +82,18 @@ pub fn run(config: &PipelineConfig, clock: Clock, options: &RunOptions) -> Resul
     report.stages = stages.timings;
     report.finished_at = started_at + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
     let report_path = caretaker_report::write_json(&report)?;
-    caretaker_history::History::open(&history_path(config))?.record(&report)?;
+    let history = caretaker_history::History::open(&history_path(config))?;
+    history.record(&report)?;
+    // The page's trends read the runs just recorded; the textfile is what node_exporter serves.
+    // An older report the history cannot read costs the page its trends, not the run its page.
+    let recent = history
+        .recent_reports(&report.pipeline, Some(report.run_id.as_str()), caretaker_report::html::TREND_RUNS)
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "report.html shows no trends");
+            Vec::new()
+        });
+    caretaker_report::write_html(&report, &recent)?;
+    caretaker_report::textfile::write(&report, &config.output.metrics_textfile)?;
     Ok(RunOutcome { report, report_path })
 }
 
@@ -101,19 +114,23 @@ fn stages_of_the_run(
     // Quality.
     let stage = stages.start("quality", "checking the training data");
     let files = DatasetFiles::find(&config.dataset.path)?;
-    let quality =
-        caretaker_quality::assess(&files, &config.dataset, &config.quality, &report_dir.join("quarantine.parquet"))?;
+    let quality = caretaker_quality::assess(&caretaker_quality::QualityInput {
+        files: &files,
+        spec: &config.dataset,
+        policy: &config.quality,
+        quarantine_path: &report_dir.join("quarantine.parquet"),
+        now: clock.now(),
+        state_dir: &config.output.state,
+    })?;
     stages.finish(stage, Some(quality.report.rows));
     report.data = Some(quality.data);
     report.quality = Some(quality.report.clone());
-    let Some(clean) = quality.clean.filter(|_| quality.report.passed) else {
+    let Some(events) = quality.events.filter(|_| quality.report.passed) else {
         report.status = RunStatus::QualityFailed;
         report.message = Some(quality_failure(&quality.report));
         report.gate = GateReport::skipped("the data failed the quality stage: nothing was trained or deployed");
         return Ok(());
     };
-    let events = caretaker_data::dataset::labelled_events(&clean, &config.dataset, &config.dataset.path)?;
-    drop(clean);
 
     // Split.
     let Some(split) = split(&events, &config.training) else {
@@ -140,7 +157,8 @@ fn stages_of_the_run(
     let mut scored: Vec<Option<Scored>> = Vec::new();
     for spec in &config.candidates {
         let started = Instant::now();
-        let fitted = TrainedModel::fit(spec, &config.training, &split.train);
+        let selected =
+            caretaker_train::select::train_candidate(spec, &config.training, config.gate.primary_metric, &split.train);
         let train_seconds = started.elapsed().as_secs_f64();
         let mut candidate = CandidateReport {
             name: spec.name.clone(),
@@ -150,20 +168,41 @@ fn stages_of_the_run(
             curves: None,
             train_seconds,
             predict_micros_per_row: None,
+            model_bytes: None,
+            model_blake3: None,
+            selection: Vec::new(),
+            note: None,
             error: None,
         };
-        match fitted.and_then(|model| {
+        match selected.and_then(|selected| {
             let started = Instant::now();
-            let p = model.predict_proba(&split.holdout)?;
+            let p = selected.model.predict_proba(&split.holdout)?;
             let micros = started.elapsed().as_secs_f64() * 1e6 / split.holdout.len().max(1) as f64;
-            Ok((model, p, micros))
+            Ok((selected, p, micros))
         }) {
-            Ok((model, p, micros)) => {
+            Ok((selected, p, micros)) => {
+                let model = selected.model;
                 let metrics = classification_metrics(&split.holdout.labels, &p, model.threshold);
+                let bytes = model.to_bytes();
+                candidate.params = serde_json::to_value(&model.params).expect("params serialise");
                 candidate.metrics = Some(metrics.clone());
+                candidate.curves = Some(caretaker_evaluate::curves::curves(&split.holdout.labels, &p));
                 candidate.predict_micros_per_row = Some(micros);
-                tracing::info!(candidate = %spec.name, f1 = metrics.f1, train_seconds, "candidate scored");
-                scored.push(Some(Scored { bytes: model.to_bytes(), model, metrics }));
+                candidate.model_bytes = Some(bytes.len() as u64);
+                candidate.model_blake3 = Some(blake3::hash(&bytes).to_hex().to_string());
+                candidate.note = selected.note;
+                candidate.selection = selected
+                    .grid
+                    .iter()
+                    .map(|g| GridResult {
+                        params: serde_json::to_value(&g.params).expect("params serialise"),
+                        validation_score: g.validation_score,
+                        threshold: g.threshold,
+                        chosen: g.params == model.params,
+                    })
+                    .collect();
+                tracing::debug!(candidate = %spec.name, f1 = metrics.f1, train_seconds, "candidate scored");
+                scored.push(Some(Scored { bytes, model, metrics, probabilities: p, micros }));
             }
             Err(e) => {
                 tracing::warn!(candidate = %spec.name, error = %e, "candidate failed");
@@ -178,7 +217,8 @@ fn stages_of_the_run(
     // The champion, re-scored on the same holdout.
     let stage = stages.start("evaluate", "scoring the champion on the holdout");
     let registry = Registry::open(&config.output.models)?;
-    report.champion = score_champion(&registry, &split.holdout)?;
+    let champion = score_champion(&registry, &split.holdout)?;
+    report.champion = champion.as_ref().map(|(c, _)| c.clone());
     stages.finish(stage, Some(split.holdout.len() as u64));
 
     // Gate.
@@ -186,22 +226,33 @@ fn stages_of_the_run(
         .iter()
         .enumerate()
         .filter_map(|(i, s)| {
-            s.as_ref().map(|s| (i, Contender { name: &config.candidates[i].name, metrics: &s.metrics }))
+            s.as_ref().map(|s| {
+                (
+                    i,
+                    Contender {
+                        name: &config.candidates[i].name,
+                        metrics: &s.metrics,
+                        probabilities: &s.probabilities,
+                        predict_micros_per_row: Some(s.micros),
+                    },
+                )
+            })
         })
         .collect();
     let champion_version = report.champion.as_ref().map(|c| c.version.to_string()).unwrap_or_default();
-    let standing = match &report.champion {
+    let standing = match &champion {
         None => ChampionStanding::None,
-        Some(ChampionReport { metrics: Some(m), .. }) => {
-            ChampionStanding::Scored { version: &champion_version, metrics: m }
-        }
-        Some(c) => ChampionStanding::Unscorable {
+        Some((ChampionReport { metrics: Some(m), .. }, Some(p))) => ChampionStanding::Scored {
+            version: &champion_version,
+            scored: Contender { name: "champion", metrics: m, probabilities: p, predict_micros_per_row: None },
+        },
+        Some((c, _)) => ChampionStanding::Unscorable {
             version: &champion_version,
             reason: c.error.as_deref().unwrap_or("no metrics"),
         },
     };
     let only: Vec<Contender> = contenders.iter().map(|(_, c)| *c).collect();
-    let verdict = gate::decide(&config.gate, standing, &only);
+    let verdict = gate::decide(&config.gate, &split.holdout.labels, standing, &only);
     let mut gate_report = verdict.report;
     if let Some(c) = &report.champion
         && c.trained_on_hash.as_deref() == Some(train_hash.as_str())
@@ -228,16 +279,30 @@ fn stages_of_the_run(
             ),
         );
     }
-    if let (Some(k), None) = (verdict.deploy, &maintenance) {
-        let index = contenders[k].0;
-        let winner = scored[index].as_ref().expect("a contender was scored");
-        let stage = stages.start("deploy", "deploying the new champion");
-        let lock = registry.lock()?;
+    if let Some(k) = verdict.best {
+        let winner = scored[contenders[k].0].as_ref().expect("a contender was scored");
         let card = model_card(config, run_id, winner, &split.train, &train_hash, clock.now());
-        let reason = gate_report.reasons.first().cloned().unwrap_or_default();
-        let version = registry.deploy(&lock, &winner.bytes, card, &reason, clock.now())?;
-        gate_report.deployed_version = Some(version);
-        stages.finish(stage, None);
+        let deploy = verdict.deploy.is_some() && maintenance.is_none();
+        if deploy || config.registry.keep_challengers {
+            let stage =
+                stages.start("deploy", if deploy { "deploying the new champion" } else { "storing the challenger" });
+            let lock = registry.lock()?;
+            if deploy {
+                let reason = gate_report.reasons.first().cloned().unwrap_or_default();
+                gate_report.deployed_version =
+                    Some(registry.deploy(&lock, &winner.bytes, card, &reason, clock.now())?);
+            } else {
+                let version = registry.store(&lock, &winner.bytes, card, clock.now())?;
+                gate_report.reasons.push(format!(
+                    "{} is stored as {version}, not deployed: `caretaker models promote {version} --reason ...` deploys it",
+                    gate_report.candidate.as_deref().unwrap_or("the candidate")
+                ));
+            }
+            for (version, bytes) in registry.prune(&lock, config.registry.keep_last)? {
+                tracing::info!(%version, bytes, "registry retention removed a version");
+            }
+            stages.finish(stage, None);
+        }
     }
     report.gate = gate_report;
 
@@ -292,7 +357,8 @@ fn quality_failure(q: &QualityReport) -> String {
     )
 }
 
-fn score_champion(registry: &Registry, holdout: &LabelledEvents) -> Result<Option<ChampionReport>> {
+/// The champion's report and, when it could be scored, its holdout probabilities.
+fn score_champion(registry: &Registry, holdout: &LabelledEvents) -> Result<Option<(ChampionReport, Option<Vec<f64>>)>> {
     let Some(pointer) = registry.champion()? else { return Ok(None) };
     let version = pointer.version;
     let mut report = ChampionReport {
@@ -310,16 +376,20 @@ fn score_champion(registry: &Registry, holdout: &LabelledEvents) -> Result<Optio
         report.trained_on_hash = Some(card.train_hash.clone());
         let model = TrainedModel::from_bytes(&bytes).map_err(|e| e.to_string())?;
         let p = model.predict_proba(holdout).map_err(|e| e.to_string())?;
-        Ok(classification_metrics(&holdout.labels, &p, model.threshold))
+        Ok((classification_metrics(&holdout.labels, &p, model.threshold), p))
     });
     match loaded {
-        Ok(m) => report.metrics = Some(m),
+        Ok((m, p)) => {
+            report.metrics = Some(m);
+            report.curves = Some(caretaker_evaluate::curves::curves(&holdout.labels, &p));
+            Ok(Some((report, Some(p))))
+        }
         Err(e) => {
             tracing::warn!(champion = %version, error = %e, "the champion cannot be scored");
             report.error = Some(e);
+            Ok(Some((report, None)))
         }
     }
-    Ok(Some(report))
 }
 
 fn model_card(
@@ -362,8 +432,14 @@ pub fn quality_only(config: &PipelineConfig, clock: Clock) -> Result<QualityOnly
     let run_id = RunId::new(clock.now());
     let report_dir = config.output.reports.join(run_id.as_str());
     let files = DatasetFiles::find(&config.dataset.path)?;
-    let outcome =
-        caretaker_quality::assess(&files, &config.dataset, &config.quality, &report_dir.join("quarantine.parquet"))?;
+    let outcome = caretaker_quality::assess(&caretaker_quality::QualityInput {
+        files: &files,
+        spec: &config.dataset,
+        policy: &config.quality,
+        quarantine_path: &report_dir.join("quarantine.parquet"),
+        now: clock.now(),
+        state_dir: &config.output.state,
+    })?;
     let bytes = serde_json::to_vec_pretty(&outcome.report).expect("a quality report serialises");
     caretaker_core::fs::write_atomic(&report_dir.join("quality.json"), &bytes).map_err(Error::Fs)?;
     Ok(QualityOnly { run_id, report: outcome.report, data: outcome.data })

@@ -45,7 +45,15 @@ mod tests {
             numeric: vec![],
             categorical: vec![],
         };
-        let spec = TrainingSpec { window_days: 30, holdout_days: 7, seed: 1, min_rows: 1, one_hot_max_levels: 5 };
+        let spec = TrainingSpec {
+            window_days: 30,
+            holdout_days: 7,
+            seed: 1,
+            min_rows: 1,
+            one_hot_max_levels: 5,
+            validation_days: 7,
+            tune_threshold: false,
+        };
         let s = split(&events, &spec).unwrap();
         assert_eq!(s.train.timestamps, vec![50 * day]);
         assert_eq!(s.holdout.timestamps, vec![55 * day, 60 * day]);

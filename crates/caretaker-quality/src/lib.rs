@@ -1,114 +1,166 @@
 //! The data-quality stage: it stands between bad data and a bad model.
 //!
-//! It reads the dataset once, checks the schema contract, finds the rows that break a row-level
-//! rule (a null where a value is required, a value outside its declared range or not finite, an
-//! id seen before), writes those rows to a quarantine file with the rules each one broke, and
-//! hands the clean rows on. Every check is reported with its measured value, its threshold and
-//! pass or fail; the 0-1 score combines them (see [`score`]). A failed check is a finding in the
-//! report, not an error: errors are for data that cannot be read at all.
+//! It runs in one streaming pass over the dataset, at close to the speed of reading it: polars
+//! decodes the Parquet files batch by batch (in file order, so "the first occurrence of an id" is
+//! well defined) and hands each batch to [`scan`], which applies the row-level rules (a null where
+//! a value is required, a number out of range or not finite, a category not allowed, a label that
+//! is not 0/1, a timestamp in the future, an id seen before), streams the failing rows to the
+//! quarantine file with the rules each one broke, and appends the clean rows to the
+//! [`LabelledEvents`] that training uses. Memory holds the clean feature values and a 16-byte
+//! hash per id, never the raw file. Before the pass, [`integrity`] reads every file's footer with
+//! the `parquet` crate and [`schema`] checks the contract; after it, the column checks (outliers,
+//! freshness, label balance) and [`drift`] run on the clean rows.
+//!
+//! Every check is reported with its measured value, its threshold and pass or fail. A failed check
+//! is a finding in the report, not an error: errors are for data that cannot be read at all.
 //!
 //! ```no_run
 //! # use caretaker_core::config::PipelineConfig;
 //! # use caretaker_data::dataset::DatasetFiles;
 //! # let config = PipelineConfig::load("pipelines/nightly.toml".as_ref()).unwrap();
 //! let files = DatasetFiles::find(&config.dataset.path).unwrap();
-//! let outcome = caretaker_quality::assess(&files, &config.dataset, &config.quality, "reports/r1/quarantine.parquet".as_ref()).unwrap();
+//! let outcome = caretaker_quality::assess(&caretaker_quality::QualityInput {
+//!     files: &files,
+//!     spec: &config.dataset,
+//!     policy: &config.quality,
+//!     quarantine_path: "reports/r1/quarantine.parquet".as_ref(),
+//!     now: chrono::Utc::now(),
+//!     state_dir: &config.output.state,
+//! }).unwrap();
 //! println!("quality score {:.3}", outcome.report.score);
 //! ```
 
-mod rules;
+mod checks;
+pub mod drift;
+pub mod integrity;
+mod scan;
+mod schema;
 pub mod score;
 
 use caretaker_core::config::{DatasetSpec, QualityPolicy};
+use caretaker_core::events::LabelledEvents;
 use caretaker_core::report::{DataSummary, QualityCheck, QualityReport, RuleCount};
 use caretaker_data::dataset::DatasetFiles;
-use polars::prelude::*;
+use chrono::{DateTime, Utc};
 use std::path::Path;
 
 pub use caretaker_data::Error;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What the stage needs.
+pub struct QualityInput<'a> {
+    pub files: &'a DatasetFiles,
+    pub spec: &'a DatasetSpec,
+    pub policy: &'a QualityPolicy,
+    /// Where failing rows go (written only when there are some).
+    pub quarantine_path: &'a Path,
+    /// The run time: freshness and future timestamps are measured against it.
+    pub now: DateTime<Utc>,
+    /// Where the frozen drift bins are kept between runs.
+    pub state_dir: &'a Path,
+}
+
 /// What the quality stage found, and the rows fit for training.
 pub struct QualityOutcome {
     pub report: QualityReport,
     pub data: DataSummary,
-    /// The clean rows (all columns), or `None` when the schema contract failed and no row can be
-    /// trusted.
-    pub clean: Option<DataFrame>,
+    /// The clean rows, or `None` when a blocking check (integrity, schema, no rows) failed and no
+    /// row can be trusted.
+    pub events: Option<LabelledEvents>,
 }
 
-/// Runs every check on the dataset and writes failing rows to `quarantine_path`.
-pub fn assess(
-    files: &DatasetFiles,
-    spec: &DatasetSpec,
-    policy: &QualityPolicy,
-    quarantine_path: &Path,
-) -> Result<QualityOutcome> {
-    let df = files.scan()?.collect().map_err(|e| files.read_error(e))?;
+pub(crate) fn check(
+    check: &str,
+    column: Option<&str>,
+    measured: f64,
+    threshold: f64,
+    passed: bool,
+    detail: String,
+) -> QualityCheck {
+    QualityCheck { check: check.to_string(), column: column.map(str::to_string), measured, threshold, passed, detail }
+}
+
+/// Runs every check on the dataset.
+pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
+    let files = input.files;
     let mut data = DataSummary {
         path: files.path.display().to_string(),
         files: files.files.len(),
         bytes: files.bytes,
-        rows: df.height() as u64,
+        rows: 0,
         newest_event: None,
     };
 
-    let mut checks = rules::schema_checks(&df, spec);
+    // Before reading any row: every footer, then the contract.
+    let footers = integrity::inspect(files);
+    data.rows = footers.rows;
+    let mut checks = footers.checks;
     if checks.iter().any(|c| !c.passed) {
-        let report = blocked_report(policy, df.height() as u64, checks);
-        return Ok(QualityOutcome { report, data, clean: None });
+        return Ok(blocked(input.policy, data, checks));
     }
-    data.newest_event =
-        caretaker_data::dataset::timestamp_micros(df.column(&spec.timestamp).map_err(|e| files.read_error(e))?)
-            .map_err(|e| files.read_error(e))?
-            .max()
-            .and_then(chrono::DateTime::from_timestamp_micros);
+    let schema = files.schema()?;
+    checks.extend(schema::contract(&schema, input.spec));
+    if checks.iter().any(|c| !c.passed) {
+        return Ok(blocked(input.policy, data, checks));
+    }
 
-    let found = rules::row_rules(&df, spec, policy).map_err(|e| files.read_error(e))?;
-    checks.extend(found.checks(df.height(), policy));
-    let bad = found.any_broken();
-    let quarantined = bad.iter().filter(|b| **b).count();
+    // The pass.
+    let pass = scan::run(input, &schema)?;
+    data.rows = pass.rows;
+    if pass.rows == 0 {
+        checks.push(check("rows", None, 0.0, 1.0, false, "the dataset has no rows".into()));
+        return Ok(blocked(input.policy, data, checks));
+    }
+    let events = pass.events;
+    data.newest_event = events.timestamps.iter().max().and_then(|&t| DateTime::from_timestamp_micros(t));
+    checks.extend(pass.checks);
 
-    let quarantine_written = if quarantined > 0 {
-        let mut rows = df.filter(&BooleanChunked::from_slice("bad".into(), &bad)).map_err(|e| files.read_error(e))?;
-        let rules_column = found.rules_per_row(&bad);
-        rows.with_column(rules_column.into_column()).map_err(|e| files.read_error(e))?;
-        caretaker_data::parquet_io::write_parquet_atomic(&mut rows, quarantine_path)?;
-        Some(quarantine_path.display().to_string())
-    } else {
-        None
+    // Column checks and drift, on the clean rows.
+    checks.extend(checks::outliers(&events, input.policy));
+    checks.extend(checks::freshness(&events, input.policy, input.now, pass.future_rows));
+    let windows = drift::Windows::of(&events, &input.policy.drift);
+    checks.extend(checks::labels(&events, &windows, input.policy));
+    let drift = drift::measure(&events, &windows, input.policy, input.spec, input.state_dir)?;
+    checks.push(drift.check);
+
+    let dims = score::Dimensions {
+        completeness: share(pass.rows, pass.incomplete_rows),
+        validity: share(pass.rows, pass.invalid_rows),
+        uniqueness: share(pass.rows, pass.duplicate_rows),
+        stability: drift.stability,
     };
-    let keep: BooleanChunked = bad.iter().map(|b| !b).collect();
-    let clean = df.filter(&keep).map_err(|e| files.read_error(e))?;
-
-    let rows = df.height() as u64;
-    let score = score::quality_score(&score::Dimensions::measure(&found, rows));
+    let score = score::quality_score(&dims);
     let report = QualityReport {
         score,
-        min_score: policy.min_score,
-        passed: score >= policy.min_score,
-        rows,
-        clean_rows: clean.height() as u64,
-        quarantined_rows: quarantined as u64,
-        quarantine_path: quarantine_written,
-        rule_counts: found.counts().into_iter().map(|(rule, rows)| RuleCount { rule, rows }).collect(),
+        min_score: input.policy.min_score,
+        passed: score >= input.policy.min_score,
+        rows: pass.rows,
+        clean_rows: events.len() as u64,
+        quarantined_rows: pass.quarantined_rows,
+        quarantine_path: pass.quarantine_path.map(|p| p.display().to_string()),
+        rule_counts: pass.rule_counts.into_iter().map(|(rule, rows)| RuleCount { rule, rows }).collect(),
         checks,
-        drift: Vec::new(),
+        drift: drift.results,
     };
-    Ok(QualityOutcome { report, data, clean: Some(clean) })
+    Ok(QualityOutcome { report, data, events: Some(events) })
 }
 
-fn blocked_report(policy: &QualityPolicy, rows: u64, checks: Vec<QualityCheck>) -> QualityReport {
-    QualityReport {
+fn share(rows: u64, bad: u64) -> f64 {
+    if rows == 0 { 0.0 } else { 1.0 - bad as f64 / rows as f64 }
+}
+
+fn blocked(policy: &QualityPolicy, data: DataSummary, checks: Vec<QualityCheck>) -> QualityOutcome {
+    let report = QualityReport {
         score: 0.0,
         min_score: policy.min_score,
         passed: false,
-        rows,
+        rows: data.rows,
         clean_rows: 0,
         quarantined_rows: 0,
         quarantine_path: None,
         rule_counts: Vec::new(),
         checks,
         drift: Vec::new(),
-    }
+    };
+    QualityOutcome { report, data, events: None }
 }

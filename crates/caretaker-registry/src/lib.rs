@@ -40,6 +40,8 @@ use std::path::{Path, PathBuf};
 
 const MODEL_FILE: &str = "model.msgpack";
 const CARD_FILE: &str = "card.json";
+/// blake3 of every other file of the version, checked on load.
+const HASHES_FILE: &str = "blake3.json";
 
 /// What went wrong with the registry; each variant names the version or file.
 #[derive(Debug, thiserror::Error)]
@@ -154,19 +156,41 @@ impl Registry {
         serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt { path, reason: format!("not a model card: {e}") })
     }
 
-    /// Reads a version's card and model bytes, checking the model's blake3 against the card.
+    /// Reads a version's card and model bytes, checking the blake3 of every file against the
+    /// version's `blake3.json` (and the model's against its card).
     pub fn load(&self, version: ModelVersion) -> Result<(ModelCard, Vec<u8>)> {
+        let dir = self.version_dir(version);
         let card = self.card(version)?;
-        let path = self.version_dir(version).join(MODEL_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| FsError::new("read", &path, e))?;
-        let actual = blake3::hash(&bytes).to_hex().to_string();
-        if actual != card.model_blake3 {
+        let hashes_path = dir.join(HASHES_FILE);
+        let hashes: std::collections::BTreeMap<String, String> = std::fs::read(&hashes_path)
+            .map_err(|e| Error::from(FsError::new("read", &hashes_path, e)))
+            .and_then(|b| {
+                serde_json::from_slice(&b)
+                    .map_err(|e| Error::Corrupt { path: hashes_path.clone(), reason: e.to_string() })
+            })?;
+        let mut model = Vec::new();
+        for name in [CARD_FILE, MODEL_FILE] {
+            let path = dir.join(name);
+            let bytes = std::fs::read(&path).map_err(|e| FsError::new("read", &path, e))?;
+            let actual = blake3::hash(&bytes).to_hex().to_string();
+            let expected = hashes.get(name).cloned().unwrap_or_default();
+            if actual != expected {
+                return Err(Error::Corrupt {
+                    path,
+                    reason: format!("blake3 {actual} does not match {HASHES_FILE}'s {expected}"),
+                });
+            }
+            if name == MODEL_FILE {
+                model = bytes;
+            }
+        }
+        if blake3::hash(&model).to_hex().as_str() != card.model_blake3 {
             return Err(Error::Corrupt {
-                path,
-                reason: format!("blake3 {actual} does not match the card's {}", card.model_blake3),
+                path: dir.join(CARD_FILE),
+                reason: format!("the card's model_blake3 {} does not match {MODEL_FILE}", card.model_blake3),
             });
         }
-        Ok((card, bytes))
+        Ok((card, model))
     }
 
     /// Every version with its card, newest first.
@@ -183,40 +207,39 @@ impl Registry {
         ledger::read(&self.root)
     }
 
+    /// Stores a new version without making it the champion (a challenger the gate kept out, which
+    /// an operator may `promote`). `card` is completed with the version and the model's hash.
+    pub fn store(
+        &self,
+        lock: &RegistryLock,
+        model: &[u8],
+        card: ModelCard,
+        now: DateTime<Utc>,
+    ) -> Result<ModelVersion> {
+        lock.check(&self.root)?;
+        self.recover(lock, now)?;
+        self.write_version(model, card, None)
+    }
+
     /// Stores a new version and makes it the champion. `card` is completed with the version, the
     /// model's hash and the champion it replaces.
     pub fn deploy(
         &self,
         lock: &RegistryLock,
         model: &[u8],
-        mut card: ModelCard,
+        card: ModelCard,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<ModelVersion> {
         lock.check(&self.root)?;
         self.recover(lock, now)?;
         let previous = self.champion()?.map(|c| c.version);
-        let version = self.versions()?.last().copied().unwrap_or(ModelVersion(0)).next();
-        card.version = version;
-        card.model_blake3 = blake3::hash(model).to_hex().to_string();
-        card.replaced = previous;
-
-        // 1. The version directory, complete and synced, under a name no reader lists.
-        let staging = self.versions_dir().join(format!(".staging-{version}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging).map_err(|e| FsError::new("create directory", &staging, e))?;
-        write_atomic(&staging.join(MODEL_FILE), model)?;
-        let card_json = serde_json::to_vec_pretty(&card).expect("a card serialises");
-        write_atomic(&staging.join(CARD_FILE), &card_json)?;
-        crash_point("deploy:staged");
-        // 2. Into place.
-        let final_dir = self.version_dir(version);
-        caretaker_core::fs::rename_synced(&staging, &final_dir)?;
-        crash_point("deploy:version_written");
-        // 3. The pointer, atomically.
-        self.write_pointer(version, reason, card.run_id.clone(), now)?;
+        let run_id = card.run_id.clone();
+        let version = self.write_version(model, card, previous)?;
+        // The pointer, atomically.
+        self.write_pointer(version, reason, run_id.clone(), now)?;
         crash_point("deploy:pointer_swapped");
-        // 4. The ledger.
+        // The ledger.
         ledger::append(
             &self.root,
             &LedgerEntry {
@@ -225,10 +248,68 @@ impl Registry {
                 version,
                 previous,
                 reason: reason.to_string(),
-                run_id: card.run_id.clone(),
+                run_id,
             },
         )?;
         Ok(version)
+    }
+
+    /// Writes the next version directory: complete and synced under a staging name no reader
+    /// lists, then renamed into place.
+    fn write_version(&self, model: &[u8], mut card: ModelCard, replaced: Option<ModelVersion>) -> Result<ModelVersion> {
+        let version = self.versions()?.last().copied().unwrap_or(ModelVersion(0)).next();
+        card.version = version;
+        card.model_blake3 = blake3::hash(model).to_hex().to_string();
+        card.model_bytes = model.len() as u64;
+        card.replaced = replaced;
+        let staging = self.versions_dir().join(format!(".staging-{version}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(|e| FsError::new("create directory", &staging, e))?;
+        let card_json = serde_json::to_vec_pretty(&card).expect("a card serialises");
+        write_atomic(&staging.join(MODEL_FILE), model)?;
+        write_atomic(&staging.join(CARD_FILE), &card_json)?;
+        let hashes: std::collections::BTreeMap<&str, String> = [
+            (MODEL_FILE, blake3::hash(model).to_hex().to_string()),
+            (CARD_FILE, blake3::hash(&card_json).to_hex().to_string()),
+        ]
+        .into_iter()
+        .collect();
+        write_atomic(&staging.join(HASHES_FILE), &serde_json::to_vec_pretty(&hashes).expect("hashes serialise"))?;
+        crash_point("deploy:staged");
+        caretaker_core::fs::rename_synced(&staging, &self.version_dir(version))?;
+        crash_point("deploy:version_written");
+        Ok(version)
+    }
+
+    /// Makes `version` the champion, whatever it is now, with a reason for the ledger.
+    pub fn promote(
+        &self,
+        lock: &RegistryLock,
+        version: ModelVersion,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ModelVersion>> {
+        lock.check(&self.root)?;
+        self.recover(lock, now)?;
+        let current = self.champion()?.map(|c| c.version);
+        if current == Some(version) {
+            return Err(Error::Refused(format!("{version} is already the champion")));
+        }
+        self.load(version)?; // never point at a version that cannot be loaded
+        self.write_pointer(version, reason, None, now)?;
+        crash_point("promote:pointer_swapped");
+        ledger::append(
+            &self.root,
+            &LedgerEntry {
+                at: now,
+                action: LedgerAction::Promote,
+                version,
+                previous: current,
+                reason: reason.to_string(),
+                run_id: None,
+            },
+        )?;
+        Ok(current)
     }
 
     /// Makes `to` the champion again (default: the version the current champion replaced).

@@ -59,6 +59,35 @@ fn rollback_returns_to_the_replaced_version_and_is_recorded() {
 }
 
 #[test]
+fn a_stored_challenger_can_be_promoted_and_the_promotion_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    let lock = reg.lock().unwrap();
+    let v1 = reg.deploy(&lock, b"one", card("a"), "first", Utc::now()).unwrap();
+    let v2 = reg.store(&lock, b"two", card("b"), Utc::now()).unwrap();
+    assert_eq!(reg.champion().unwrap().unwrap().version, v1, "storing does not deploy");
+    let previous = reg.promote(&lock, v2, "the gate was too strict on recall", Utc::now()).unwrap();
+    assert_eq!(previous, Some(v1));
+    assert_eq!(reg.champion().unwrap().unwrap().version, v2);
+    let last = reg.ledger().unwrap().pop().unwrap();
+    assert_eq!((last.action, last.version, last.previous), (LedgerAction::Promote, v2, Some(v1)));
+    assert!(reg.promote(&lock, v2, "again", Utc::now()).unwrap_err().to_string().contains("already the champion"));
+}
+
+#[test]
+fn a_tampered_card_is_refused_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    let lock = reg.lock().unwrap();
+    let v1 = reg.deploy(&lock, b"one", card("a"), "first", Utc::now()).unwrap();
+    let path = dir.path().join("versions/v0001/card.json");
+    let text = std::fs::read_to_string(&path).unwrap().replace("\"decision_tree\"", "\"random_forest\"");
+    std::fs::write(&path, text).unwrap();
+    let err = reg.load(v1).unwrap_err().to_string();
+    assert!(err.contains("v0001/card.json") && err.contains("does not match"), "{err}");
+}
+
+#[test]
 fn a_tampered_model_is_refused_on_load_and_as_a_rollback_target() {
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::open(dir.path()).unwrap();

@@ -66,27 +66,111 @@ pub(crate) fn fit(params: &ModelParams, x: &FeatureMatrix, labels: &[bool], seed
             let model = GaussianNb::params().var_smoothing(var_smoothing).fit(&data).map_err(|e| e.to_string())?;
             serde_json::to_value(&model).map(Classifier::GaussianNb).map_err(|e| e.to_string())
         }
-        ModelParams::RandomForest { n_trees, max_depth, min_samples_leaf, features_per_split } => {
-            let matrix = DenseMatrix::new(x.rows, x.cols(), x.values.clone(), true).map_err(|e| e.to_string())?;
-            let y: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
-            let mut p = RandomForestClassifierParameters::default()
-                .with_n_trees(n_trees)
-                .with_min_samples_leaf(min_samples_leaf)
-                .with_min_samples_split(2 * min_samples_leaf)
-                .with_seed(seed);
-            if let Some(d) = max_depth {
-                p = p.with_max_depth(d);
-            }
-            if let Some(m) = features_per_split {
-                p = p.with_m(m.min(x.cols()));
-            }
-            let forest = RandomForestClassifier::fit(&matrix, &y, p).map_err(|e| e.to_string())?;
-            let mut flat = trees::from_smartcore_forest(&forest)?;
-            for tree in &mut flat {
-                tree.calibrate(x, labels);
-            }
-            Ok(Classifier::RandomForest(flat))
+        ModelParams::RandomForest { n_trees, max_depth, min_samples_leaf, features_per_split, max_samples } => {
+            let k = x.cols();
+            let mtry = features_per_split.unwrap_or_else(|| default_mtry(k)).clamp(1, k.max(1));
+            let forest = ForestPlan { n_trees, max_depth, min_samples_leaf, mtry, max_samples, seed };
+            forest.fit(x, labels).map(Classifier::RandomForest)
         }
+    }
+}
+
+/// smartcore stops splitting a node when none of the features drawn for it can split it, where
+/// scikit-learn keeps drawing; with many sparse one-hot columns, sqrt(k) features then grows
+/// stunted trees. max(sqrt(k), k/3) gives smartcore's trees the depth scikit-learn's reach.
+fn default_mtry(k: usize) -> usize {
+    ((k as f64).sqrt().floor() as usize).max(k / 3).max(1)
+}
+
+/// Trees grown per smartcore forest fit: a group of trees shares one row subsample.
+const TREES_PER_GROUP: u16 = 5;
+
+/// A random forest grown as groups of smartcore forests: each group of [`TREES_PER_GROUP`] trees
+/// is fitted by smartcore's `RandomForestClassifier` on the training rows (or, on windows larger
+/// than `max_samples`, on its own subsample of that many rows, drawn without replacement), with
+/// its own seed. Groups are fitted on all cores; the grouping does not depend on the number of
+/// cores, so the same data and seed give the same trees anywhere. smartcore's tree visits every
+/// row of its matrix at every node, so bounding the rows bounds the fit time on large windows.
+struct ForestPlan {
+    n_trees: u16,
+    max_depth: Option<u16>,
+    min_samples_leaf: usize,
+    mtry: usize,
+    max_samples: usize,
+    seed: u64,
+}
+
+impl ForestPlan {
+    fn fit(&self, x: &FeatureMatrix, labels: &[bool]) -> Result<Vec<FlatTree>, String> {
+        let groups: Vec<u16> = (0..self.n_trees.div_ceil(TREES_PER_GROUP)).collect();
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(groups.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut results: Vec<Option<Result<Vec<FlatTree>, String>>> = Vec::new();
+        results.resize_with(groups.len(), || None);
+        let results = std::sync::Mutex::new(results);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    loop {
+                        let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if g >= groups.len() {
+                            break;
+                        }
+                        let trees = (self.n_trees - g as u16 * TREES_PER_GROUP).min(TREES_PER_GROUP);
+                        let fitted = self.fit_group(x, labels, g as u64, trees);
+                        results.lock().expect("no thread panicked holding it")[g] = Some(fitted);
+                    }
+                });
+            }
+        });
+        let mut forest = Vec::with_capacity(self.n_trees as usize);
+        for group in results.into_inner().expect("no thread panicked holding it") {
+            forest.extend(group.expect("every group ran")?);
+        }
+        Ok(forest)
+    }
+
+    fn fit_group(&self, x: &FeatureMatrix, labels: &[bool], group: u64, trees: u16) -> Result<Vec<FlatTree>, String> {
+        let seed = self.seed.wrapping_add(group.wrapping_mul(1_000_003));
+        let (sub, sub_labels);
+        let (x, labels) = if x.rows > self.max_samples {
+            let mut rows = caretaker_core::rng::SplitMix64::new(seed).sample(x.rows, self.max_samples);
+            rows.sort_unstable();
+            let mut values = Vec::with_capacity(rows.len() * x.cols());
+            for j in 0..x.cols() {
+                let column = x.column(j);
+                values.extend(rows.iter().map(|&r| column[r]));
+            }
+            sub = FeatureMatrix { rows: rows.len(), names: x.names.clone(), values };
+            sub_labels = rows.iter().map(|&r| labels[r]).collect::<Vec<bool>>();
+            (&sub, sub_labels.as_slice())
+        } else {
+            (x, labels)
+        };
+        let matrix = DenseMatrix::new(x.rows, x.cols(), x.values.clone(), true).map_err(|e| e.to_string())?;
+        let y: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
+        let mut p = RandomForestClassifierParameters::default()
+            .with_n_trees(trees)
+            .with_min_samples_leaf(self.min_samples_leaf)
+            .with_min_samples_split(2 * self.min_samples_leaf)
+            .with_m(self.mtry)
+            .with_seed(seed)
+            .with_keep_samples(true);
+        if let Some(d) = self.max_depth {
+            p = p.with_max_depth(d);
+        }
+        let forest = RandomForestClassifier::fit(&matrix, &y, p).map_err(|e| e.to_string())?;
+        drop(matrix);
+        let (mut flat, samples) = trees::from_smartcore_forest(&forest)?;
+        drop(forest);
+        // Each tree's leaves get the positive share of its own bootstrap rows, as in scikit-learn.
+        for (t, tree) in flat.iter_mut().enumerate() {
+            match samples.as_ref().and_then(|s| s.get(t)) {
+                Some(in_bag) => tree.calibrate_rows(x, labels, |row| in_bag[row]),
+                None => tree.calibrate(x, labels),
+            }
+        }
+        Ok(flat)
     }
 }
 

@@ -41,8 +41,14 @@ impl FlatTree {
     /// Sets each leaf's positive rate from the training rows that reach it. A leaf no training
     /// row reaches keeps the class the fitting library gave it (rate 0 or 1).
     pub fn calibrate(&mut self, x: &FeatureMatrix, labels: &[bool]) {
+        self.calibrate_rows(x, labels, |_| true);
+    }
+
+    /// As [`FlatTree::calibrate`], from the rows `in_bag` selects: a forest's tree is calibrated on
+    /// its own bootstrap sample, as scikit-learn's forests are, not on rows it never saw.
+    pub fn calibrate_rows(&mut self, x: &FeatureMatrix, labels: &[bool], in_bag: impl Fn(usize) -> bool) {
         let mut counts = vec![(0u64, 0u64); self.nodes.len()];
-        for (row, &label) in labels.iter().enumerate() {
+        for (row, &label) in labels.iter().enumerate().filter(|(row, _)| in_bag(*row)) {
             let leaf = self.leaf_of(x, row);
             counts[leaf].0 += 1;
             counts[leaf].1 += label as u64;
@@ -97,6 +103,8 @@ pub fn from_linfa(tree: &linfa_trees::DecisionTree<f64, usize>) -> FlatTree {
 #[derive(Deserialize)]
 struct SmartcoreForest {
     trees: Option<Vec<SmartcoreTree>>,
+    /// Per tree, whether each training row was in its bootstrap sample (`keep_samples`).
+    samples: Option<Vec<Vec<bool>>>,
 }
 
 #[derive(Deserialize)]
@@ -113,13 +121,15 @@ struct SmartcoreNode {
     false_child: Option<usize>,
 }
 
-/// Copies the trees of a fitted smartcore forest (serialised by serde with field names). The
-/// labels were 0 and 1, so a leaf's `output` class index is its label.
-pub fn from_smartcore_forest<T: Serialize>(forest: &T) -> Result<Vec<FlatTree>, String> {
+/// Copies the trees of a fitted smartcore forest (serialised by serde with field names), with the
+/// in-bag rows of each tree when the forest kept them. The labels were 0 and 1, so a leaf's
+/// `output` class index is its label.
+pub fn from_smartcore_forest<T: Serialize>(forest: &T) -> Result<(Vec<FlatTree>, Option<Vec<Vec<bool>>>), String> {
     let bytes = rmp_serde::to_vec_named(forest).map_err(|e| e.to_string())?;
     let parts: SmartcoreForest =
         rmp_serde::from_slice(&bytes).map_err(|e| format!("unexpected smartcore forest layout: {e}"))?;
-    Ok(parts
+    let samples = parts.samples;
+    let trees = parts
         .trees
         .unwrap_or_default()
         .into_iter()
@@ -139,7 +149,8 @@ pub fn from_smartcore_forest<T: Serialize>(forest: &T) -> Result<Vec<FlatTree>, 
                 .collect(),
             left_inclusive: true,
         })
-        .collect())
+        .collect();
+    Ok((trees, samples))
 }
 
 #[cfg(test)]

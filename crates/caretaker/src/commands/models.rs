@@ -31,7 +31,17 @@ pub enum ModelsCommand {
         #[command(flatten)]
         select: PipelineSelect,
     },
-    /// The ledger of deploys and rollbacks, oldest first.
+    /// Make a version the champion (a stored challenger, or any earlier version), with a reason.
+    Promote {
+        /// The version (v0003 or 3).
+        version: String,
+        /// Why, for the ledger (required).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        select: PipelineSelect,
+    },
+    /// The ledger of deploys, rollbacks and promotions, oldest first.
     Ledger(PipelineSelect),
 }
 
@@ -84,6 +94,23 @@ pub fn models(cmd: ModelsCommand, clock: Clock) -> Result<ExitCode> {
                 print_json(&serde_json::json!({ "from": from, "to": to, "reason": reason }));
             } else {
                 println!("rolled back: {to} is the champion again (was {from})");
+            }
+        }
+        ModelsCommand::Promote { version, reason, select } => {
+            if reason.trim().is_empty() {
+                anyhow::bail!("--reason must say why {version} is promoted: the ledger keeps it");
+            }
+            let registry = Registry::open(&load(&select.pipeline)?.output.models)?;
+            let version = parse_version(&version)?;
+            let lock = registry.lock()?;
+            let previous = registry.promote(&lock, version, &reason, clock.now())?;
+            if select.json {
+                print_json(&serde_json::json!({ "from": previous, "to": version, "reason": reason }));
+            } else {
+                println!(
+                    "promoted: {version} is the champion (was {})",
+                    previous.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
+                );
             }
         }
         ModelsCommand::Ledger(select) => {

@@ -1,0 +1,177 @@
+//! Column checks on the clean rows: outliers, freshness, label sanity.
+
+use crate::check;
+use crate::drift::Windows;
+use caretaker_core::config::{OutlierRule, QualityPolicy};
+use caretaker_core::events::LabelledEvents;
+use caretaker_core::report::QualityCheck;
+use chrono::{DateTime, Utc};
+
+/// The `k`-th smallest values for every `k` in `ks` (ascending), by successive selection: O(n) per
+/// order statistic on a shrinking slice, no full sort.
+pub(crate) fn order_stats(values: &mut [f64], ks: &[usize]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(ks.len());
+    let mut lo = 0;
+    for &k in ks {
+        let (_, x, _) = values[lo..].select_nth_unstable_by(k - lo, f64::total_cmp);
+        out.push(*x);
+        lo = k;
+    }
+    out
+}
+
+/// Quantiles with linear interpolation (numpy's default), for `qs` ascending in [0, 1].
+pub(crate) fn quantiles(values: &mut [f64], qs: &[f64]) -> Vec<f64> {
+    let n = values.len();
+    if n == 0 {
+        return vec![f64::NAN; qs.len()];
+    }
+    let mut ks: Vec<usize> = Vec::new();
+    for &q in qs {
+        let pos = q * (n - 1) as f64;
+        ks.push(pos.floor() as usize);
+        ks.push((pos.floor() as usize + 1).min(n - 1));
+    }
+    let mut sorted_ks = ks.clone();
+    sorted_ks.sort_unstable();
+    sorted_ks.dedup();
+    let stats = order_stats(values, &sorted_ks);
+    let at = |k: usize| stats[sorted_ks.binary_search(&k).expect("selected")];
+    qs.iter()
+        .enumerate()
+        .map(|(i, &q)| {
+            let pos = q * (n - 1) as f64;
+            let (a, b) = (at(ks[2 * i]), at(ks[2 * i + 1]));
+            a + (b - a) * (pos - pos.floor())
+        })
+        .collect()
+}
+
+/// Outliers per numeric column, counted and reported, never dropped.
+pub(crate) fn outliers(events: &LabelledEvents, policy: &QualityPolicy) -> Vec<QualityCheck> {
+    let rows = events.len();
+    events
+        .numeric
+        .iter()
+        .map(|column| {
+            let mut values = column.values.clone();
+            let (count, detail) = match policy.outlier_rule {
+                OutlierRule::Iqr => {
+                    let q = quantiles(&mut values, &[0.25, 0.75]);
+                    let iqr = q[1] - q[0];
+                    let (lo, hi) = (q[0] - 1.5 * iqr, q[1] + 1.5 * iqr);
+                    let count = column.values.iter().filter(|&&v| v < lo || v > hi).count();
+                    (
+                        count,
+                        format!("{count} of {rows} clean rows outside [{lo:.4}, {hi:.4}] (Q1 - 1.5 IQR, Q3 + 1.5 IQR)"),
+                    )
+                }
+                OutlierRule::Mad => {
+                    let median = quantiles(&mut values, &[0.5])[0];
+                    let mut deviations: Vec<f64> = column.values.iter().map(|v| (v - median).abs()).collect();
+                    let mad = quantiles(&mut deviations, &[0.5])[0];
+                    // A MAD of 0 (more than half the values equal): the mean absolute deviation
+                    // scaled to match, as Iglewicz and Hoaglin suggest.
+                    let scale = if mad > 0.0 {
+                        mad / 0.6745
+                    } else {
+                        1.253314 * deviations.iter().sum::<f64>() / deviations.len().max(1) as f64
+                    };
+                    let count = if scale > 0.0 {
+                        column.values.iter().filter(|&&v| (v - median).abs() / scale > 3.5).count()
+                    } else {
+                        0
+                    };
+                    (
+                        count,
+                        format!(
+                            "{count} of {rows} clean rows more than 3.5 robust z-scores from the median {median:.4}"
+                        ),
+                    )
+                }
+            };
+            let measured = if rows == 0 { 0.0 } else { count as f64 / rows as f64 };
+            check(
+                "outliers",
+                Some(&column.name),
+                measured,
+                policy.max_outlier_fraction,
+                measured <= policy.max_outlier_fraction,
+                detail,
+            )
+        })
+        .collect()
+}
+
+/// The newest event against the run time.
+pub(crate) fn freshness(
+    events: &LabelledEvents,
+    policy: &QualityPolicy,
+    now: DateTime<Utc>,
+    future_rows: u64,
+) -> Vec<QualityCheck> {
+    let Some(&newest) = events.timestamps.iter().max() else {
+        return vec![check("freshness", None, f64::INFINITY, policy.max_age_hours, false, "no clean rows".into())];
+    };
+    let age_hours = (now.timestamp_micros() - newest) as f64 / 3.6e9;
+    let newest =
+        DateTime::from_timestamp_micros(newest).map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default();
+    let mut detail = format!("newest event {newest}, {age_hours:.1} hours before the run");
+    if future_rows > 0 {
+        detail.push_str(&format!("; {future_rows} rows dated in the future were quarantined"));
+    }
+    vec![check("freshness", None, age_hours, policy.max_age_hours, age_hours <= policy.max_age_hours, detail)]
+}
+
+/// Both classes present, and the positive rate of the current window near the reference's.
+pub(crate) fn labels(events: &LabelledEvents, windows: &Windows, policy: &QualityPolicy) -> Vec<QualityCheck> {
+    let rows = events.len();
+    let positives = events.positives();
+    let rate = |idx: &[usize]| idx.iter().filter(|&&i| events.labels[i]).count() as f64 / idx.len().max(1) as f64;
+    let mut checks = vec![check(
+        "label.both_classes",
+        None,
+        if rows == 0 { 0.0 } else { positives as f64 / rows as f64 },
+        0.0,
+        positives > 0 && positives < rows,
+        format!("{positives} positive of {rows} clean rows"),
+    )];
+    if windows.reference.is_empty() || windows.current.is_empty() {
+        checks.push(check(
+            "label.balance",
+            None,
+            0.0,
+            policy.max_label_shift,
+            true,
+            "not measured: the reference or the current window holds no rows".into(),
+        ));
+    } else {
+        let (r, c) = (rate(&windows.reference), rate(&windows.current));
+        let shift = (c - r).abs();
+        checks.push(check(
+            "label.balance",
+            None,
+            shift,
+            policy.max_label_shift,
+            shift <= policy.max_label_shift,
+            format!("positive rate {c:.4} in the current window against {r:.4} in the reference"),
+        ));
+    }
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_match_numpy_linear_interpolation() {
+        // numpy.quantile([7, 1, 3, 10, 4], [0.25, 0.5, 0.75]) = [3.0, 4.0, 7.0]
+        let mut v = vec![7.0, 1.0, 3.0, 10.0, 4.0];
+        assert_eq!(quantiles(&mut v, &[0.25, 0.5, 0.75]), vec![3.0, 4.0, 7.0]);
+        // numpy.quantile([1, 2, 3, 4], [0.1, 0.9]) = [1.3, 3.7]
+        let mut v = vec![4.0, 3.0, 2.0, 1.0];
+        let q = quantiles(&mut v, &[0.1, 0.9]);
+        assert!((q[0] - 1.3).abs() < 1e-12 && (q[1] - 3.7).abs() < 1e-12, "{q:?}");
+    }
+}

@@ -1,0 +1,57 @@
+//! `caretaker bench ...`: measurements for engineers, on a pipeline's own data.
+
+use super::{load, print_json};
+use anyhow::Result;
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Fit every candidate on the pipeline's training window: fit seconds, prediction time per
+    /// row, holdout F1 and ROC-AUC, model size. Compare with scikit-learn: bench/train.sh.
+    Train {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Only these candidates (by name); default: all.
+        #[arg(long = "candidate")]
+        candidates: Vec<String>,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
+    match cmd {
+        BenchCommand::Train { pipeline, candidates, json } => {
+            let config = load(&pipeline)?;
+            let b = caretaker_pipeline::bench::train(&config, &candidates)?;
+            if json {
+                print_json(&b);
+            } else {
+                println!(
+                    "{}: {} rows, {} train, {} holdout; quality stage {:.2} s",
+                    b.dataset, b.rows, b.train_rows, b.holdout_rows, b.quality_seconds
+                );
+                println!(
+                    "{:<14} {:<20} {:>9} {:>12} {:>7} {:>7} {:>10}",
+                    "candidate", "family", "fit s", "predict µs", "f1", "auc", "bytes"
+                );
+                for c in &b.candidates {
+                    println!(
+                        "{:<14} {:<20} {:>9.3} {:>12.3} {:>7.4} {:>7} {:>10}",
+                        c.name,
+                        c.family,
+                        c.fit_seconds,
+                        c.predict_micros_per_row,
+                        c.f1,
+                        c.roc_auc.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into()),
+                        c.model_bytes
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
