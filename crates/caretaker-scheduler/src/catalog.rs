@@ -185,7 +185,8 @@ pub enum NotifyEvent {
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 3] = [NotifyEvent::MaintenanceEntered, NotifyEvent::MaintenanceLeft, NotifyEvent::TaskFailed];
+    pub const ALL: [NotifyEvent; 3] =
+        [NotifyEvent::MaintenanceEntered, NotifyEvent::MaintenanceLeft, NotifyEvent::TaskFailed];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -331,8 +332,9 @@ impl Catalog {
     /// The history store to use: `CARETAKER_DATABASE_URL` when set, else the catalog's.
     pub fn history_target(&self) -> Result<HistoryTarget, String> {
         match std::env::var(DATABASE_ENV) {
-            Ok(url) if !url.trim().is_empty() => parse_database(url.trim(), &self.root)
-                .map_err(|reason| format!("{DATABASE_ENV}: {reason}")),
+            Ok(url) if !url.trim().is_empty() => {
+                parse_database(url.trim(), &self.root).map_err(|reason| format!("{DATABASE_ENV}: {reason}"))
+            }
             _ => Ok(self.history.clone()),
         }
     }
@@ -406,7 +408,10 @@ fn validate(raw: RawCatalog, path: &Path, kinds: &KindRegistry, problems: &mut V
     if let Some(url) = &n.webhook
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
-        fail("notifications.webhook".into(), format!("{:?} is not an http:// or https:// URL", crate::redact::redact_url(url)));
+        fail(
+            "notifications.webhook".into(),
+            format!("{:?} is not an http:// or https:// URL", crate::redact::redact_url(url)),
+        );
     }
     if n.command.as_ref().is_some_and(|c| c.is_empty() || c[0].trim().is_empty()) {
         fail("notifications.command".into(), "must name a program: command = [\"program\", \"arg\", ...]".into());
@@ -505,17 +510,19 @@ fn validate_task(
             default_tz
         }
     };
-    let schedule = t.schedule.as_deref().and_then(|expr| {
-        Schedule::parse(expr, tz).map_err(|reason| problem(key("schedule"), reason)).ok()
-    });
+    let schedule = t
+        .schedule
+        .as_deref()
+        .and_then(|expr| Schedule::parse(expr, tz).map_err(|reason| problem(key("schedule"), reason)).ok());
     let mut duration = |field: &str, text: Option<&str>| -> Option<Duration> {
-        text.map(|s| parse_duration(s).map_err(|reason| problem(key(field), reason)).ok()).flatten()
+        text.and_then(|s| parse_duration(s).map_err(|reason| problem(key(field), reason)).ok())
     };
     let estimated = duration("estimated_duration", Some(&t.estimated_duration)).unwrap_or(Duration::from_secs(60));
     let timeout = duration("timeout", t.timeout.as_deref())
         .unwrap_or_else(|| estimated.saturating_mul(3).max(Duration::from_secs(60)));
     let retry_backoff = duration("retry_backoff", t.retry_backoff.as_deref()).unwrap_or(Duration::from_secs(30));
-    let rollback_timeout = duration("rollback_timeout", t.rollback_timeout.as_deref()).unwrap_or(Duration::from_secs(600));
+    let rollback_timeout =
+        duration("rollback_timeout", t.rollback_timeout.as_deref()).unwrap_or(Duration::from_secs(600));
     let prerequisites_fresh_for = duration("prerequisites_fresh_for", t.prerequisites_fresh_for.as_deref());
     if timeout.is_zero() {
         problem(key("timeout"), "must be longer than 0s".into());
@@ -742,8 +749,13 @@ mod tests {
     fn unknown_kinds_params_and_keys_are_errors() {
         let p = problems("[[tasks]]\nid = \"x\"\nkind = \"http_health\"\nestimated_duration = \"1m\"\n");
         assert_eq!(p.len(), 1);
-        assert!(p[0].starts_with("tasks.x.kind: unknown kind \"http_health\"; known kinds: command, pipeline"), "{p:?}");
-        let p = problems("[[tasks]]\nid = \"x\"\nkind = \"command\"\nestimated_duration = \"1m\"\n[tasks.params]\nargv = [\"a\"]\nshell = true\n");
+        assert!(
+            p[0].starts_with("tasks.x.kind: unknown kind \"http_health\"; known kinds: command, pipeline"),
+            "{p:?}"
+        );
+        let p = problems(
+            "[[tasks]]\nid = \"x\"\nkind = \"command\"\nestimated_duration = \"1m\"\n[tasks.params]\nargv = [\"a\"]\nshell = true\n",
+        );
         assert!(p[0].starts_with("tasks.x.params.shell: unknown field `shell`"), "{p:?}");
         let p = problems("[[tasks]]\nid = \"x\"\nkind = \"command\"\nestimate = \"1m\"\n");
         assert!(p[0].contains("unknown field `estimate`"), "{p:?}");

@@ -99,7 +99,9 @@ impl Criterion {
     pub fn parse(text: &str, metrics: &[String]) -> Result<Criterion, String> {
         let text = text.trim();
         let op_start = text.find(['=', '!', '<', '>']).ok_or_else(|| {
-            format!("{text:?} is not a criterion: write `subject op value`, like `exit_code == 0` (op: == != < <= > >=)")
+            format!(
+                "{text:?} is not a criterion: write `subject op value`, like `exit_code == 0` (op: == != < <= > >=)"
+            )
         })?;
         let op_len = if text[op_start + 1..].starts_with('=') { 2 } else { 1 };
         let (subject, op, value) =
@@ -154,7 +156,8 @@ impl Criterion {
 
     /// Checks this criterion against an outcome that took `duration_seconds`.
     pub fn check(&self, outcome: &TaskOutcome, duration_seconds: f64) -> CriterionResult {
-        let result = |passed: bool, measured: String| CriterionResult { criterion: self.text.clone(), passed, measured };
+        let result =
+            |passed: bool, measured: String| CriterionResult { criterion: self.text.clone(), passed, measured };
         match (&self.subject, self.value) {
             (Subject::Status, Value::Status(want)) => {
                 let measured = serde_json::to_value(outcome.status)
@@ -228,7 +231,15 @@ mod tests {
         assert!(err.contains("exit_code, quality_score, deployed"), "{err}");
         let err = Criterion::parse("latency_ms < 5", &[]).unwrap_err();
         assert!(err.contains("reports no metrics"), "{err}");
-        for bad in ["looks good", "exit_code =< 0", "exit_code == zero", "status >= succeeded", "status == done", "== 0", "exit_code == 0 1"] {
+        for bad in [
+            "looks good",
+            "exit_code =< 0",
+            "exit_code == zero",
+            "status >= succeeded",
+            "status == done",
+            "== 0",
+            "exit_code == 0 1",
+        ] {
             assert!(Criterion::parse(bad, &metrics()).is_err(), "{bad} was accepted");
         }
     }

@@ -54,13 +54,8 @@ type Job = JoinHandle<Vec<Result<RunResult, crate::run::Error>>>;
 pub async fn run(runner: Arc<Runner>, lifecycle: watch::Sender<Lifecycle>, options: DaemonOptions) -> DaemonSummary {
     let started = runner.clock.now();
     let mut summary = DaemonSummary { started_at: Some(started), ..Default::default() };
-    let tasks: Vec<&TaskSpec> =
-        runner.catalog.tasks.iter().filter(|t| t.enabled && t.schedule.is_some()).collect();
-    tracing::info!(
-        "scheduler started: {} scheduled tasks, history {}",
-        tasks.len(),
-        runner.history.describe()
-    );
+    let tasks: Vec<&TaskSpec> = runner.catalog.tasks.iter().filter(|t| t.enabled && t.schedule.is_some()).collect();
+    tracing::info!("scheduler started: {} scheduled tasks, history {}", tasks.len(), runner.history.describe());
 
     let mut running: HashMap<String, Job> = HashMap::new();
     // Missed firings, per task, by policy.
@@ -249,15 +244,17 @@ fn missed_firings(
 }
 
 async fn reap(running: &mut HashMap<String, Job>, summary: &mut DaemonSummary, wait: bool) {
-    let done: Vec<String> =
-        running.iter().filter(|(_, j)| wait || j.is_finished()).map(|(k, _)| k.clone()).collect();
+    let done: Vec<String> = running.iter().filter(|(_, j)| wait || j.is_finished()).map(|(k, _)| k.clone()).collect();
     for key in done {
         let job = running.remove(&key).expect("listed");
         count(job.await, summary);
     }
 }
 
-fn count(joined: Result<Vec<Result<RunResult, crate::run::Error>>, tokio::task::JoinError>, summary: &mut DaemonSummary) {
+fn count(
+    joined: Result<Vec<Result<RunResult, crate::run::Error>>, tokio::task::JoinError>,
+    summary: &mut DaemonSummary,
+) {
     {
         match joined {
             Ok(results) => {

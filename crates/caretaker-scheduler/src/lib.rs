@@ -66,7 +66,8 @@ impl Session {
         let redactor = redact::Redactor::new(secrets.iter().map(String::as_str));
         let store = history::HistoryStore::open(&target, &catalog.state_dir).await?;
         let (tx, rx) = tokio::sync::watch::channel(run::Lifecycle::Running);
-        let runner = run::Runner::new(Arc::new(catalog), Arc::new(store), clock::SchedulerClock::new(clock), redactor, rx);
+        let runner =
+            run::Runner::new(Arc::new(catalog), Arc::new(store), clock::SchedulerClock::new(clock), redactor, rx);
         Ok(Session { runner: Arc::new(runner), lifecycle: tx })
     }
 }

@@ -35,7 +35,9 @@ impl Notifier {
         if let Some(url) = &self.config.webhook {
             let shown = self.redactor.redact(url);
             let note = match self.post(url, bytes.clone()).await {
-                Ok(status) if status.is_success() => format!("notified {} ({shown}): HTTP {}", event.name(), status.as_u16()),
+                Ok(status) if status.is_success() => {
+                    format!("notified {} ({shown}): HTTP {}", event.name(), status.as_u16())
+                }
                 Ok(status) => format!("notification {} to {shown} failed: HTTP {}", event.name(), status.as_u16()),
                 Err(e) => format!("notification {} to {shown} failed: {}", event.name(), self.redactor.redact(&e)),
             };
@@ -43,8 +45,7 @@ impl Notifier {
         }
         if let Some(argv) = &self.config.command {
             let env = BTreeMap::from([("CARETAKER_EVENT".to_string(), event.name().to_string())]);
-            let spec =
-                ProcessSpec { argv, cwd: &self.cwd, env: &env, stdin: Some(bytes), output_limit: 16 * 1024 };
+            let spec = ProcessSpec { argv, cwd: &self.cwd, env: &env, stdin: Some(bytes), output_limit: 16 * 1024 };
             let note = match process::run_with_timeout(spec, self.config.timeout).await {
                 Some(run) if run.succeeded() => format!("notified {} (command {})", event.name(), argv[0]),
                 Some(run) => format!("notification {} by command {} failed: {}", event.name(), argv[0], run.describe()),
@@ -70,7 +71,9 @@ impl Notifier {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("{e}{}", std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default()))?;
+            .map_err(|e| {
+                format!("{e}{}", std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default())
+            })?;
         Ok(response.status())
     }
 }

@@ -155,7 +155,14 @@ fn dst_warning(spec: &TaskSpec, f: &crate::schedule::Firing, note: &DstNote, war
             f.local.format("%H:%M:%S")
         ),
     };
-    warnings.push(Warning { kind: "dst".into(), tasks: vec![spec.id.clone()], component: None, at: f.at, count: 1, message });
+    warnings.push(Warning {
+        kind: "dst".into(),
+        tasks: vec![spec.id.clone()],
+        component: None,
+        at: f.at,
+        count: 1,
+        message,
+    });
 }
 
 /// Pairs of firings whose estimated runs overlap on a shared component, grouped by component and
@@ -206,7 +213,8 @@ fn overlaps(catalog: &Catalog, events: &[PreviewEvent]) -> Vec<Warning> {
         })
         .collect();
     for (task, (count, at)) in selfish {
-        let estimate = catalog.task(&task).map(|t| humantime::format_duration(t.estimated).to_string()).unwrap_or_default();
+        let estimate =
+            catalog.task(&task).map(|t| humantime::format_duration(t.estimated).to_string()).unwrap_or_default();
         out.push(Warning {
             kind: "self_overlap".into(),
             tasks: vec![task.clone()],
@@ -283,7 +291,8 @@ pub fn render(p: &Preview) -> String {
         s.total_hours,
         s.average_minutes
     );
-    let breakdown = |m: &BTreeMap<String, usize>| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
+    let breakdown =
+        |m: &BTreeMap<String, usize>| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
     let _ = writeln!(out, "          by priority: {}", breakdown(&s.by_priority));
     let _ = writeln!(out, "          by type: {}", breakdown(&s.by_type));
     if p.warnings.is_empty() {
@@ -360,7 +369,11 @@ mod tests {
         assert_eq!(overlap[0].tasks, vec!["backup", "vacuum"]);
         let dst: Vec<_> = p.warnings.iter().filter(|w| w.kind == "dst").collect();
         assert_eq!(dst.len(), 1, "{:?}", p.warnings);
-        assert!(dst[0].message.contains("02:30:00 does not exist on 2026-03-29 in Europe/Berlin"), "{}", dst[0].message);
+        assert!(
+            dst[0].message.contains("02:30:00 does not exist on 2026-03-29 in Europe/Berlin"),
+            "{}",
+            dst[0].message
+        );
         assert!(dst[0].message.contains("at 03:00:00 CEST (01:00 UTC)"), "{}", dst[0].message);
         assert_eq!(p.summary.by_task["nightly"], 7, "once a day, the DST day included");
     }

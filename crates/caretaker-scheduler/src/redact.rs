@@ -75,9 +75,15 @@ mod tests {
     fn passwords_in_urls_and_pairs_are_hidden() {
         let r = Redactor::default();
         assert_eq!(r.redact("postgres://app:s3cr3t@db:5432/x"), "postgres://app:***@db:5432/x");
-        assert_eq!(r.redact("connect host=db user=app password=s3cr3t dbname=x"), "connect host=db user=app password=*** dbname=x");
+        assert_eq!(
+            r.redact("connect host=db user=app password=s3cr3t dbname=x"),
+            "connect host=db user=app password=*** dbname=x"
+        );
         assert_eq!(r.redact("PGPASSWORD='hunter 2' pg_dump"), "PGPASSWORD=*** pg_dump");
-        assert_eq!(r.redact("postgres://app@db/x and redis://127.0.0.1:6379"), "postgres://app@db/x and redis://127.0.0.1:6379");
+        assert_eq!(
+            r.redact("postgres://app@db/x and redis://127.0.0.1:6379"),
+            "postgres://app@db/x and redis://127.0.0.1:6379"
+        );
         assert_eq!(r.redact("https://hooks.example/x?token=abc123"), "https://hooks.example/x?token=***");
     }
 

@@ -72,14 +72,22 @@ pub struct SlowTask {
 }
 
 /// Builds the report of `executions` (those started in `[from, to)`).
-pub fn build(executions: &[Execution], from: DateTime<Utc>, to: DateTime<Utc>, days: u32, history: String) -> HistoryReport {
+pub fn build(
+    executions: &[Execution],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    days: u32,
+    history: String,
+) -> HistoryReport {
     let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_task: BTreeMap<&str, Vec<&Execution>> = BTreeMap::new();
     for e in executions {
         *by_status.entry(e.status.name().into()).or_default() += 1;
         per_task.entry(&e.task_id).or_default().push(e);
     }
-    let ran = |list: &[&Execution]| list.iter().filter(|e| e.status == ExecutionStatus::Succeeded || e.status.is_failure()).count();
+    let ran = |list: &[&Execution]| {
+        list.iter().filter(|e| e.status == ExecutionStatus::Succeeded || e.status.is_failure()).count()
+    };
     let all: Vec<&Execution> = executions.iter().collect();
     let succeeded_all = all.iter().filter(|e| e.status == ExecutionStatus::Succeeded).count();
     let success_rate = (ran(&all) > 0).then(|| succeeded_all as f64 / ran(&all) as f64);
@@ -172,9 +180,9 @@ pub fn build(executions: &[Execution], from: DateTime<Utc>, to: DateTime<Utc>, d
     let below: Vec<String> = tasks
         .iter()
         .filter_map(|t| {
-            t.success_rate.filter(|r| *r < SUCCESS_TARGET).map(|r| {
-                format!("{} {:.0}% ({} of {})", t.task_id, r * 100.0, t.succeeded, t.succeeded + t.failed)
-            })
+            t.success_rate
+                .filter(|r| *r < SUCCESS_TARGET)
+                .map(|r| format!("{} {:.0}% ({} of {})", t.task_id, r * 100.0, t.succeeded, t.succeeded + t.failed))
         })
         .collect();
     if !below.is_empty() {
@@ -232,7 +240,11 @@ pub fn render(r: &HistoryReport) -> String {
         r.success_rate.map(|s| format!("{:.1}%", s * 100.0)).unwrap_or_else(|| "n/a (nothing ran)".into())
     );
     if !r.tasks.is_empty() {
-        let _ = writeln!(out, "{:<28} {:>5} {:>5} {:>5} {:>5} {:>8} {:>10} {:>10}", "task", "runs", "ok", "fail", "skip", "success", "mean", "estimate");
+        let _ = writeln!(
+            out,
+            "{:<28} {:>5} {:>5} {:>5} {:>5} {:>8} {:>10} {:>10}",
+            "task", "runs", "ok", "fail", "skip", "success", "mean", "estimate"
+        );
         for t in &r.tasks {
             let _ = writeln!(
                 out,
@@ -270,7 +282,13 @@ pub fn render(r: &HistoryReport) -> String {
             let _ = writeln!(
                 out,
                 "  {:<26} {} of {} run(s); mean {:.1}s, max {:.1}s, estimate {:.0}s ({:.1}x)",
-                s.task_id, s.slow_executions, s.timed_executions, s.mean_seconds, s.max_seconds, s.estimated_seconds, s.mean_ratio
+                s.task_id,
+                s.slow_executions,
+                s.timed_executions,
+                s.mean_seconds,
+                s.max_seconds,
+                s.estimated_seconds,
+                s.mean_ratio
             );
         }
     }

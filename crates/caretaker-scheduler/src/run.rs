@@ -88,7 +88,8 @@ impl Runner {
         lifecycle: watch::Receiver<Lifecycle>,
     ) -> Runner {
         let notifier = Notifier::new(catalog.notifications.clone(), catalog.root.clone(), redactor.clone());
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+        let host =
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
         let scheduler_id = format!("{host} pid {}", std::process::id()).trim().to_string();
         Runner { catalog, history, clock, notifier, redactor, scheduler_id, lifecycle }
     }
@@ -229,12 +230,21 @@ impl Runner {
         self.redactor.redact_json(&mut execution.details);
         self.history.update(execution).await?;
         let line = format!("{}: {} — {}", execution.task_id, status.name(), execution.summary);
-        if status.is_failure() { tracing::warn!("{line}") } else { tracing::info!("{line}") }
+        if status.is_failure() {
+            tracing::warn!("{line}")
+        } else {
+            tracing::info!("{line}")
+        }
         Ok(())
     }
 
     /// Waits while maintenance mode is on (non-critical tasks); `Some(reason)` to skip.
-    async fn wait_for_maintenance(&self, spec: &TaskSpec, req: &RunRequest, execution: &mut Execution) -> Option<String> {
+    async fn wait_for_maintenance(
+        &self,
+        spec: &TaskSpec,
+        req: &RunRequest,
+        execution: &mut Execution,
+    ) -> Option<String> {
         if spec.is_critical() || req.for_critical {
             return None;
         }
@@ -288,7 +298,9 @@ impl Runner {
                 execution.notes.push(format!(
                     "prerequisite {id}: satisfied by execution {} ({} ago)",
                     last.id,
-                    humantime::format_duration(Duration::from_secs((self.clock.now() - finished).num_seconds().max(0) as u64))
+                    humantime::format_duration(Duration::from_secs(
+                        (self.clock.now() - finished).num_seconds().max(0) as u64
+                    ))
                 ));
                 continue;
             }
@@ -331,7 +343,9 @@ impl Runner {
         loop {
             if let Some(lock) = self.history.lock_task(CRITICAL_TURN).await? {
                 if started.elapsed().as_secs() > 0 {
-                    execution.notes.push(format!("waited {}s for another critical task to finish", started.elapsed().as_secs()));
+                    execution
+                        .notes
+                        .push(format!("waited {}s for another critical task to finish", started.elapsed().as_secs()));
                 }
                 return Ok(Ok(lock));
             }
@@ -357,7 +371,10 @@ impl Runner {
         }
         match maintenance::current(&self.catalog.state_dir) {
             Ok(Some(mode)) => {
-                return (false, vec![format!("maintenance mode was already on (by {}: {}); left as it is", mode.by, mode.reason)]);
+                return (
+                    false,
+                    vec![format!("maintenance mode was already on (by {}: {}); left as it is", mode.by, mode.reason)],
+                );
             }
             Ok(None) => {}
             Err(e) => return (false, vec![format!("cannot read maintenance mode: {e}")]),
@@ -412,7 +429,12 @@ impl Runner {
     }
 
     /// Runs the attempts; returns the final status and summary.
-    async fn attempts(&self, spec: &TaskSpec, req: &RunRequest, execution: &mut Execution) -> (ExecutionStatus, String) {
+    async fn attempts(
+        &self,
+        spec: &TaskSpec,
+        req: &RunRequest,
+        execution: &mut Execution,
+    ) -> (ExecutionStatus, String) {
         let max = spec.retries + 1;
         let mut last = (ExecutionStatus::Failed, String::from("no attempt ran"));
         for number in 1..=max {
@@ -481,7 +503,13 @@ impl Runner {
     }
 
     /// Applies the success criteria to an outcome.
-    fn judge(&self, spec: &TaskSpec, outcome: TaskOutcome, seconds: f64, execution: &mut Execution) -> (ExecutionStatus, String) {
+    fn judge(
+        &self,
+        spec: &TaskSpec,
+        outcome: TaskOutcome,
+        seconds: f64,
+        execution: &mut Execution,
+    ) -> (ExecutionStatus, String) {
         let results: Vec<CriterionResult> = spec.criteria.iter().map(|c| c.check(&outcome, seconds)).collect();
         let failed: Vec<String> = results
             .iter()
@@ -516,7 +544,11 @@ impl Runner {
         };
         let argv: Vec<String> = argv.iter().map(|a| expand(a, &ctx)).collect();
         let env = context_env(&ctx);
-        tracing::warn!("{}: running the rollback {:?}", spec.id, argv.iter().map(|a| self.redactor.redact(a)).collect::<Vec<_>>());
+        tracing::warn!(
+            "{}: running the rollback {:?}",
+            spec.id,
+            argv.iter().map(|a| self.redactor.redact(a)).collect::<Vec<_>>()
+        );
         let spec_p = ProcessSpec {
             argv: &argv,
             cwd: &self.catalog.root,

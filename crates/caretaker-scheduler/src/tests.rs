@@ -119,7 +119,11 @@ async fn metrics_criteria_failure_rollback_and_retries_are_recorded() {
 
         // What the history holds is what was returned.
         let all = s.runner.history.since(chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap();
-        assert_eq!(all.iter().map(|e| e.task_id.as_str()).collect::<Vec<_>>(), vec!["measure", "strict", "flaky"], "{what}");
+        assert_eq!(
+            all.iter().map(|e| e.task_id.as_str()).collect::<Vec<_>>(),
+            vec!["measure", "strict", "flaky"],
+            "{what}"
+        );
         assert_eq!(all[1].rollback.as_ref().map(|r| r.status.as_str()), Some("succeeded"));
         assert!(all.iter().all(|e| e.finished_at.is_some() && e.status != ExecutionStatus::Running));
         assert!(!serde_json::to_string(&all).unwrap().contains("hunter2secret"), "{what}: a password was recorded");
@@ -155,7 +159,11 @@ async fn a_failed_prerequisite_skips_the_task_with_the_reason() {
         let second = run(&s, "use").await;
         assert_eq!(second.status, ExecutionStatus::Succeeded);
         assert_eq!(std::fs::read_to_string(s.dir.join("prepared")).unwrap().lines().count(), 1, "prep ran twice");
-        assert!(second.notes.iter().any(|n| n.starts_with("prerequisite prep: satisfied by execution")), "{:?}", second.notes);
+        assert!(
+            second.notes.iter().any(|n| n.starts_with("prerequisite prep: satisfied by execution")),
+            "{:?}",
+            second.notes
+        );
     }
 }
 
@@ -202,7 +210,11 @@ async fn critical_tasks_hold_maintenance_mode_and_leave_it_after_a_failure() {
         let e = run(&s, "upgrade").await;
         assert_eq!(e.status, ExecutionStatus::Failed, "{}", s.what);
         assert!(s.dir.join("saw-maintenance").exists(), "maintenance mode was not on during the critical task");
-        assert_eq!(caretaker_core::maintenance::current(&s.runner.catalog.state_dir).unwrap(), None, "left on after a failure");
+        assert_eq!(
+            caretaker_core::maintenance::current(&s.runner.catalog.state_dir).unwrap(),
+            None,
+            "left on after a failure"
+        );
         assert!(e.notes.iter().any(|n| n.starts_with("entered maintenance mode")), "{:?}", e.notes);
         assert!(e.notes.iter().any(|n| n.starts_with("left maintenance mode (failed)")), "{:?}", e.notes);
         let events: Vec<String> =
@@ -221,7 +233,11 @@ async fn critical_tasks_hold_maintenance_mode_and_leave_it_after_a_failure() {
         caretaker_core::maintenance::enter(&s.runner.catalog.state_dir, &mode).unwrap();
         let e = run(&s, "report").await;
         assert_eq!(e.status, ExecutionStatus::Skipped);
-        assert!(e.summary.contains("maintenance mode is on") && e.summary.contains("by manual: db upgrade"), "{}", e.summary);
+        assert!(
+            e.summary.contains("maintenance mode is on") && e.summary.contains("by manual: db upgrade"),
+            "{}",
+            e.summary
+        );
         // A critical task runs, and leaves the mode to its owner.
         let e = run(&s, "upgrade").await;
         assert_eq!(e.status, ExecutionStatus::Failed);
@@ -259,7 +275,8 @@ async fn the_daemon_fires_every_second_and_never_runs_a_task_twice_at_once() {
         )
         .await;
         let summary =
-            daemon::run(s.runner.clone(), s.lifecycle.clone(), DaemonOptions { run_for: Some(Duration::from_secs(4)) }).await;
+            daemon::run(s.runner.clone(), s.lifecycle.clone(), DaemonOptions { run_for: Some(Duration::from_secs(4)) })
+                .await;
         assert!(summary.errors.is_empty(), "{:?}", summary.errors);
         let all = s.runner.history.since(chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap();
         let ticks: Vec<_> = all.iter().filter(|e| e.task_id == "tick").collect();
@@ -270,8 +287,11 @@ async fn the_daemon_fires_every_second_and_never_runs_a_task_twice_at_once() {
         let started = std::fs::read_to_string(s.dir.join("long")).unwrap().lines().count();
         let ran = long.iter().filter(|e| e.status != ExecutionStatus::Skipped).count();
         assert_eq!(started, ran, "{}", s.what);
-        assert!(long.iter().any(|e| e.status == ExecutionStatus::Skipped
-            && e.summary.starts_with("not run: the previous execution of long was still running")), "{long:#?}");
+        assert!(
+            long.iter().any(|e| e.status == ExecutionStatus::Skipped
+                && e.summary.starts_with("not run: the previous execution of long was still running")),
+            "{long:#?}"
+        );
         // Never two at once: the runs of `long` do not overlap in time.
         let mut spans: Vec<_> = long
             .iter()
@@ -297,7 +317,11 @@ async fn a_shutdown_with_cancel_stops_the_running_task_and_records_it() {
     for fresh in targets().await {
         let s = setup(
             &fresh,
-            &task("long", r#"["sleep", "30"]"#, "schedule = \"* * * * * *\"\ntimeout = \"1m\"\nrollback = [\"touch\", \"rolled-back\"]"),
+            &task(
+                "long",
+                r#"["sleep", "30"]"#,
+                "schedule = \"* * * * * *\"\ntimeout = \"1m\"\nrollback = [\"touch\", \"rolled-back\"]",
+            ),
         )
         .await;
         let mut catalog = (*s.runner.catalog).clone();
@@ -310,7 +334,8 @@ async fn a_shutdown_with_cancel_stops_the_running_task_and_records_it() {
             Redactor::default(),
             rx,
         ));
-        let summary = daemon::run(runner.clone(), tx, DaemonOptions { run_for: Some(Duration::from_millis(2500)) }).await;
+        let summary =
+            daemon::run(runner.clone(), tx, DaemonOptions { run_for: Some(Duration::from_millis(2500)) }).await;
         assert_eq!(summary.executions.get("cancelled"), Some(&1), "{}: {summary:?}", s.what);
         let all = runner.history.since(chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap();
         let cancelled = all.iter().find(|e| e.status == ExecutionStatus::Cancelled).unwrap();

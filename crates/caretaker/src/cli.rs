@@ -34,6 +34,20 @@ pub enum Command {
     Runs(crate::commands::runs::RunsCommand),
     /// Print a run's report.
     Report(crate::commands::runs::ReportArgs),
+    /// The maintenance scheduler's plan: preview the next days.
+    #[command(subcommand)]
+    Schedule(crate::commands::scheduler::ScheduleCommand),
+    /// The maintenance scheduler daemon.
+    #[command(subcommand)]
+    Scheduler(crate::commands::scheduler::SchedulerCommand),
+    /// One maintenance task: run it now, list the catalog.
+    #[command(subcommand)]
+    Task(crate::commands::task::TaskCommand),
+    /// Maintenance mode: on, off, status.
+    #[command(subcommand)]
+    Maintenance(crate::commands::maintenance::MaintenanceCommand),
+    /// The maintenance executions of the last days: success rate, failures, slow tasks, advice.
+    History(crate::commands::history::HistoryArgs),
 }
 
 #[derive(Debug, Args)]

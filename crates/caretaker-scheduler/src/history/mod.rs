@@ -210,7 +210,11 @@ impl HistoryStore {
 }
 
 pub(crate) fn decode(target: &str, id: &str, json: &str) -> Result<Execution> {
-    serde_json::from_str(json).map_err(|e| Error::Corrupt { target: target.into(), id: id.into(), reason: e.to_string() })
+    serde_json::from_str(json).map_err(|e| Error::Corrupt {
+        target: target.into(),
+        id: id.into(),
+        reason: e.to_string(),
+    })
 }
 
 pub(crate) fn encode(execution: &Execution) -> String {

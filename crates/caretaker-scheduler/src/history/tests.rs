@@ -33,7 +33,11 @@ pub(crate) async fn targets() -> Vec<Fresh> {
     if let Some(admin) = caretaker_test_support::postgres_url() {
         let name = caretaker_test_support::unique_name("sched");
         let url = postgres::create_database(&admin, &name).await.unwrap();
-        out.push(Fresh { target: HistoryTarget::Postgres(url), state: tempfile::tempdir().unwrap(), pg: Some((admin, name)) });
+        out.push(Fresh {
+            target: HistoryTarget::Postgres(url),
+            state: tempfile::tempdir().unwrap(),
+            pg: Some((admin, name)),
+        });
     }
     out
 }

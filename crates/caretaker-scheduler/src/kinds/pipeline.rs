@@ -82,7 +82,10 @@ impl PipelineTask {
             None | Some("run") => PipelineMode::Run,
             Some("quality") => PipelineMode::Quality,
             Some(other) => {
-                return Err(ConfigProblem { key: "mode".into(), reason: format!("{other:?} is not a mode (run, quality)") });
+                return Err(ConfigProblem {
+                    key: "mode".into(),
+                    reason: format!("{other:?} is not a mode (run, quality)"),
+                });
             }
         };
         let pipeline = resolve(root, &raw.pipeline);
@@ -114,7 +117,10 @@ impl Task for PipelineTask {
             if ctx.dry_run {
                 return Ok(TaskOutcome {
                     status: TaskStatus::Skipped,
-                    ..TaskOutcome::succeeded(format!("dry run: would run caretaker {command} {}", self.pipeline.display()))
+                    ..TaskOutcome::succeeded(format!(
+                        "dry run: would run caretaker {command} {}",
+                        self.pipeline.display()
+                    ))
                 });
             }
             let env = context_env(ctx);

@@ -39,7 +39,9 @@ impl ProcessRun {
     /// "exited with code 3", "killed by signal 9", "could not start: ..."
     pub fn describe(&self) -> String {
         match (&self.spawn_error, self.exit_code, self.signal) {
-            (Some(e), _, _) => format!("could not start {:?}: {e}", self.argv.first().map(String::as_str).unwrap_or("")),
+            (Some(e), _, _) => {
+                format!("could not start {:?}: {e}", self.argv.first().map(String::as_str).unwrap_or(""))
+            }
             (None, Some(code), _) => format!("exited with code {code}"),
             (None, None, Some(sig)) => format!("killed by signal {sig}"),
             (None, None, None) => "ended without an exit code".into(),
@@ -48,9 +50,7 @@ impl ProcessRun {
 
     /// The last non-empty line of stderr (or stdout), for one-line summaries.
     pub fn last_line(&self) -> Option<&str> {
-        [&self.stderr, &self.stdout]
-            .into_iter()
-            .find_map(|s| s.lines().rev().map(str::trim).find(|l| !l.is_empty()))
+        [&self.stderr, &self.stdout].into_iter().find_map(|s| s.lines().rev().map(str::trim).find(|l| !l.is_empty()))
     }
 }
 

@@ -2,10 +2,14 @@
 //! group; `dispatch` routes.
 
 pub mod demo;
+pub mod history;
+pub mod maintenance;
 pub mod models;
 pub mod patterns;
 pub mod run;
 pub mod runs;
+pub mod scheduler;
+pub mod task;
 
 use crate::cli::{Cli, Command};
 use anyhow::{Result, anyhow};
@@ -23,6 +27,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Patterns(cmd) => patterns::patterns(cmd, clock),
         Command::Runs(cmd) => runs::runs(cmd),
         Command::Report(args) => runs::report(&args.run_id, &args.select),
+        Command::Schedule(cmd) => scheduler::schedule(cmd, clock),
+        Command::Scheduler(cmd) => scheduler::scheduler(cmd, clock),
+        Command::Task(cmd) => task::task(cmd, clock),
+        Command::Maintenance(cmd) => maintenance::maintenance(cmd, clock),
+        Command::History(args) => history::history(args, clock),
     }
 }
 
