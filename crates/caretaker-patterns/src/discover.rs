@@ -194,3 +194,129 @@ pub fn run(
     );
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caretaker_core::config::DiscoverySpec;
+    use caretaker_core::events::{CategoricalColumn, NumericColumn};
+    use chrono::Duration;
+
+    /// `svc = b AND x > 50` fails 90% of the time, everything else 5%; one event an hour
+    /// starting at `start`.
+    fn events(n: usize, start: DateTime<Utc>) -> LabelledEvents {
+        let svc: Vec<u32> = (0..n).map(|i| (i % 4 == 0) as u32).collect();
+        let x: Vec<f64> = (0..n).map(|i| ((i * 37) % 100) as f64).collect();
+        let labels = (0..n)
+            .map(|i| {
+                let r = (i * 7919) % 100;
+                if svc[i] == 1 && x[i] > 50.0 { r < 90 } else { r < 5 }
+            })
+            .collect();
+        LabelledEvents {
+            timestamps: (0..n).map(|i| (start + Duration::hours(i as i64)).timestamp_micros()).collect(),
+            labels,
+            numeric: vec![NumericColumn { name: "x".into(), values: x }],
+            categorical: vec![CategoricalColumn {
+                name: "svc".into(),
+                levels: vec!["a".into(), "b".into()],
+                codes: svc,
+            }],
+        }
+    }
+
+    fn policy(dir: &std::path::Path) -> PatternPolicy {
+        PatternPolicy {
+            store: dir.join("store.parquet"),
+            archive: dir.join("archive"),
+            retention_days: 90,
+            delete_below_usage: 5,
+            delete_below_confidence: 0.5,
+            archive_above_confidence: 0.8,
+            discovery: DiscoverySpec {
+                enabled: true,
+                min_support: 0.01,
+                min_confidence: 0.6,
+                min_lift: 1.5,
+                max_conditions: 3,
+                max_bins: 8,
+            },
+        }
+    }
+
+    fn planted_rule_row(p: &PatternPolicy) -> (String, u64, Option<i64>) {
+        let df = store::read(&p.store).unwrap();
+        let ids = store::ids(&df).unwrap();
+        let conditions = store::conditions(&df).unwrap();
+        let row = conditions
+            .iter()
+            .position(|c| {
+                let mut t: Vec<String> = c.iter().map(|c| format!("{} {} {}", c.feature, c.op, c.value)).collect();
+                t.sort();
+                t == ["svc = b", "x > 50"]
+            })
+            .expect("the planted rule is in the store");
+        let usage = df.column("usage_count").unwrap().u64().unwrap().get(row).unwrap();
+        let last = df.column("last_used_at").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().get(row);
+        (ids[row].clone(), usage, last)
+    }
+
+    #[test]
+    fn discovery_creates_then_updates_and_counts_each_event_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = policy(dir.path());
+        let start: DateTime<Utc> = "2026-09-01T00:00:00Z".parse().unwrap();
+        let now = start + Duration::hours(5000);
+        let train = events(4000, start).take(&(0..3000).collect::<Vec<_>>());
+        let holdout = events(4000, start).take(&(3000..4000).collect::<Vec<_>>());
+        let first = run(&p, &train, &holdout, now).unwrap();
+        assert!(first.mined > 0 && first.discovered == first.mined && first.updated == 0, "{first:?}");
+        let (id, usage, last) = planted_rule_row(&p);
+        // Every event of the window that matches, counted once.
+        let all = events(4000, start);
+        let matching: Vec<usize> =
+            (0..4000).filter(|&i| all.categorical[0].codes[i] == 1 && all.numeric[0].values[i] > 50.0).collect();
+        assert_eq!(usage, matching.len() as u64);
+        assert_eq!(last, Some(all.timestamps[*matching.last().unwrap()]));
+        assert!(first.holdout_precision.unwrap() > 0.5, "{first:?}");
+
+        // The same window again: same ids, nothing created, nothing counted twice.
+        let again = run(&p, &train, &holdout, now + Duration::days(1)).unwrap();
+        assert_eq!((again.discovered, again.updated, again.uses_counted), (0, first.mined, 0), "{again:?}");
+        assert_eq!(planted_rule_row(&p), (id.clone(), usage, last));
+        assert_eq!(store::read(&p.store).unwrap().height() as u64, first.mined);
+
+        // A window that moved on by 500 events: only the new ones count; events after now do not.
+        let moved = events(4500, start);
+        let later_now = start + Duration::hours(4400) - Duration::minutes(30);
+        let train = moved.take(&(500..3500).collect::<Vec<_>>());
+        let holdout = moved.take(&(3500..4500).collect::<Vec<_>>());
+        run(&p, &train, &holdout, later_now).unwrap();
+        let new_matches =
+            (4000..4400).filter(|&i| moved.categorical[0].codes[i] == 1 && moved.numeric[0].values[i] > 50.0).count();
+        let (_, usage2, last2) = planted_rule_row(&p);
+        assert_eq!(usage2, usage + new_matches as u64);
+        assert!(last2.unwrap() <= later_now.timestamp_micros());
+    }
+
+    #[test]
+    fn a_rediscovered_pattern_that_is_archived_stays_in_the_archive_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = policy(dir.path());
+        let start: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let all = events(4000, start);
+        let (train, holdout) = (all.take(&(0..3000).collect::<Vec<_>>()), all.take(&(3000..4000).collect::<Vec<_>>()));
+        let now = start + Duration::hours(4000);
+        run(&p, &train, &holdout, now).unwrap();
+        let (id, _, _) = planted_rule_row(&p);
+        // 100 days on, the confident rule is old: cleanup archives it.
+        let later = now + Duration::days(100);
+        let cleaned = crate::cleanup::run(&p, later, "r1").unwrap();
+        assert!(cleaned.archived > 0, "{cleaned:?}");
+        assert!(!store::ids(&store::read(&p.store).unwrap()).unwrap().contains(&id));
+        let again = run(&p, &train, &holdout, later).unwrap();
+        assert!(again.already_archived > 0 && again.discovered == 0, "{again:?}");
+        assert!(!store::ids(&store::read(&p.store).unwrap()).unwrap().contains(&id));
+        assert!(crate::verify::verify(&p, later).unwrap().is_clean());
+    }
+}

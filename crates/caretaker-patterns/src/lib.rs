@@ -1,14 +1,22 @@
-//! The pattern store: the rules the intelligence layer has learned, kept in Parquet, and their
-//! cleanup and archival.
+//! The pattern store: the rules the intelligence layer has learned, kept in Parquet; their
+//! discovery from the events, their cleanup, and their archival and restoration.
 //!
 //! A pattern is a conjunction of conditions on event features that predicts the label
 //! (`service = tool_proxy AND payload_bytes > 1000000 -> failed`), with its support, confidence,
-//! lift and usage. [`cleanup`] applies the retention policy: old, rarely used, low-confidence
-//! patterns are deleted; old high-confidence ones are moved to a date-partitioned archive with a
-//! manifest of row counts and blake3 hashes. The archive is written and synced before the store is
-//! rewritten, and the manifest marks an archive file `pending` until the store no longer holds its
-//! patterns, so a process killed at any point loses nothing, and the next cleanup finishes the
-//! work without duplicating a pattern.
+//! lift and usage, and an id that hashes its conditions so that rediscovering it updates it.
+//! [`mining`] finds class association rules: frequent itemsets over features binned at
+//! label-driven cut points snapped to round numbers (chosen over decision-tree paths because
+//! itemsets find overlapping rules and keep their ids from night to night; see the README).
+//! [`discover`] upserts them and counts every pattern's uses. [`cleanup`] applies the retention
+//! policy: old, rarely used, low-confidence patterns are deleted; old high-confidence ones are
+//! moved to a date-partitioned archive whose manifest lists each file's rows, bytes and blake3;
+//! [`restore`] brings archived ones back and [`verify`] checks the manifest against the files.
+//!
+//! The design decision: the manifest is a journal. Files are written and synced before the
+//! manifest lists them, the manifest marks what is in flight (`pending`, `restoring`) before the
+//! store is rewritten, and whoever next takes the store's lock finishes it ([`recovery`]). So a
+//! process killed at any point loses no pattern, and the next command leaves each pattern exactly
+//! once, in the store or in the archive.
 //!
 //! ```no_run
 //! # use caretaker_core::config::PatternPolicy;

@@ -8,7 +8,8 @@
 //! by their support with the predicted label, which can only shrink as an itemset grows. A rule
 //! `itemset -> label` is kept when its confidence and lift reach the configured minimums and its
 //! confidence beats that of every rule made of a subset of its conditions (and the base rate) by
-//! at least [`MIN_IMPROVEMENT`]: a condition that adds nothing is not a new pattern.
+//! at least [`MIN_IMPROVEMENT`] and by two standard errors of a proportion: a condition that adds
+//! nothing, or only sampling noise, is not a new pattern.
 
 use crate::matching::RowSet;
 use crate::pattern::Condition;
@@ -129,7 +130,9 @@ fn rules_for_label(
             let best_subset = subsets(set).filter_map(|s| best.get(&s).copied()).fold(base_rate, f64::max);
             best.insert(set.clone(), conf.max(best_subset));
             let lift = conf / base_rate;
-            if conf >= spec.min_confidence && lift >= spec.min_lift && conf >= best_subset + MIN_IMPROVEMENT {
+            let noise = 2.0 * (best_subset * (1.0 - best_subset) / matching.count() as f64).sqrt();
+            let improves = conf - best_subset >= MIN_IMPROVEMENT.max(noise);
+            if conf >= spec.min_confidence && lift >= spec.min_lift && improves {
                 rules.push(MinedRule {
                     conditions: set.iter().map(|&i| items[i].condition.clone()).collect(),
                     predicts,
