@@ -83,6 +83,8 @@ struct RawDataset {
     categorical: Vec<String>,
     /// When `path` does not exist yet, write the example data there first.
     example: Option<RawExample>,
+    /// `caretaker data compact` rewrites small files into files of about this many MiB.
+    compact_target_mb: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,6 +252,9 @@ pub struct DatasetSpec {
     pub numeric: Vec<String>,
     pub categorical: Vec<String>,
     pub example: Option<ExampleSpec>,
+    /// The size `caretaker data compact` aims at for each file it writes, in bytes
+    /// (`dataset.compact_target_mb`, default 128 MiB).
+    pub compact_target_bytes: u64,
 }
 
 impl DatasetSpec {
@@ -565,6 +570,13 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
         check.at_least("dataset.example.rows", e.rows, 100);
         ExampleSpec { rows: e.rows, seed: e.seed }
     });
+    let compact_target_mb = d.compact_target_mb.unwrap_or(128.0);
+    if !(compact_target_mb.is_finite() && compact_target_mb >= 0.001 && compact_target_mb <= 1_048_576.0) {
+        check.fail(
+            "dataset.compact_target_mb",
+            format!("must be a number of MiB between 0.001 and 1048576, got {compact_target_mb}"),
+        );
+    }
 
     // Quality.
     let q = &raw.quality;
@@ -809,6 +821,7 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
             numeric: d.numeric.clone(),
             categorical: d.categorical.clone(),
             example,
+            compact_target_bytes: (compact_target_mb.clamp(0.001, 1_048_576.0) * 1024.0 * 1024.0) as u64,
         },
         quality,
         training,
@@ -1082,6 +1095,15 @@ max_depth = 6
             ]
         );
         assert!(err.to_string().contains("must be between 0 and 1, got 1.5"), "{err}");
+    }
+
+    #[test]
+    fn the_compaction_target_defaults_to_128_mib_and_rejects_nonsense() {
+        assert_eq!(load(MINIMAL).unwrap().dataset.compact_target_bytes, 128 * 1024 * 1024);
+        let half = load(&MINIMAL.replace("[dataset]", "[dataset]\ncompact_target_mb = 0.5")).unwrap();
+        assert_eq!(half.dataset.compact_target_bytes, 512 * 1024);
+        let err = load(&MINIMAL.replace("[dataset]", "[dataset]\ncompact_target_mb = 0")).unwrap_err().to_string();
+        assert!(err.contains("dataset.compact_target_mb: must be a number of MiB between 0.001"), "{err}");
     }
 
     #[test]
