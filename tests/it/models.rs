@@ -52,7 +52,8 @@ fn a_better_candidate_replaces_the_champion_and_rollback_and_promote_move_it_bac
     assert_eq!(report["champion"]["version"], "v0001");
     assert_eq!(report["gate"]["decision"], "deployed", "{:#}", report["gate"]);
     assert_eq!(report["gate"]["deployed_version"], "v0002");
-    let rules: Vec<&str> = report["gate"]["rules"].as_array().unwrap().iter().map(|r| r["rule"].as_str().unwrap()).collect();
+    let rules: Vec<&str> =
+        report["gate"]["rules"].as_array().unwrap().iter().map(|r| r["rule"].as_str().unwrap()).collect();
     assert!(rules.contains(&"min_improvement"), "{rules:?}");
     assert!(rules.iter().any(|r| r.starts_with("guardrail:")), "{rules:?}");
     assert_eq!(champion(&ctx), "v0002");
@@ -65,8 +66,16 @@ fn a_better_candidate_replaces_the_champion_and_rollback_and_promote_move_it_bac
         .assert_code(0)
         .assert_stdout_contains("v0001 is the champion again");
     assert_eq!(champion(&ctx), "v0001");
-    ctx.caretaker(&["models", "promote", "v0002", "--reason", "the recall alarm was a false one", "--pipeline", &pipeline])
-        .assert_code(0);
+    ctx.caretaker(&[
+        "models",
+        "promote",
+        "v0002",
+        "--reason",
+        "the recall alarm was a false one",
+        "--pipeline",
+        &pipeline,
+    ])
+    .assert_code(0);
     assert_eq!(champion(&ctx), "v0002");
     let ledger = ctx.caretaker(&["models", "ledger", "--pipeline", &pipeline, "--json"]);
     let actions: Vec<String> =
@@ -129,7 +138,8 @@ fn the_same_data_config_and_seed_give_the_same_model_bytes_and_metrics() {
     }
     let bytes = |ctx: &TestContext| std::fs::read(ctx.path().join("models/versions/v0001/model.msgpack")).unwrap();
     assert!(bytes(&a) == bytes(&b), "the deployed models differ");
-    for (x, y) in reports[0]["candidates"].as_array().unwrap().iter().zip(reports[1]["candidates"].as_array().unwrap()) {
+    for (x, y) in reports[0]["candidates"].as_array().unwrap().iter().zip(reports[1]["candidates"].as_array().unwrap())
+    {
         assert_eq!(x["model_blake3"], y["model_blake3"], "{}", x["name"]);
         assert!(x["model_blake3"].as_str().is_some_and(|h| h.len() == 64));
         assert_eq!(x["metrics"], y["metrics"], "{}", x["name"]);

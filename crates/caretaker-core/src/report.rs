@@ -308,6 +308,10 @@ pub struct StageTiming {
     pub stage: String,
     pub seconds: f64,
     pub rows: Option<u64>,
+    /// The process's peak resident memory when the stage ended (Linux `VmHWM`): it only grows, so
+    /// the stage that raised it is the one where it jumps.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// Curve points of one model on one holdout, thinned to at most a few hundred points each.

@@ -40,7 +40,20 @@ impl Stages {
             bar.finish_and_clear();
         }
         tracing::info!(stage = stage.name, seconds, "stage finished");
-        self.timings.push(StageTiming { stage: stage.name.to_string(), seconds, rows });
+        self.timings.push(StageTiming {
+            stage: stage.name.to_string(),
+            seconds,
+            rows,
+            peak_rss_bytes: peak_rss_bytes(),
+        });
         seconds
     }
+}
+
+/// The process's peak resident set so far, from `/proc/self/status` (Linux); `None` elsewhere.
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

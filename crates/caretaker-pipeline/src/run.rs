@@ -429,6 +429,7 @@ pub struct QualityOnly {
 }
 
 pub fn quality_only(config: &PipelineConfig, clock: Clock) -> Result<QualityOnly> {
+    crate::example::ensure_example(config, clock.now())?;
     let run_id = RunId::new(clock.now());
     let report_dir = config.output.reports.join(run_id.as_str());
     let files = DatasetFiles::find(&config.dataset.path)?;

@@ -46,7 +46,13 @@ pub(crate) fn fit(params: &ModelParams, x: &FeatureMatrix, labels: &[bool], seed
                 .map_err(|e| e.to_string())
         }
         ModelParams::DecisionTree { max_depth, min_samples_leaf, split_quality } => {
-            let data = Dataset::new(linfa_matrix(x), class_targets(labels));
+            // linfa picks a node's class by iterating a HashMap, so a node with as many positive
+            // as negative rows gets either class, differently from one process to the next, and
+            // its pruning (which merges leaves of one class) follows: the same data would give
+            // different trees. A negative row weighs 1 + 1e-4, so class weights never tie, and a
+            // tie resolves to the negative class, every time; the splits barely notice.
+            let weights: Array1<f32> = labels.iter().map(|&l| if l { 1.0 } else { 1.0 + 1e-4 }).collect();
+            let data = Dataset::new(linfa_matrix(x), class_targets(labels)).with_weights(weights);
             let tree = DecisionTree::params()
                 .split_quality(match split_quality {
                     SplitQuality::Gini => linfa_trees::SplitQuality::Gini,

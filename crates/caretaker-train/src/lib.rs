@@ -146,12 +146,24 @@ mod tests {
                 NumericColumn { name: "load".into(), values: load },
                 NumericColumn { name: "noise".into(), values: noise },
             ],
-            categorical: vec![CategoricalColumn { name: "service".into(), levels: vec!["a".into(), "b".into(), "c".into()], codes }],
+            categorical: vec![CategoricalColumn {
+                name: "service".into(),
+                levels: vec!["a".into(), "b".into(), "c".into()],
+                codes,
+            }],
         }
     }
 
     fn training() -> TrainingSpec {
-        TrainingSpec { window_days: 60, holdout_days: 7, seed: 3, min_rows: 10, one_hot_max_levels: 5, validation_days: 1, tune_threshold: false }
+        TrainingSpec {
+            window_days: 60,
+            holdout_days: 7,
+            seed: 3,
+            min_rows: 10,
+            one_hot_max_levels: 5,
+            validation_days: 1,
+            tune_threshold: false,
+        }
     }
 
     fn families() -> Vec<ModelParams> {
@@ -159,7 +171,13 @@ mod tests {
             ModelParams::LogisticRegression { alpha: 1.0, max_iterations: 100, gradient_tolerance: 1e-4 },
             ModelParams::DecisionTree { max_depth: Some(4), min_samples_leaf: 5, split_quality: SplitQuality::Gini },
             ModelParams::GaussianNb { var_smoothing: 1e-9 },
-            ModelParams::RandomForest { n_trees: 12, max_depth: Some(5), min_samples_leaf: 3, features_per_split: None, max_samples: 100_000 },
+            ModelParams::RandomForest {
+                n_trees: 12,
+                max_depth: Some(5),
+                min_samples_leaf: 3,
+                features_per_split: None,
+                max_samples: 100_000,
+            },
         ]
     }
 
@@ -183,12 +201,26 @@ mod tests {
     #[test]
     fn a_forest_on_a_window_larger_than_max_samples_subsamples_and_still_learns() {
         let (train, test) = (events(4000, 4), events(1000, 5));
-        let params = ModelParams::RandomForest { n_trees: 10, max_depth: Some(5), min_samples_leaf: 3, features_per_split: None, max_samples: 500 };
+        let params = ModelParams::RandomForest {
+            n_trees: 10,
+            max_depth: Some(5),
+            min_samples_leaf: 3,
+            features_per_split: None,
+            max_samples: 500,
+        };
         let model = TrainedModel::fit_params("f", &params, &training(), &train).unwrap();
         let Classifier::RandomForest(trees) = &model.classifier else { panic!() };
         assert_eq!(trees.len(), 10);
         // Calibrated on in-bag rows of a 500-row subsample: no leaf counts more rows than that.
-        let most: u64 = trees.iter().flat_map(|t| &t.nodes).map(|n| match n { trees::FlatNode::Leaf { rows, .. } => *rows, _ => 0 }).max().unwrap();
+        let most: u64 = trees
+            .iter()
+            .flat_map(|t| &t.nodes)
+            .map(|n| match n {
+                trees::FlatNode::Leaf { rows, .. } => *rows,
+                _ => 0,
+            })
+            .max()
+            .unwrap();
         assert!(most <= 500, "{most}");
         let p = model.predict_proba(&test).unwrap();
         let m = caretaker_evaluate::metrics::classification_metrics(&test.labels, &p, 0.5);

@@ -16,7 +16,8 @@ pub enum ModelsCommand {
     /// One version's card.
     Show {
         /// The version (v0003 or 3).
-        version: String,
+        #[arg(value_name = "VERSION")]
+        model_version: String,
         #[command(flatten)]
         select: PipelineSelect,
     },
@@ -34,7 +35,8 @@ pub enum ModelsCommand {
     /// Make a version the champion (a stored challenger, or any earlier version), with a reason.
     Promote {
         /// The version (v0003 or 3).
-        version: String,
+        #[arg(value_name = "VERSION")]
+        model_version: String,
         /// Why, for the ledger (required).
         #[arg(long)]
         reason: String,
@@ -80,7 +82,7 @@ pub fn models(cmd: ModelsCommand, clock: Clock) -> Result<ExitCode> {
                 }
             }
         }
-        ModelsCommand::Show { version, select } => {
+        ModelsCommand::Show { model_version: version, select } => {
             let registry = Registry::open(&load(&select.pipeline)?.output.models)?;
             let (card, _) = registry.load(parse_version(&version)?)?;
             print_json(&card);
@@ -96,7 +98,7 @@ pub fn models(cmd: ModelsCommand, clock: Clock) -> Result<ExitCode> {
                 println!("rolled back: {to} is the champion again (was {from})");
             }
         }
-        ModelsCommand::Promote { version, reason, select } => {
+        ModelsCommand::Promote { model_version: version, reason, select } => {
             if reason.trim().is_empty() {
                 anyhow::bail!("--reason must say why {version} is promoted: the ledger keeps it");
             }
