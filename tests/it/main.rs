@@ -4,6 +4,7 @@
 mod config;
 mod nightly;
 mod patterns;
+mod reports;
 mod scheduler;
 
 use caretaker_test_support::TestContext;

@@ -136,6 +136,52 @@ impl History {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.err())
     }
 
+    /// The reports of `pipeline`'s runs up to and including `run_id` (up to now when `None`), at
+    /// most `limit` of them, oldest first: the trend of `report.html`.
+    pub fn recent_reports(&self, pipeline: &str, run_id: Option<&str>, limit: usize) -> Result<Vec<RunReport>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT run_id, report_json FROM runs
+                 WHERE pipeline = ?1
+                   AND (?2 IS NULL OR started_at <= (SELECT started_at FROM runs WHERE run_id = ?2))
+                 ORDER BY started_at DESC, run_id DESC LIMIT ?3",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![pipeline, run_id, limit as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(self.err())?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.err())?;
+        let mut reports = rows.iter().map(|(id, json)| self.parse(id, json)).collect::<Result<Vec<_>>>()?;
+        reports.reverse();
+        Ok(reports)
+    }
+
+    /// Every recorded run's report, oldest first: the history export.
+    pub fn all_reports(&self) -> Result<Vec<RunReport>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT run_id, report_json FROM runs ORDER BY started_at, run_id")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.err())?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.err())?;
+        rows.iter().map(|(id, json)| self.parse(id, json)).collect()
+    }
+
+    fn parse(&self, run_id: &str, json: &str) -> Result<RunReport> {
+        serde_json::from_str(json).map_err(|e| Error::Corrupt {
+            path: self.path.clone(),
+            run_id: run_id.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
     /// The full report of one run.
     pub fn report(&self, run_id: &str) -> Result<Option<RunReport>> {
         let json: Option<String> = self
@@ -143,13 +189,57 @@ impl History {
             .query_row("SELECT report_json FROM runs WHERE run_id = ?1", [run_id], |r| r.get(0))
             .optional()
             .map_err(self.err())?;
-        json.map(|j| {
-            serde_json::from_str(&j).map_err(|e| Error::Corrupt {
-                path: self.path.clone(),
-                run_id: run_id.to_string(),
-                reason: e.to_string(),
-            })
-        })
-        .transpose()
+        json.map(|j| self.parse(run_id, &j)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(pipeline: &str, run_id: &str, started_at: &str) -> RunReport {
+        serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "run_id": run_id, "pipeline": pipeline, "config_path": "p.toml",
+            "config_hash": "h", "started_at": started_at, "finished_at": started_at, "status": "succeeded",
+            "message": null, "data": null, "quality": null, "split": null, "candidates": [], "champion": null,
+            "gate": {"decision": "skipped", "candidate": null, "deployed_version": null, "reasons": [], "rules": []},
+            "patterns": null, "stages": [], "report_dir": format!("reports/{run_id}")
+        }))
+        .unwrap()
+    }
+
+    fn ids(reports: &[RunReport]) -> Vec<&str> {
+        reports.iter().map(|r| r.run_id.as_str()).collect()
+    }
+
+    #[test]
+    fn recent_reports_are_one_pipelines_runs_up_to_a_run_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(&dir.path().join("history.sqlite")).unwrap();
+        history.record(&report("a", "r3", "2026-11-03T02:00:00Z")).unwrap();
+        history.record(&report("a", "r1", "2026-11-01T02:00:00Z")).unwrap();
+        history.record(&report("b", "b1", "2026-11-02T03:00:00Z")).unwrap();
+        history.record(&report("a", "r2", "2026-11-02T02:00:00Z")).unwrap();
+
+        assert_eq!(ids(&history.recent_reports("a", None, 10).unwrap()), ["r1", "r2", "r3"]);
+        assert_eq!(ids(&history.recent_reports("a", Some("r2"), 10).unwrap()), ["r1", "r2"]);
+        assert_eq!(ids(&history.recent_reports("a", None, 2).unwrap()), ["r2", "r3"]);
+        assert_eq!(ids(&history.recent_reports("a", Some("missing"), 10).unwrap()), Vec::<&str>::new());
+        assert_eq!(ids(&history.all_reports().unwrap()), ["r1", "r2", "b1", "r3"]);
+    }
+
+    #[test]
+    fn an_unreadable_report_is_named_by_its_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite");
+        let history = History::open(&path).unwrap();
+        history.record(&report("a", "r1", "2026-11-01T02:00:00Z")).unwrap();
+        history
+            .conn
+            .execute("UPDATE runs SET report_json = '{\"schema_version\": 1}' WHERE run_id = 'r1'", [])
+            .unwrap();
+        let err = history.all_reports().unwrap_err().to_string();
+        assert!(err.contains("run r1 has an unreadable report"), "{err}");
+        assert!(err.contains("history.sqlite"), "{err}");
     }
 }

@@ -14,6 +14,7 @@
 //! ```
 
 mod example;
+pub mod history_export;
 mod progress;
 mod run;
 mod split;

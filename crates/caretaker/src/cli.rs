@@ -32,7 +32,7 @@ pub enum Command {
     /// The run history.
     #[command(subcommand)]
     Runs(crate::commands::runs::RunsCommand),
-    /// Print a run's report.
+    /// Print a run's report.json, or write its report.html (--html FILE).
     Report(crate::commands::runs::ReportArgs),
     /// The maintenance scheduler's plan: preview the next days.
     #[command(subcommand)]

@@ -310,3 +310,21 @@ fn the_table_has_a_row_per_model_and_one_for_a_run_without_models() {
     assert_eq!(rows[0].status, "quality_failed");
     assert_eq!(rows[0].quality_score, Some(0.5));
 }
+
+#[test]
+fn a_report_with_non_finite_values_reads_back() {
+    // JSON has no infinity: a check without a threshold is written as null and must read back,
+    // or the history, `caretaker report` and the trends could not read the run again.
+    let mut report = full_report(1, 2);
+    let q = report.quality.as_mut().unwrap();
+    q.checks[0].threshold = f64::INFINITY;
+    q.drift[0].psi = f64::NAN;
+    let json = serde_json::to_string(&report).unwrap();
+    let back: caretaker_core::report::RunReport = serde_json::from_str(&json).unwrap();
+    let q = back.quality.unwrap();
+    assert!(q.checks[0].threshold.is_nan());
+    assert!(q.drift[0].psi.is_nan());
+    assert_eq!(q.checks[1].threshold, 0.01);
+    let page = html::render(&report, &[]);
+    assert!(page.contains("PSI per feature"));
+}

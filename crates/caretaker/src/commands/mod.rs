@@ -26,7 +26,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Models(cmd) => models::models(cmd, clock),
         Command::Patterns(cmd) => patterns::patterns(cmd, clock),
         Command::Runs(cmd) => runs::runs(cmd),
-        Command::Report(args) => runs::report(&args.run_id, &args.select),
+        Command::Report(args) => runs::report(&args),
         Command::Schedule(cmd) => scheduler::schedule(cmd, clock),
         Command::Scheduler(cmd) => scheduler::scheduler(cmd, clock),
         Command::Task(cmd) => task::task(cmd, clock),
