@@ -571,7 +571,7 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
         ExampleSpec { rows: e.rows, seed: e.seed }
     });
     let compact_target_mb = d.compact_target_mb.unwrap_or(128.0);
-    if !(compact_target_mb.is_finite() && compact_target_mb >= 0.001 && compact_target_mb <= 1_048_576.0) {
+    if !(0.001..=1_048_576.0).contains(&compact_target_mb) {
         check.fail(
             "dataset.compact_target_mb",
             format!("must be a number of MiB between 0.001 and 1048576, got {compact_target_mb}"),

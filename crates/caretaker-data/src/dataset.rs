@@ -66,6 +66,8 @@ impl DatasetFiles {
             }
         } else if path.is_dir() {
             walk(path, &mut files)?;
+            // An interrupted compaction's journal says which of the files are the dataset.
+            crate::compact::journal::resolve_listing(path, &mut files)?;
             hive = files.iter().any(|f| {
                 f.strip_prefix(path)
                     .ok()

@@ -12,6 +12,7 @@
 //! # let _ = frame;
 //! ```
 
+pub mod compact;
 pub mod dataset;
 pub mod example;
 pub mod parquet_io;
@@ -34,6 +35,12 @@ pub enum Error {
     Column { path: PathBuf, column: String, reason: String },
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
+    #[error("dataset {path} cannot be compacted: {reason}")]
+    NotCompactable { path: PathBuf, reason: String },
+    #[error(
+        "compaction of {dir}: the new files hold {found} (rows:hash), the files they would replace {expected}; nothing was swapped"
+    )]
+    Mismatch { dir: PathBuf, expected: String, found: String },
     #[error(transparent)]
     Fs(#[from] caretaker_core::fs::FsError),
 }

@@ -14,6 +14,9 @@ pub enum LedgerAction {
     Deploy,
     Rollback,
     Promote,
+    /// A model retrained from scratch and deployed by `caretaker models reset`, not weighed
+    /// against the champion it replaced.
+    Reset,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

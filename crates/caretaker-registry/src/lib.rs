@@ -4,7 +4,7 @@
 //! ```text
 //! models/
 //!   champion.json        the pointer: which version serves, since when, why
-//!   ledger.jsonl         one JSON line per deploy, rollback or promotion, never rewritten
+//!   ledger.jsonl         one JSON line per deploy, rollback, promotion or reset, never rewritten
 //!   versions/v0001/      model.msgpack + card.json (family, params, metrics, hashes, ...)
 //!   .lock                held while the registry changes
 //! ```
@@ -231,6 +231,32 @@ impl Registry {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<ModelVersion> {
+        self.deploy_as(LedgerAction::Deploy, lock, model, card, reason, now)
+    }
+
+    /// Deploys like [`Registry::deploy`], recorded in the ledger as a `reset`: a model retrained
+    /// from scratch and deployed on an operator's word, without weighing it against the champion
+    /// it replaces (`caretaker models reset`).
+    pub fn reset(
+        &self,
+        lock: &RegistryLock,
+        model: &[u8],
+        card: ModelCard,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ModelVersion> {
+        self.deploy_as(LedgerAction::Reset, lock, model, card, reason, now)
+    }
+
+    fn deploy_as(
+        &self,
+        action: LedgerAction,
+        lock: &RegistryLock,
+        model: &[u8],
+        card: ModelCard,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ModelVersion> {
         lock.check(&self.root)?;
         self.recover(lock, now)?;
         let previous = self.champion()?.map(|c| c.version);
@@ -242,14 +268,7 @@ impl Registry {
         // The ledger.
         ledger::append(
             &self.root,
-            &LedgerEntry {
-                at: now,
-                action: LedgerAction::Deploy,
-                version,
-                previous,
-                reason: reason.to_string(),
-                run_id,
-            },
+            &LedgerEntry { at: now, action, version, previous, reason: reason.to_string(), run_id },
         )?;
         Ok(version)
     }

@@ -40,6 +40,21 @@ fn deploy_moves_the_pointer_and_records_the_ledger() {
 }
 
 #[test]
+fn a_reset_deploys_records_a_reset_line_with_its_reason_and_can_be_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    let lock = reg.lock().unwrap();
+    let v1 = reg.deploy(&lock, b"one", card("a"), "first", Utc::now()).unwrap();
+    let v2 = reg.reset(&lock, b"two", card("b"), "champion overfits a stale week", Utc::now()).unwrap();
+    assert_eq!(reg.champion().unwrap().unwrap().version, v2);
+    let last = reg.ledger().unwrap().pop().unwrap();
+    assert_eq!((last.action, last.version, last.previous), (LedgerAction::Reset, v2, Some(v1)));
+    assert_eq!(last.reason, "champion overfits a stale week");
+    assert_eq!(serde_json::to_value(last.action).unwrap(), "reset");
+    assert_eq!(reg.rollback(&lock, None, "undo the reset", Utc::now()).unwrap(), (v2, v1));
+}
+
+#[test]
 fn rollback_returns_to_the_replaced_version_and_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::open(dir.path()).unwrap();
