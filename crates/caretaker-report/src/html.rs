@@ -455,14 +455,12 @@ fn quality_view(q: &QualityReport) -> QualityView {
     }
 }
 
-/// The PSI threshold of the report's drift check, when it has one.
+/// The PSI threshold of the report, when a check names one (`drift.psi`, say). Not the `drift`
+/// check's threshold: that one is the share of drifted features.
 fn psi_threshold(q: &QualityReport) -> Option<f64> {
     q.checks
         .iter()
-        .find(|c| {
-            let name = c.check.to_ascii_lowercase();
-            (name.contains("psi") || name.contains("drift")) && c.threshold.is_finite()
-        })
+        .find(|c| c.check.to_ascii_lowercase().contains("psi") && c.threshold.is_finite())
         .map(|c| c.threshold)
 }
 
