@@ -89,3 +89,90 @@ pub fn train(config: &PipelineConfig, only: &[String]) -> Result<TrainBench> {
         candidates,
     })
 }
+
+/// One measurement of `caretaker bench quality`.
+#[derive(Debug, Serialize)]
+pub struct QualityBench {
+    pub dataset: String,
+    pub rows: u64,
+    pub files: usize,
+    pub bytes: u64,
+    /// Seconds of each repeat: a bare polars streaming scan of every column (the reference), and
+    /// the quality stage (integrity, schema, the streaming pass, drift, checks).
+    pub scan_seconds: Vec<f64>,
+    pub quality_seconds: Vec<f64>,
+    pub scan_median: f64,
+    pub quality_median: f64,
+    /// quality_median / scan_median.
+    pub ratio: f64,
+    pub quality_score: f64,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+}
+
+/// Times the quality stage against a bare streaming scan of the same files, alternating, in one
+/// process. `only` = "scan" or "quality" runs one side alone (for its peak memory).
+pub fn quality(config: &PipelineConfig, repeats: usize, only: Option<&str>) -> Result<QualityBench> {
+    use polars::prelude::*;
+    let files = DatasetFiles::find(&config.dataset.path)?;
+    let scratch =
+        tempfile::tempdir().map_err(|e| Error::Other { path: std::env::temp_dir(), reason: e.to_string() })?;
+    let (mut scan_seconds, mut quality_seconds) = (Vec::new(), Vec::new());
+    let mut rows = 0u64;
+    let mut score = f64::NAN;
+    for _ in 0..repeats.max(1) {
+        if only != Some("quality") {
+            let started = Instant::now();
+            let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let sink = counted.clone();
+            files
+                .scan()?
+                .sink_batches(
+                    PlanCallback::new(move |df: DataFrame| {
+                        sink.fetch_add(df.height() as u64, std::sync::atomic::Ordering::Relaxed);
+                        Ok(false)
+                    }),
+                    true,
+                    std::num::NonZeroUsize::new(128 * 1024),
+                )
+                .and_then(|plan| plan.collect_with_engine(Engine::Streaming))
+                .map_err(|e| files.read_error(e))?;
+            scan_seconds.push(started.elapsed().as_secs_f64());
+            rows = counted.load(std::sync::atomic::Ordering::Relaxed);
+        }
+        if only != Some("scan") {
+            let started = Instant::now();
+            let outcome = caretaker_quality::assess(&caretaker_quality::QualityInput {
+                files: &files,
+                spec: &config.dataset,
+                policy: &config.quality,
+                quarantine_path: &scratch.path().join("quarantine.parquet"),
+                now: chrono::Utc::now(),
+                state_dir: scratch.path(),
+            })?;
+            quality_seconds.push(started.elapsed().as_secs_f64());
+            rows = outcome.report.rows;
+            score = outcome.report.score;
+            // Bins are frozen by the first repeat; later repeats measure the nightly case.
+        }
+    }
+    let (scan_median, quality_median) = (median(&scan_seconds), median(&quality_seconds));
+    Ok(QualityBench {
+        dataset: config.dataset.path.display().to_string(),
+        rows,
+        files: files.files.len(),
+        bytes: files.bytes,
+        scan_seconds,
+        quality_seconds,
+        scan_median,
+        quality_median,
+        ratio: quality_median / scan_median,
+        quality_score: score,
+        peak_rss_bytes: crate::progress::peak_rss_bytes(),
+    })
+}

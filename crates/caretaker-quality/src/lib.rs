@@ -36,6 +36,8 @@ pub mod integrity;
 mod scan;
 mod schema;
 pub mod score;
+#[cfg(test)]
+mod tests;
 
 use caretaker_core::config::{DatasetSpec, QualityPolicy};
 use caretaker_core::events::LabelledEvents;

@@ -20,6 +20,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Time the quality stage against a bare polars streaming scan of the same files (the
+    /// reference), alternating, in one process. Compare with the Python reference: bench/quality.sh.
+    Quality {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Measurements of each side.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Run one side alone (`scan` or `quality`), to read its peak memory.
+        #[arg(long, value_parser = ["scan", "quality"])]
+        only: Option<String>,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
@@ -50,6 +65,27 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
                         c.model_bytes
                     );
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Quality { pipeline, repeats, only, json } => {
+            let config = load(&pipeline)?;
+            let b = caretaker_pipeline::bench::quality(&config, repeats, only.as_deref())?;
+            if json {
+                print_json(&b);
+            } else {
+                println!(
+                    "{}: {} rows in {} files, {} bytes; quality score {:.3}",
+                    b.dataset, b.rows, b.files, b.bytes, b.quality_score
+                );
+                println!(
+                    "bare scan {:.3} s, quality stage {:.3} s (medians of {}): ratio {:.2}; peak memory {} MiB",
+                    b.scan_median,
+                    b.quality_median,
+                    repeats,
+                    b.ratio,
+                    b.peak_rss_bytes.map(|b| (b >> 20).to_string()).unwrap_or_else(|| "?".into())
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,0 +1,308 @@
+//! The stage on planted defects: every count exact, every bad input a clear finding.
+
+use crate::{QualityInput, QualityOutcome, assess};
+use caretaker_core::config::PipelineConfig;
+use caretaker_data::dataset::DatasetFiles;
+use chrono::{DateTime, Duration, Utc};
+use polars::prelude::*;
+use std::path::Path;
+
+fn now() -> DateTime<Utc> {
+    "2026-11-28T12:00:00Z".parse().unwrap()
+}
+
+const PIPELINE: &str = r#"
+name = "t"
+[dataset]
+path = "data"
+id = "id"
+timestamp = "ts"
+label = "y"
+numeric = ["x"]
+categorical = ["c"]
+[quality.ranges]
+x = [0, 10]
+[quality.allowed]
+c = ["a", "b"]
+[[candidates]]
+name = "nb"
+family = "gaussian_nb"
+"#;
+
+fn config(dir: &Path) -> PipelineConfig {
+    PipelineConfig::from_toml_str(PIPELINE, &dir.join("p.toml")).unwrap()
+}
+
+fn run(dir: &Path) -> QualityOutcome {
+    let config = config(dir);
+    let files = DatasetFiles::find(&config.dataset.path).unwrap();
+    assess(&QualityInput {
+        files: &files,
+        spec: &config.dataset,
+        policy: &config.quality,
+        quarantine_path: &dir.join("reports/quarantine.parquet"),
+        now: now(),
+        state_dir: &dir.join("state"),
+    })
+    .unwrap()
+}
+
+fn write(dir: &Path, name: &str, mut df: DataFrame) {
+    caretaker_data::parquet_io::write_parquet_atomic(&mut df, &dir.join("data").join(name)).unwrap();
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// 1000 clean rows over 60 days, then defects planted in rows of their own.
+fn planted() -> DataFrame {
+    let n = 1000;
+    let start = now() - Duration::days(60);
+    let mut id: Vec<String> = (0..n).map(|i| format!("e{i}")).collect();
+    let mut ts: Vec<i64> = (0..n).map(|i| micros(start + Duration::minutes(i as i64 * 86))).collect();
+    let y: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
+    let mut x: Vec<Option<f64>> = (0..n).map(|i| Some((i % 100) as f64 / 10.0)).collect();
+    let mut c: Vec<Option<&str>> = (0..n).map(|i| Some(if i % 2 == 0 { "a" } else { "b" })).collect();
+    // Rows 10.. hold the defects, one defect per row.
+    let mut row = 10;
+    let mut next = || {
+        row += 7;
+        row
+    };
+    for _ in 0..7 {
+        x[next()] = None;
+    }
+    for _ in 0..5 {
+        x[next()] = Some(-1.0);
+    }
+    for v in [f64::NAN, f64::NAN, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        x[next()] = Some(v);
+    }
+    for _ in 0..4 {
+        c[next()] = Some("z");
+    }
+    for _ in 0..6 {
+        c[next()] = None;
+    }
+    for k in 0..9 {
+        id[next()] = format!("e{k}");
+    }
+    for _ in 0..2 {
+        ts[next()] = micros(now() + Duration::days(1));
+    }
+    let ts = Series::new("ts".into(), ts).cast(&DataType::Datetime(TimeUnit::Microseconds, None)).unwrap();
+    DataFrame::new(
+        n,
+        vec![
+            Column::new("id".into(), id),
+            ts.into_column(),
+            Column::new("y".into(), y),
+            Column::new("x".into(), x),
+            Column::new("c".into(), c),
+            Column::new("note".into(), vec!["extra"; n]),
+        ],
+    )
+    .unwrap()
+}
+
+#[test]
+fn every_planted_defect_is_found_exactly_and_quarantined_with_its_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "part-0.parquet", planted());
+    let out = run(dir.path());
+    let r = &out.report;
+    let counts: std::collections::BTreeMap<&str, u64> =
+        r.rule_counts.iter().map(|c| (c.rule.as_str(), c.rows)).collect();
+    let expected: std::collections::BTreeMap<&str, u64> = [
+        ("null:x", 7),
+        ("range:x", 5),
+        ("not_finite:x", 5),
+        ("category:c", 4),
+        ("null:c", 6),
+        ("duplicate_id", 9),
+        ("future_timestamp", 2),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(counts, expected);
+    assert_eq!((r.rows, r.quarantined_rows, r.clean_rows), (1000, 38, 962));
+    let events = out.events.unwrap();
+    assert_eq!(events.len(), 962);
+    assert!(events.numeric[0].values.iter().all(|v| (0.0..=10.0).contains(v)));
+
+    let q = caretaker_data::parquet_io::read_parquet(Path::new(r.quarantine_path.as_ref().unwrap())).unwrap();
+    assert_eq!(q.height(), 38);
+    assert!(q.column("note").is_ok(), "the original columns are kept");
+    let rules = q.column(crate::scan::RULES_COLUMN).unwrap().list().unwrap().clone();
+    let all: Vec<String> = rules
+        .series_iter()
+        .flatten()
+        .flat_map(|s| s.str().unwrap().iter().flatten().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(all.iter().filter(|r| *r == "duplicate_id").count(), 9);
+    assert_eq!(all.len(), 38, "one rule per planted row");
+
+    let check = |name: &str, column: Option<&str>| {
+        r.checks.iter().find(|c| c.check == name && c.column.as_deref() == column).unwrap_or_else(|| panic!("{name}"))
+    };
+    assert!(
+        check("duplicate_ids", Some("id")).detail.contains("\"e0\""),
+        "{}",
+        check("duplicate_ids", Some("id")).detail
+    );
+    assert!(check("allowed_values", Some("c")).detail.contains("\"z\" (4)"));
+    assert!(!check("future_timestamps", Some("ts")).passed);
+    assert!(check("schema.extra_columns", None).detail.contains("note"));
+    let stability = 1.0 - r.drift.iter().filter(|d| d.alarm).count() as f64 / r.drift.len() as f64;
+    let expected_score =
+        0.3 * (1.0 - 13.0 / 1000.0) + 0.3 * (1.0 - 16.0 / 1000.0) + 0.2 * (1.0 - 9.0 / 1000.0) + 0.2 * stability;
+    assert!((r.score - expected_score).abs() < 1e-12, "{} vs {expected_score}", r.score);
+}
+
+#[test]
+fn drift_bins_are_frozen_by_the_first_run_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "part-0.parquet", planted());
+    let first = run(dir.path());
+    let frozen = std::fs::read(dir.path().join("state").join(crate::drift::FILE)).unwrap();
+    let x = first.report.drift.iter().find(|d| d.feature == "x").unwrap();
+    assert_eq!(x.bins.len(), 10, "nine deciles of the reference, ten bins: {:?}", x.bins);
+    // A second night with shifted values keeps the first night's bins, and sees the shift.
+    let mut df = planted();
+    let shifted = df.column("x").unwrap().as_materialized_series().f64().unwrap().apply_values(|v| (v + 3.0).min(10.0));
+    df.with_column(shifted.into_series().into_column()).unwrap();
+    write(dir.path(), "part-0.parquet", df);
+    let second = run(dir.path());
+    assert_eq!(std::fs::read(dir.path().join("state").join(crate::drift::FILE)).unwrap(), frozen);
+    let x2 = second.report.drift.iter().find(|d| d.feature == "x").unwrap();
+    assert_eq!(x2.bins, x.bins);
+    // Deciles recomputed on the new reference would share it out evenly; frozen bins show the
+    // whole reference moved up: the top bin now holds far more than a tenth of it.
+    let top = *x2.reference_share.last().unwrap();
+    assert!(top > 0.3, "reference shares over the frozen bins: {:?}", x2.reference_share);
+}
+
+fn blocked_on(dir: &Path, check: &str) -> String {
+    let out = run(dir);
+    assert!(out.events.is_none(), "a blocking failure hands no rows to training");
+    assert_eq!(out.report.score, 0.0);
+    let c = out.report.checks.iter().find(|c| c.check == check && !c.passed);
+    c.unwrap_or_else(|| panic!("no failed {check}: {:#?}", out.report.checks)).detail.clone()
+}
+
+#[test]
+fn an_empty_file_and_a_file_that_is_not_parquet_are_blocking_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/empty.parquet"), b"").unwrap();
+    std::fs::write(dir.path().join("data/csv.parquet"), b"id,ts\n1,2\n").unwrap();
+    let detail = blocked_on(dir.path(), "parquet.readable_files");
+    assert!(detail.contains("empty.parquet") && detail.contains("csv.parquet"), "{detail}");
+}
+
+#[test]
+fn zero_rows_is_a_blocking_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "part-0.parquet", planted().slice(0, 0));
+    assert_eq!(blocked_on(dir.path(), "rows"), "the dataset has no rows");
+}
+
+#[test]
+fn a_missing_label_and_wrongly_typed_columns_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut df = planted().drop("y").unwrap();
+    let text_ts = df.column("ts").unwrap().cast(&DataType::String).unwrap();
+    df.with_column(text_ts).unwrap();
+    let text_x = df.column("x").unwrap().cast(&DataType::String).unwrap();
+    df.with_column(text_x).unwrap();
+    write(dir.path(), "part-0.parquet", df);
+    let out = run(dir.path());
+    let failed: Vec<String> = out.report.checks.iter().filter(|c| !c.passed).map(|c| c.detail.clone()).collect();
+    assert!(failed.iter().any(|d| d.contains("the label column \"y\" is missing")), "{failed:?}");
+    assert!(
+        failed.iter().any(|d| d.contains("\"ts\" is str") && d.contains("timestamps stored as text")),
+        "{failed:?}"
+    );
+    assert!(failed.iter().any(|d| d.contains("\"x\" is str") && d.contains("numbers stored as text")), "{failed:?}");
+    assert!(out.events.is_none());
+}
+
+#[test]
+fn bytes_that_are_not_text_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut df = planted();
+    let bytes: Vec<Option<&[u8]>> = (0..df.height()).map(|_| Some(&[0xffu8, 0xfe][..])).collect();
+    df.with_column(Column::new("c".into(), bytes)).unwrap();
+    write(dir.path(), "part-0.parquet", df);
+    assert!(blocked_on(dir.path(), "schema.column_type").contains("not UTF-8"));
+}
+
+#[test]
+fn an_all_null_column_quarantines_every_row_and_fails_the_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut df = planted();
+    df.with_column(Column::full_null("x".into(), df.height(), &DataType::Float64)).unwrap();
+    write(dir.path(), "part-0.parquet", df);
+    let out = run(dir.path());
+    let null_x =
+        out.report.checks.iter().find(|c| c.check == "null_fraction" && c.column.as_deref() == Some("x")).unwrap();
+    assert_eq!((null_x.measured, null_x.passed), (1.0, false));
+    assert_eq!(out.report.clean_rows, 0);
+    assert!(!out.report.passed);
+}
+
+#[test]
+fn a_label_with_one_class_or_a_value_of_two_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut df = planted();
+    let y: Vec<i64> = (0..df.height()).map(|i| if i == 500 { 2 } else { 0 }).collect();
+    df.with_column(Column::new("y".into(), y)).unwrap();
+    write(dir.path(), "part-0.parquet", df);
+    let out = run(dir.path());
+    let counts: Vec<(&str, u64)> = out.report.rule_counts.iter().map(|c| (c.rule.as_str(), c.rows)).collect();
+    assert!(counts.contains(&("label_not_binary", 1)), "{counts:?}");
+    let both = out.report.checks.iter().find(|c| c.check == "label.both_classes").unwrap();
+    assert!(!both.passed, "{}", both.detail);
+}
+
+#[test]
+fn long_strings_and_a_hundred_thousand_categories_are_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 120_000;
+    let start = now() - Duration::days(60);
+    let ts: Vec<i64> = (0..n).map(|i| micros(start + Duration::seconds(i as i64 * 40))).collect();
+    let ts = Series::new("ts".into(), ts).cast(&DataType::Datetime(TimeUnit::Microseconds, None)).unwrap();
+    let long = "x".repeat(100_000);
+    let c: Vec<String> = (0..n).map(|i| if i == 7 { long.clone() } else { format!("cat{}", i % 100_000) }).collect();
+    let df = DataFrame::new(
+        n,
+        vec![
+            Column::new("id".into(), (0..n as i64).collect::<Vec<_>>()),
+            ts.into_column(),
+            Column::new("y".into(), (0..n).map(|i| i % 5 == 0).collect::<Vec<_>>()),
+            Column::new("x".into(), (0..n).map(|i| (i % 10) as f64).collect::<Vec<_>>()),
+            Column::new("c".into(), c),
+        ],
+    )
+    .unwrap();
+    write(dir.path(), "part-0.parquet", df);
+    let dir2 = dir.path();
+    let mut config = config(dir2);
+    config.quality.allowed.clear();
+    let files = DatasetFiles::find(&config.dataset.path).unwrap();
+    let out = assess(&QualityInput {
+        files: &files,
+        spec: &config.dataset,
+        policy: &config.quality,
+        quarantine_path: &dir2.join("q.parquet"),
+        now: now(),
+        state_dir: &dir2.join("state"),
+    })
+    .unwrap();
+    assert_eq!(out.report.quarantined_rows, 0);
+    let events = out.events.unwrap();
+    assert_eq!(events.categorical[0].levels.len(), 100_001);
+    let c = out.report.drift.iter().find(|d| d.feature == "c").unwrap();
+    assert_eq!(c.bins.len(), config.quality.drift.max_categories + 1, "the tracked categories and 'other'");
+}
