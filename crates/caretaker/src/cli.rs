@@ -48,6 +48,9 @@ pub enum Command {
     Maintenance(crate::commands::maintenance::MaintenanceCommand),
     /// The maintenance executions of the last days: success rate, failures, slow tasks, advice.
     History(crate::commands::history::HistoryArgs),
+    /// Measurements for engineers: fit and prediction times on a pipeline's data.
+    #[command(subcommand)]
+    Bench(crate::commands::bench::BenchCommand),
 }
 
 #[derive(Debug, Args)]
@@ -68,4 +71,15 @@ pub struct PipelineSelect {
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks a command line only when it is used: this walks every subcommand, so a clash
+    /// (two arguments named `version`, say) fails here rather than in a user's hands.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,6 +1,7 @@
 //! What each command does: load, call, print, choose the exit code. One module per command
 //! group; `dispatch` routes.
 
+pub mod bench;
 pub mod demo;
 pub mod history;
 pub mod maintenance;
@@ -32,6 +33,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Task(cmd) => task::task(cmd, clock),
         Command::Maintenance(cmd) => maintenance::maintenance(cmd, clock),
         Command::History(args) => history::history(args, clock),
+        Command::Bench(cmd) => bench::bench(cmd),
     }
 }
 
