@@ -125,11 +125,14 @@ mod tests {
         {
             assert!(names.iter().any(|n| n == column), "no {column} column in {names:?}");
         }
-        let f1: Vec<Option<f64>> = frame.column("f1").unwrap().f64().unwrap().into_iter().collect();
+        let f1 = frame.column("f1").unwrap().f64().unwrap().clone();
+        let f1: Vec<Option<f64>> = (0..f1.len()).map(|i| f1.get(i)).collect();
         assert_eq!(f1, [Some(0.61), None, None, Some(0.65), None]);
-        let model: Vec<Option<&str>> = frame.column("model").unwrap().str().unwrap().into_iter().collect();
+        let model = frame.column("model").unwrap().str().unwrap().clone();
+        let model: Vec<Option<&str>> = (0..model.len()).map(|i| model.get(i)).collect();
         assert_eq!(model, [Some("tree"), Some("broken"), None, Some("tree"), Some("broken")]);
-        let deployed: Vec<Option<bool>> = frame.column("deployed").unwrap().bool().unwrap().into_iter().collect();
+        let deployed = frame.column("deployed").unwrap().bool().unwrap().clone();
+        let deployed: Vec<Option<bool>> = (0..deployed.len()).map(|i| deployed.get(i)).collect();
         assert_eq!(deployed, [Some(true), Some(false), Some(false), Some(true), Some(false)]);
         assert_eq!(frame.column("roc_auc").unwrap().null_count(), 5, "an undefined metric is null, not 0");
         assert!(matches!(frame.column("started_at").unwrap().dtype(), DataType::Datetime(TimeUnit::Milliseconds, _)));
