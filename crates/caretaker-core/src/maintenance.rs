@@ -50,10 +50,7 @@ pub fn enter(state_dir: &Path, mode: &MaintenanceMode) -> Result<(), Maintenance
 /// Turns maintenance mode on only if it is off, in one step no other process can interleave with
 /// (the file is linked into place only if none exists). `Ok(Err(mode))` names the mode that was
 /// already on, which is left as it is.
-pub fn enter_if_off(
-    state_dir: &Path,
-    mode: &MaintenanceMode,
-) -> Result<Result<(), MaintenanceMode>, MaintenanceError> {
+pub fn enter_if_off(state_dir: &Path, mode: &MaintenanceMode) -> Result<Result<(), MaintenanceMode>, MaintenanceError> {
     let path = state_dir.join(FILE);
     std::fs::create_dir_all(state_dir).map_err(|e| FsError::new("create directory", state_dir, e))?;
     let mut temp = tempfile::Builder::new()

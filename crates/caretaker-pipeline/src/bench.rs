@@ -161,7 +161,7 @@ pub fn quality(config: &PipelineConfig, repeats: usize, only: Option<&str>) -> R
             // Bins are frozen by the first repeat; later repeats measure the nightly case.
         }
     }
-    let (scan_median, quality_median) = (median(&scan_seconds), median(&quality_seconds));
+    let (scan_median, quality_median) = (self::median(&scan_seconds), self::median(&quality_seconds));
     Ok(QualityBench {
         dataset: config.dataset.path.display().to_string(),
         rows,

@@ -35,7 +35,8 @@ fn signature(reader: &SerializedFileReader<std::fs::File>) -> Vec<(String, Strin
 fn consistent(stats: &Statistics) -> bool {
     fn ordered<T: PartialOrd>(min: Option<&T>, max: Option<&T>) -> bool {
         match (min, max) {
-            (Some(a), Some(b)) => !(a > b),
+            // min <= max, or incomparable (NaN statistics are not a contradiction).
+            (Some(a), Some(b)) => a.partial_cmp(b) != Some(std::cmp::Ordering::Greater),
             _ => true,
         }
     }

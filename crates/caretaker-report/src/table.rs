@@ -159,7 +159,12 @@ pub fn model_rows(report: &RunReport) -> Vec<RunModelRow> {
 
 /// The metric columns of `rows`: every metric name, sorted.
 pub fn metric_columns(rows: &[RunModelRow]) -> Vec<String> {
-    let names: std::collections::BTreeSet<&String> =
-        rows.iter().flat_map(|r| r.metrics.iter().map(|(n, _)| n)).collect();
-    names.into_iter().cloned().collect()
+    // The gate's metrics are always columns, also when undefined in every row (ROC-AUC of a
+    // holdout with one class): a notebook's `df["roc_auc"]` should find nulls, not fail.
+    let mut names: std::collections::BTreeSet<String> =
+        rows.iter().flat_map(|r| r.metrics.iter().map(|(n, _)| n.clone())).collect();
+    if rows.iter().any(|r| r.model.is_some()) {
+        names.extend(caretaker_core::metrics::Metric::ALL.map(|m| m.name().to_string()));
+    }
+    names.into_iter().collect()
 }

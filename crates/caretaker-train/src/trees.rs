@@ -121,10 +121,13 @@ struct SmartcoreNode {
     false_child: Option<usize>,
 }
 
+/// A forest's trees and, when the forest kept them, each tree's in-bag rows.
+pub type ForestParts = (Vec<FlatTree>, Option<Vec<Vec<bool>>>);
+
 /// Copies the trees of a fitted smartcore forest (serialised by serde with field names), with the
 /// in-bag rows of each tree when the forest kept them. The labels were 0 and 1, so a leaf's
 /// `output` class index is its label.
-pub fn from_smartcore_forest<T: Serialize>(forest: &T) -> Result<(Vec<FlatTree>, Option<Vec<Vec<bool>>>), String> {
+pub fn from_smartcore_forest<T: Serialize>(forest: &T) -> Result<ForestParts, String> {
     let bytes = rmp_serde::to_vec_named(forest).map_err(|e| e.to_string())?;
     let parts: SmartcoreForest =
         rmp_serde::from_slice(&bytes).map_err(|e| format!("unexpected smartcore forest layout: {e}"))?;
