@@ -4,6 +4,7 @@
 mod config;
 mod models;
 mod nightly;
+mod operations;
 mod patterns;
 mod reports;
 mod scheduler;

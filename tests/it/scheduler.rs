@@ -61,11 +61,13 @@ fn the_shipped_catalog_loads_and_previews_the_runbook_schedules() {
             "backup",
             "monthly_security_update",
             "weekly_database_maintenance",
-            "daily_data_quality"
+            "daily_data_quality",
+            "weekly_performance_review"
         ]
     );
     // The week from Saturday 2026-11-28: 7 health and 7 quality checks, the Saturday database
-    // maintenance, Monday's retraining, and the security update on 1 December.
+    // maintenance, Sunday's performance review, Monday's retraining, and the security update on
+    // 1 December.
     let out = run(&ctx, &shipped, &["schedule", "preview", "--from", "2026-11-28", "--days", "7", "--json"]);
     out.assert_code(0);
     let p = out.json();
@@ -75,9 +77,11 @@ fn the_shipped_catalog_loads_and_previews_the_runbook_schedules() {
         [7, 7, 1]
     );
     assert_eq!([&by_task["weekly_database_maintenance"], &by_task["monthly_security_update"]], [1, 1]);
+    assert_eq!(by_task["weekly_performance_review"], 1);
     assert!(by_task.get("backup").is_none(), "the backup runs on demand only");
     let at = |id: &str| p["events"].as_array().unwrap().iter().find(|e| e["task_id"] == id).unwrap()["utc"].clone();
     assert_eq!(at("weekly_retraining"), "2026-11-30T02:00:00Z");
+    assert_eq!(at("weekly_performance_review"), "2026-11-29T03:00:00Z");
     assert_eq!(at("weekly_database_maintenance"), "2026-11-28T01:00:00Z");
     assert_eq!(at("monthly_security_update"), "2026-12-01T01:00:00Z");
     assert_eq!(at("daily_health_check"), "2026-11-28T06:00:00Z");

@@ -92,6 +92,7 @@ struct RawDataset {
 struct RawExample {
     rows: usize,
     seed: u64,
+    files_per_day: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -268,6 +269,8 @@ impl DatasetSpec {
 pub struct ExampleSpec {
     pub rows: usize,
     pub seed: u64,
+    /// Files per daily partition, as an hourly ingest would leave them (default 1).
+    pub files_per_day: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -568,7 +571,15 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
     }
     let example = d.example.as_ref().map(|e| {
         check.at_least("dataset.example.rows", e.rows, 100);
-        ExampleSpec { rows: e.rows, seed: e.seed }
+        let files_per_day = e.files_per_day.unwrap_or(1);
+        check.at_least("dataset.example.files_per_day", files_per_day, 1);
+        if files_per_day > 24 {
+            check.fail(
+                "dataset.example.files_per_day",
+                format!("must be at most 24 (one file an hour), got {files_per_day}"),
+            );
+        }
+        ExampleSpec { rows: e.rows, seed: e.seed, files_per_day }
     });
     let compact_target_mb = d.compact_target_mb.unwrap_or(128.0);
     if !(0.001..=1_048_576.0).contains(&compact_target_mb) {

@@ -223,9 +223,10 @@ impl Columns {
     }
 }
 
-/// Writes the events as daily Hive partitions, `dir/date=YYYY-MM-DD/part-0.parquet`, the way an
-/// ingestion job lands them. Returns the files written.
-pub fn write_events(df: &DataFrame, dir: &Path) -> Result<Vec<PathBuf>> {
+/// Writes the events as daily Hive partitions, `dir/date=YYYY-MM-DD/part-N.parquet`, the way an
+/// ingestion job lands them: `files_per_day` files a day (an hourly ingest leaves up to 24).
+/// Returns the files written.
+pub fn write_events(df: &DataFrame, dir: &Path, files_per_day: usize) -> Result<Vec<PathBuf>> {
     let ts = df.column("ts").map_err(|e| crate::parquet_io::write_error(dir, e))?;
     let micros = crate::dataset::timestamp_micros(ts).map_err(|e| crate::parquet_io::write_error(dir, e))?;
     let days: Vec<String> = micros
@@ -237,10 +238,15 @@ pub fn write_events(df: &DataFrame, dir: &Path) -> Result<Vec<PathBuf>> {
     while start < days.len() {
         let day = &days[start];
         let end = start + days[start..].iter().take_while(|d| *d == day).count();
-        let mut part = df.slice(start as i64, end - start);
-        let path = dir.join(format!("date={day}")).join("part-0.parquet");
-        crate::parquet_io::write_parquet_atomic(&mut part, &path)?;
-        written.push(path);
+        // Each day in `files_per_day` consecutive slices, as an hourly ingest lands them.
+        let parts = files_per_day.clamp(1, end - start);
+        for i in 0..parts {
+            let (from, to) = (start + (end - start) * i / parts, start + (end - start) * (i + 1) / parts);
+            let mut part = df.slice(from as i64, to - from);
+            let path = dir.join(format!("date={day}")).join(format!("part-{i}.parquet"));
+            crate::parquet_io::write_parquet_atomic(&mut part, &path)?;
+            written.push(path);
+        }
         start = end;
     }
     Ok(written)

@@ -11,6 +11,10 @@ use caretaker_core::config::{BootstrapSpec, GatePolicy};
 use caretaker_core::metrics::{ClassificationMetrics, Metric};
 use caretaker_core::report::{GateOutcome, GateReport, GateRule};
 
+/// Why the first-run policy applied when there is no champion; `models reset` replaces it with
+/// its own reason.
+pub const FIRST_RUN_REASON: &str = "no champion yet, so the first-run policy applies";
+
 /// A scored model, as the gate sees it: its metrics, and its predictions on the holdout (for the
 /// paired bootstrap).
 #[derive(Debug, Clone, Copy)]
@@ -167,7 +171,7 @@ pub fn decide(
                 ChampionStanding::Unscorable { version, reason } => {
                     format!("champion {version} cannot be scored ({reason}), so the first-run policy applies")
                 }
-                _ => "no champion yet, so the first-run policy applies".to_string(),
+                _ => FIRST_RUN_REASON.to_string(),
             };
             reasons.push(if passed {
                 format!("{why}: {best_name} {metric} {best_value:.4} reaches the floor {:.4}", policy.first_run_floor)

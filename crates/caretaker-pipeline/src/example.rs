@@ -22,10 +22,11 @@ pub fn write_example(
     pattern_store: Option<&Path>,
     rows: usize,
     seed: u64,
+    files_per_day: usize,
     end: DateTime<Utc>,
 ) -> Result<ExampleFiles> {
     let df = caretaker_data::example::events(rows, seed, end);
-    let files = caretaker_data::example::write_events(&df, events_dir)?;
+    let files = caretaker_data::example::write_events(&df, events_dir, files_per_day)?;
     let patterns = match pattern_store {
         Some(path) => caretaker_patterns::example::write(path, (rows / 10).max(50), seed, end)?,
         None => 0,
@@ -58,5 +59,6 @@ pub(crate) fn ensure_example(config: &PipelineConfig, now: DateTime<Utc>) -> Res
         seed = example.seed,
         "the dataset does not exist yet: writing the example data ([dataset.example])"
     );
-    write_example(&config.dataset.path, store, example.rows, example.seed, example_end(now)).map(Some)
+    write_example(&config.dataset.path, store, example.rows, example.seed, example.files_per_day, example_end(now))
+        .map(Some)
 }

@@ -13,9 +13,13 @@
 //! println!("{}", caretaker_report::summary(&outcome.report));
 //! ```
 
+pub mod bench;
+mod candidates;
+pub mod compact;
 mod example;
 pub mod history_export;
 mod progress;
+pub mod reset;
 mod run;
 mod split;
 

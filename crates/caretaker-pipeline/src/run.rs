@@ -1,5 +1,6 @@
 //! One nightly run.
 
+use crate::candidates::{contenders, model_card, train_and_score};
 use crate::progress::Stages;
 use crate::split::split;
 use crate::{Error, Result};
@@ -8,17 +9,12 @@ use caretaker_core::config::PipelineConfig;
 use caretaker_core::events::LabelledEvents;
 use caretaker_core::ids::RunId;
 use caretaker_core::lock::ProcessLock;
-use caretaker_core::metrics::ClassificationMetrics;
-use caretaker_core::report::{
-    CandidateReport, ChampionReport, GateReport, GridResult, QualityReport, REPORT_SCHEMA_VERSION, RunReport,
-    RunStatus, SplitSummary,
-};
+use caretaker_core::report::{ChampionReport, GateReport, QualityReport, REPORT_SCHEMA_VERSION, RunReport, RunStatus};
 use caretaker_data::dataset::DatasetFiles;
 use caretaker_evaluate::gate::{self, ChampionStanding, Contender};
 use caretaker_evaluate::metrics::classification_metrics;
-use caretaker_registry::{ModelCard, Registry};
+use caretaker_registry::Registry;
 use caretaker_train::TrainedModel;
-use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -31,15 +27,6 @@ pub struct RunOptions {
 pub struct RunOutcome {
     pub report: RunReport,
     pub report_path: PathBuf,
-}
-
-/// A trained candidate with its holdout scores.
-struct Scored {
-    model: TrainedModel,
-    bytes: Vec<u8>,
-    metrics: ClassificationMetrics,
-    probabilities: Vec<f64>,
-    micros: f64,
 }
 
 /// Runs the whole nightly pipeline.
@@ -81,9 +68,17 @@ pub fn run(config: &PipelineConfig, clock: Clock, options: &RunOptions) -> Resul
     }
     report.stages = stages.timings;
     report.finished_at = started_at + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
-    let report_path = caretaker_report::write_json(&report)?;
+    let (report_path, _) = record(config, &report)?;
+    Ok(RunOutcome { report, report_path })
+}
+
+/// Writes report.json, records the run in the history, writes report.html with the trends of the
+/// runs recorded so far and the Prometheus textfile. Returns report.json's path and the newest
+/// runs (oldest first, this one last) the page's trends show.
+pub(crate) fn record(config: &PipelineConfig, report: &RunReport) -> Result<(PathBuf, Vec<RunReport>)> {
+    let report_path = caretaker_report::write_json(report)?;
     let history = caretaker_history::History::open(&history_path(config))?;
-    history.record(&report)?;
+    history.record(report)?;
     // The page's trends read the runs just recorded; the textfile is what node_exporter serves.
     // An older report the history cannot read costs the page its trends, not the run its page.
     let recent = history
@@ -92,9 +87,9 @@ pub fn run(config: &PipelineConfig, clock: Clock, options: &RunOptions) -> Resul
             tracing::warn!(error = %e, "report.html shows no trends");
             Vec::new()
         });
-    caretaker_report::write_html(&report, &recent)?;
-    caretaker_report::textfile::write(&report, &config.output.metrics_textfile)?;
-    Ok(RunOutcome { report, report_path })
+    caretaker_report::write_html(report, &recent)?;
+    caretaker_report::textfile::write(report, &config.output.metrics_textfile)?;
+    Ok((report_path, recent))
 }
 
 pub(crate) fn history_path(config: &PipelineConfig) -> PathBuf {
@@ -113,15 +108,7 @@ fn stages_of_the_run(
 
     // Quality.
     let stage = stages.start("quality", "checking the training data");
-    let files = DatasetFiles::find(&config.dataset.path)?;
-    let quality = caretaker_quality::assess(&caretaker_quality::QualityInput {
-        files: &files,
-        spec: &config.dataset,
-        policy: &config.quality,
-        quarantine_path: &report_dir.join("quarantine.parquet"),
-        now: clock.now(),
-        state_dir: &config.output.state,
-    })?;
+    let quality = assess_quality(config, clock, report_dir)?;
     stages.finish(stage, Some(quality.report.rows));
     report.data = Some(quality.data);
     report.quality = Some(quality.report.clone());
@@ -138,15 +125,7 @@ fn stages_of_the_run(
         return Ok(());
     };
     let train_hash = split.train.content_hash();
-    report.split = Some(SplitSummary {
-        train_rows: split.train.len() as u64,
-        holdout_rows: split.holdout.len() as u64,
-        train_positive_rate: rate(&split.train),
-        holdout_positive_rate: rate(&split.holdout),
-        holdout_from: split.holdout_from,
-        window_from: split.window_from,
-        train_hash: train_hash.clone(),
-    });
+    report.split = Some(split.summary(train_hash.clone()));
     if let Some(reason) = too_little_data(&split.train, &split.holdout, config.training.min_rows) {
         report.gate = GateReport::skipped(format!("training skipped: {reason}"));
         return Ok(());
@@ -154,64 +133,8 @@ fn stages_of_the_run(
 
     // Retrain and evaluate the candidates.
     let stage = stages.start("retrain", "fitting the candidates");
-    let mut scored: Vec<Option<Scored>> = Vec::new();
-    for spec in &config.candidates {
-        let started = Instant::now();
-        let selected =
-            caretaker_train::select::train_candidate(spec, &config.training, config.gate.primary_metric, &split.train);
-        let train_seconds = started.elapsed().as_secs_f64();
-        let mut candidate = CandidateReport {
-            name: spec.name.clone(),
-            family: spec.params.family().to_string(),
-            params: serde_json::to_value(&spec.params).expect("params serialise"),
-            metrics: None,
-            curves: None,
-            train_seconds,
-            predict_micros_per_row: None,
-            model_bytes: None,
-            model_blake3: None,
-            selection: Vec::new(),
-            note: None,
-            error: None,
-        };
-        match selected.and_then(|selected| {
-            let started = Instant::now();
-            let p = selected.model.predict_proba(&split.holdout)?;
-            let micros = started.elapsed().as_secs_f64() * 1e6 / split.holdout.len().max(1) as f64;
-            Ok((selected, p, micros))
-        }) {
-            Ok((selected, p, micros)) => {
-                let model = selected.model;
-                let metrics = classification_metrics(&split.holdout.labels, &p, model.threshold);
-                let bytes = model.to_bytes();
-                candidate.params = serde_json::to_value(&model.params).expect("params serialise");
-                candidate.metrics = Some(metrics.clone());
-                candidate.curves = Some(caretaker_evaluate::curves::curves(&split.holdout.labels, &p));
-                candidate.predict_micros_per_row = Some(micros);
-                candidate.model_bytes = Some(bytes.len() as u64);
-                candidate.model_blake3 = Some(blake3::hash(&bytes).to_hex().to_string());
-                candidate.note = selected.note;
-                candidate.selection = selected
-                    .grid
-                    .iter()
-                    .map(|g| GridResult {
-                        params: serde_json::to_value(&g.params).expect("params serialise"),
-                        validation_score: g.validation_score,
-                        threshold: g.threshold,
-                        chosen: g.params == model.params,
-                    })
-                    .collect();
-                tracing::debug!(candidate = %spec.name, f1 = metrics.f1, train_seconds, "candidate scored");
-                scored.push(Some(Scored { bytes, model, metrics, probabilities: p, micros }));
-            }
-            Err(e) => {
-                tracing::warn!(candidate = %spec.name, error = %e, "candidate failed");
-                candidate.error = Some(e.to_string());
-                scored.push(None);
-            }
-        }
-        report.candidates.push(candidate);
-    }
+    let (candidates, scored) = train_and_score(config, &split);
+    report.candidates = candidates;
     stages.finish(stage, Some(split.train.len() as u64));
 
     // The champion, re-scored on the same holdout.
@@ -222,23 +145,7 @@ fn stages_of_the_run(
     stages.finish(stage, Some(split.holdout.len() as u64));
 
     // Gate.
-    let contenders: Vec<(usize, Contender)> = scored
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            s.as_ref().map(|s| {
-                (
-                    i,
-                    Contender {
-                        name: &config.candidates[i].name,
-                        metrics: &s.metrics,
-                        probabilities: &s.probabilities,
-                        predict_micros_per_row: Some(s.micros),
-                    },
-                )
-            })
-        })
-        .collect();
+    let contenders = contenders(config, &scored);
     let champion_version = report.champion.as_ref().map(|c| c.version.to_string()).unwrap_or_default();
     let standing = match &champion {
         None => ChampionStanding::None,
@@ -321,11 +228,7 @@ fn stages_of_the_run(
     Ok(())
 }
 
-fn rate(events: &LabelledEvents) -> f64 {
-    if events.is_empty() { 0.0 } else { events.positives() as f64 / events.len() as f64 }
-}
-
-fn too_little_data(train: &LabelledEvents, holdout: &LabelledEvents, min_rows: usize) -> Option<String> {
+pub(crate) fn too_little_data(train: &LabelledEvents, holdout: &LabelledEvents, min_rows: usize) -> Option<String> {
     if train.len() < min_rows {
         return Some(format!("{} training rows, fewer than training.min_rows = {min_rows}", train.len()));
     }
@@ -339,7 +242,7 @@ fn too_little_data(train: &LabelledEvents, holdout: &LabelledEvents, min_rows: u
     None
 }
 
-fn quality_failure(q: &QualityReport) -> String {
+pub(crate) fn quality_failure(q: &QualityReport) -> String {
     let failed: Vec<String> = q
         .checks
         .iter()
@@ -392,33 +295,21 @@ fn score_champion(registry: &Registry, holdout: &LabelledEvents) -> Result<Optio
     }
 }
 
-fn model_card(
+/// The quality stage on the pipeline's dataset, its quarantine in `report_dir`.
+pub(crate) fn assess_quality(
     config: &PipelineConfig,
-    run_id: &RunId,
-    winner: &Scored,
-    train: &LabelledEvents,
-    train_hash: &str,
-    now: DateTime<Utc>,
-) -> ModelCard {
-    ModelCard {
-        version: caretaker_core::ids::ModelVersion(0),
-        name: winner.model.name.clone(),
-        family: winner.model.params.family().to_string(),
-        params: serde_json::to_value(&winner.model.params).expect("params serialise"),
-        features: winner.model.encoding.names(),
-        metrics: Some(winner.metrics.clone()),
-        threshold: winner.model.threshold,
-        train_rows: train.len() as u64,
-        train_hash: train_hash.to_string(),
-        config_hash: config.hash.clone(),
-        seed: config.training.seed,
-        code_version: env!("CARGO_PKG_VERSION").to_string(),
-        created_at: now,
-        run_id: Some(run_id.to_string()),
-        replaced: None,
-        model_blake3: String::new(),
-        model_bytes: winner.bytes.len() as u64,
-    }
+    clock: Clock,
+    report_dir: &Path,
+) -> Result<caretaker_quality::QualityOutcome> {
+    let files = DatasetFiles::find(&config.dataset.path)?;
+    Ok(caretaker_quality::assess(&caretaker_quality::QualityInput {
+        files: &files,
+        spec: &config.dataset,
+        policy: &config.quality,
+        quarantine_path: &report_dir.join("quarantine.parquet"),
+        now: clock.now(),
+        state_dir: &config.output.state,
+    })?)
 }
 
 /// The quality stage alone, as `caretaker quality` runs it.
@@ -432,15 +323,7 @@ pub fn quality_only(config: &PipelineConfig, clock: Clock) -> Result<QualityOnly
     crate::example::ensure_example(config, clock.now())?;
     let run_id = RunId::new(clock.now());
     let report_dir = config.output.reports.join(run_id.as_str());
-    let files = DatasetFiles::find(&config.dataset.path)?;
-    let outcome = caretaker_quality::assess(&caretaker_quality::QualityInput {
-        files: &files,
-        spec: &config.dataset,
-        policy: &config.quality,
-        quarantine_path: &report_dir.join("quarantine.parquet"),
-        now: clock.now(),
-        state_dir: &config.output.state,
-    })?;
+    let outcome = assess_quality(config, clock, &report_dir)?;
     let bytes = serde_json::to_vec_pretty(&outcome.report).expect("a quality report serialises");
     caretaker_core::fs::write_atomic(&report_dir.join("quality.json"), &bytes).map_err(Error::Fs)?;
     Ok(QualityOnly { run_id, report: outcome.report, data: outcome.data })

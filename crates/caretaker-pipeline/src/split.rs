@@ -2,6 +2,7 @@
 
 use caretaker_core::config::TrainingSpec;
 use caretaker_core::events::LabelledEvents;
+use caretaker_core::report::SplitSummary;
 use chrono::{DateTime, Duration, Utc};
 
 pub(crate) struct TimeSplit {
@@ -9,6 +10,25 @@ pub(crate) struct TimeSplit {
     pub holdout: LabelledEvents,
     pub window_from: DateTime<Utc>,
     pub holdout_from: DateTime<Utc>,
+}
+
+impl TimeSplit {
+    /// The split as report.json gives it; `train_hash` is `train.content_hash()`.
+    pub fn summary(&self, train_hash: String) -> SplitSummary {
+        SplitSummary {
+            train_rows: self.train.len() as u64,
+            holdout_rows: self.holdout.len() as u64,
+            train_positive_rate: rate(&self.train),
+            holdout_positive_rate: rate(&self.holdout),
+            holdout_from: self.holdout_from,
+            window_from: self.window_from,
+            train_hash,
+        }
+    }
+}
+
+fn rate(events: &LabelledEvents) -> f64 {
+    if events.is_empty() { 0.0 } else { events.positives() as f64 / events.len() as f64 }
 }
 
 /// Rows from `window_days` before the newest event up to `holdout_days` before it train; the rows

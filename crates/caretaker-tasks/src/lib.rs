@@ -1,6 +1,7 @@
 //! The maintenance task kinds the scheduler runs: health checks, the intelligence health score,
-//! PostgreSQL and SQLite maintenance, Redis cache cleanup, dependency vulnerability scans and
-//! retention of old runs, quarantine files, model versions and logs.
+//! the weekly performance review, PostgreSQL and SQLite maintenance, Redis cache cleanup,
+//! dependency vulnerability scans and retention of old runs, quarantine files, model versions
+//! and logs.
 //!
 //! Each kind is a module holding its config (a `deny_unknown_fields` struct whose doc comments
 //! are the user documentation), its logic and its tests. [`Kinds`] builds them from a catalog
@@ -27,6 +28,7 @@
 
 pub mod health;
 pub mod model_health;
+pub mod performance_review;
 pub mod postgres_maintenance;
 pub mod redact;
 pub mod redis_cleanup;
@@ -56,6 +58,7 @@ pub const KINDS: &[&str] = &[
     "pipeline_health",
     "health",
     "model_health",
+    "performance_review",
     "postgres_maintenance",
     "sqlite_maintenance",
     "redis_cleanup",
@@ -75,6 +78,7 @@ impl TaskKinds for Kinds {
             }
             "health" => Box::new(health::HealthGroup::build(params, root)?),
             "model_health" => Box::new(model_health::ModelHealth::build(params, root)?),
+            "performance_review" => Box::new(performance_review::PerformanceReview::build(params, root)?),
             "postgres_maintenance" => Box::new(postgres_maintenance::PostgresMaintenance::build(params, root)?),
             "sqlite_maintenance" => Box::new(sqlite_maintenance::SqliteMaintenance::build(params, root)?),
             "redis_cleanup" => Box::new(redis_cleanup::RedisCleanup::build(params, root)?),

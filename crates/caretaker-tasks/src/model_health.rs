@@ -133,6 +133,11 @@ impl ModelHealth {
         })
     }
 
+    /// How many of the newest runs the score reads.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
     /// The score of `runs` (newest first) at `now`; `has_patterns` says whether the pipeline
     /// keeps a pattern store.
     pub fn score(&self, runs: &[RunReport], has_patterns: bool, now: DateTime<Utc>) -> HealthScore {

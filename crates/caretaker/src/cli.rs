@@ -23,9 +23,15 @@ pub enum Command {
     Run(PipelineArgs),
     /// Run the quality stage alone.
     Quality(PipelineArgs),
-    /// The model registry: list, show, roll back.
+    /// The model registry: list, show, roll back, promote, reset.
     #[command(subcommand)]
     Models(crate::commands::models::ModelsCommand),
+    /// The training data: compaction of its small Parquet files.
+    #[command(subcommand)]
+    Data(crate::commands::data::DataCommand),
+    /// The performance review: stage times, memory and rows over the last runs, what got slower,
+    /// recommendations with their figures; --apply applies the safe one (compaction).
+    Review(crate::commands::review::ReviewArgs),
     /// The pattern store: list, clean up, restore, verify.
     #[command(subcommand)]
     Patterns(crate::commands::patterns::PatternsCommand),

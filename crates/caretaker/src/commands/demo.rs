@@ -20,6 +20,10 @@ pub struct DemoArgs {
     /// The end of the 60 days of events (RFC 3339); default: the start of the current hour.
     #[arg(long)]
     pub end: Option<chrono::DateTime<chrono::Utc>>,
+    /// Files per daily partition (1-24), as an hourly ingest leaves them: many small files for
+    /// `caretaker data compact` to compact.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=24))]
+    pub files_per_day: u8,
     /// Replace existing example data in OUT.
     #[arg(long)]
     pub force: bool,
@@ -47,9 +51,10 @@ pub fn demo(args: DemoArgs, clock: Clock) -> Result<ExitCode> {
         }
     }
     let end = args.end.unwrap_or_else(|| caretaker_pipeline::example_end(clock.now()));
-    let written = caretaker_pipeline::write_example(&events, Some(&store), args.rows, args.seed, end)?;
+    let written =
+        caretaker_pipeline::write_example(&events, Some(&store), args.rows, args.seed, args.files_per_day.into(), end)?;
     println!(
-        "wrote {} events in {} daily files under {}, ending {}",
+        "wrote {} events in {} files (daily partitions) under {}, ending {}",
         written.rows,
         written.event_files,
         written.events_dir.display(),

@@ -2,11 +2,13 @@
 //! group; `dispatch` routes.
 
 pub mod bench;
+pub mod data;
 pub mod demo;
 pub mod history;
 pub mod maintenance;
 pub mod models;
 pub mod patterns;
+pub mod review;
 pub mod run;
 pub mod runs;
 pub mod scheduler;
@@ -25,6 +27,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run(args, clock),
         Command::Quality(args) => run::quality(args, clock),
         Command::Models(cmd) => models::models(cmd, clock),
+        Command::Data(cmd) => data::data(cmd, clock),
+        Command::Review(args) => review::review(args, clock),
         Command::Patterns(cmd) => patterns::patterns(cmd, clock),
         Command::Runs(cmd) => runs::runs(cmd),
         Command::Report(args) => runs::report(&args),

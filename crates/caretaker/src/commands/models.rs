@@ -43,8 +43,23 @@ pub enum ModelsCommand {
         #[command(flatten)]
         select: PipelineSelect,
     },
-    /// The ledger of deploys, rollbacks and promotions, oldest first.
+    /// The ledger of deploys, rollbacks, promotions and resets, oldest first.
     Ledger(PipelineSelect),
+    /// For the day the champion is known to be bad and the gate would keep it: enter maintenance
+    /// mode, retrain every candidate from scratch on the current window, deploy the best under
+    /// the first-run policy (gate.first_run_floor, no comparison with the champion), record a
+    /// `reset` in the ledger, run the model health check, and leave maintenance mode (also on
+    /// failure). When no candidate clears the floor, nothing changes and it says why (exit 1).
+    Reset {
+        /// The pipeline file.
+        pipeline: std::path::PathBuf,
+        /// Why the champion is replaced, for the ledger (required).
+        #[arg(long)]
+        reason: String,
+        /// Print the outcome as one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_version(text: &str) -> Result<ModelVersion> {
@@ -133,6 +148,59 @@ pub fn models(cmd: ModelsCommand, clock: Clock) -> Result<ExitCode> {
                 }
             }
         }
+        ModelsCommand::Reset { pipeline, reason, json } => return reset(&pipeline, &reason, json, clock),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn reset(pipeline: &std::path::Path, reason: &str, json: bool, clock: Clock) -> Result<ExitCode> {
+    if reason.trim().is_empty() {
+        anyhow::bail!("--reason must say why the champion is reset: the ledger keeps it");
+    }
+    let config = load(pipeline)?;
+    let outcome = caretaker_pipeline::reset::reset(&config, clock, reason)?;
+    if json {
+        print_json(&outcome);
+    } else {
+        for c in &outcome.candidates {
+            match (&c.metrics, &c.error) {
+                (Some(m), _) => {
+                    println!("candidate {:<12} f1 {:.4}  (trained in {:.2} s)", c.name, m.f1, c.train_seconds)
+                }
+                (None, Some(e)) => println!("candidate {:<12} failed: {e}", c.name),
+                (None, None) => println!("candidate {:<12} not scored", c.name),
+            }
+        }
+        for rule in &outcome.gate.rules {
+            println!("rule      {:<16} {}  {}", rule.rule, if rule.passed { "pass" } else { "FAIL" }, rule.detail);
+        }
+        let was = outcome.previous_champion.map(|v| v.to_string()).unwrap_or_else(|| "none".into());
+        match (&outcome.deployed_version, &outcome.refused) {
+            (Some(v), _) => println!(
+                "reset     {v} ({}) is the champion (was {was}); the ledger records the reset: {}",
+                outcome.candidate.as_deref().unwrap_or("?"),
+                outcome.reason
+            ),
+            (None, Some(why)) => println!("reset     refused, champion {was} unchanged: {why}"),
+            (None, None) => println!("reset     nothing changed (champion {was})"),
+        }
+        if let Some(h) = &outcome.health {
+            println!(
+                "health    {:.1}/10 ({}){}",
+                h.score,
+                h.health.name(),
+                if h.maintenance_required { ", maintenance required" } else { "" }
+            );
+            for c in &h.components {
+                println!("          {:<18} {:.2}/{:.2}  {}", c.name, c.points, c.max_points, c.detail);
+            }
+        }
+        if let Some(path) = &outcome.report_path {
+            println!("report    {}", path.display());
+        }
+        if !outcome.maintenance_left {
+            println!("maintenance mode was changed by someone else during the reset and is left as it is");
+        }
+    }
+    Ok(if outcome.deployed_version.is_some() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
