@@ -6,7 +6,7 @@ use serde_json::Value;
 
 /// A pipeline whose only candidate is a decision stump: a weak champion that the full example
 /// candidates beat by a wide margin.
-fn weak_pipeline(ctx: &TestContext) -> std::path::PathBuf {
+pub(crate) fn weak_pipeline(ctx: &TestContext) -> std::path::PathBuf {
     let full = example_pipeline(3_000);
     let head = &full[..full.find("[[candidates]]").unwrap()];
     let tail = &full[full.find("[gate]").unwrap()..];
@@ -20,7 +20,7 @@ fn weak_pipeline(ctx: &TestContext) -> std::path::PathBuf {
     path
 }
 
-fn champion(ctx: &TestContext) -> Value {
+pub(crate) fn champion(ctx: &TestContext) -> Value {
     ctx.read_json("models/champion.json")["version"].clone()
 }
 

@@ -2,28 +2,10 @@
 //! performance review through the real binary.
 
 use crate::context;
+use crate::models::{champion, weak_pipeline};
 use caretaker_test_support::{TestContext, example_pipeline};
 use serde_json::Value;
 use std::path::PathBuf;
-
-/// A pipeline whose only candidate is a decision stump: a weak champion.
-fn weak_pipeline(ctx: &TestContext) -> PathBuf {
-    let full = example_pipeline(3_000);
-    let head = &full[..full.find("[[candidates]]").unwrap()];
-    let tail = &full[full.find("[gate]").unwrap()..];
-    let weak = format!(
-        "{head}[[candidates]]\nname = \"stump\"\nfamily = \"decision_tree\"\nmax_depth = 1\n\n{}",
-        tail.replace("first_run_floor = 0.5", "first_run_floor = 0.0")
-    );
-    let path = ctx.path().join("pipelines/weak.toml");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, weak).unwrap();
-    path
-}
-
-fn champion(ctx: &TestContext) -> Value {
-    ctx.read_json("models/champion.json")["version"].clone()
-}
 
 fn ledger(ctx: &TestContext, pipeline: &str) -> Vec<Value> {
     let out = ctx.caretaker(&["models", "ledger", "--pipeline", pipeline, "--json"]);

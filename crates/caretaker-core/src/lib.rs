@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod report;
 pub mod rng;
 pub mod task;
+pub mod units;
 
 pub use clock::Clock;
 

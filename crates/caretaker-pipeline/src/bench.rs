@@ -36,18 +36,10 @@ pub struct CandidateBench {
 
 /// Fits every candidate of `config` (or those named in `only`) on its training window.
 pub fn train(config: &PipelineConfig, only: &[String]) -> Result<TrainBench> {
-    let scratch =
-        tempfile::tempdir().map_err(|e| Error::Other { path: std::env::temp_dir(), reason: e.to_string() })?;
+    let scratch = crate::run::scratch_dir()?;
     let started = Instant::now();
     let files = DatasetFiles::find(&config.dataset.path)?;
-    let quality = caretaker_quality::assess(&caretaker_quality::QualityInput {
-        files: &files,
-        spec: &config.dataset,
-        policy: &config.quality,
-        quarantine_path: &scratch.path().join("quarantine.parquet"),
-        now: chrono::Utc::now(),
-        state_dir: scratch.path(),
-    })?;
+    let quality = crate::run::assess_quality_in_scratch(config, &files, chrono::Utc::now(), scratch.path())?;
     let quality_seconds = started.elapsed().as_secs_f64();
     let events = quality.events.ok_or_else(|| Error::Other {
         path: config.dataset.path.clone(),
@@ -120,8 +112,7 @@ fn median(v: &[f64]) -> f64 {
 pub fn quality(config: &PipelineConfig, repeats: usize, only: Option<&str>) -> Result<QualityBench> {
     use polars::prelude::*;
     let files = DatasetFiles::find(&config.dataset.path)?;
-    let scratch =
-        tempfile::tempdir().map_err(|e| Error::Other { path: std::env::temp_dir(), reason: e.to_string() })?;
+    let scratch = crate::run::scratch_dir()?;
     let (mut scan_seconds, mut quality_seconds) = (Vec::new(), Vec::new());
     let mut rows = 0u64;
     let mut score = f64::NAN;
@@ -147,14 +138,7 @@ pub fn quality(config: &PipelineConfig, repeats: usize, only: Option<&str>) -> R
         }
         if only != Some("scan") {
             let started = Instant::now();
-            let outcome = caretaker_quality::assess(&caretaker_quality::QualityInput {
-                files: &files,
-                spec: &config.dataset,
-                policy: &config.quality,
-                quarantine_path: &scratch.path().join("quarantine.parquet"),
-                now: chrono::Utc::now(),
-                state_dir: scratch.path(),
-            })?;
+            let outcome = crate::run::assess_quality_in_scratch(config, &files, chrono::Utc::now(), scratch.path())?;
             quality_seconds.push(started.elapsed().as_secs_f64());
             rows = outcome.report.rows;
             score = outcome.report.score;

@@ -121,17 +121,9 @@ pub fn compact_dataset(config: &PipelineConfig, clock: Clock, options: &CompactO
 /// stage runs with a scratch quarantine and state directory, so measuring changes nothing.
 fn measure(config: &PipelineConfig, files: &DatasetFiles, clock: Clock) -> Result<DatasetFigures> {
     let content = compact::dataset_content(files)?;
-    let scratch =
-        tempfile::tempdir().map_err(|e| Error::Other { path: std::env::temp_dir(), reason: e.to_string() })?;
+    let scratch = crate::run::scratch_dir()?;
     let started = Instant::now();
-    caretaker_quality::assess(&caretaker_quality::QualityInput {
-        files,
-        spec: &config.dataset,
-        policy: &config.quality,
-        quarantine_path: &scratch.path().join("quarantine.parquet"),
-        now: clock.now(),
-        state_dir: scratch.path(),
-    })?;
+    crate::run::assess_quality_in_scratch(config, files, clock.now(), scratch.path())?;
     let quality_seconds = started.elapsed().as_secs_f64();
     Ok(DatasetFigures {
         files: files.files.len(),

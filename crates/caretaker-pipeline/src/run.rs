@@ -312,6 +312,31 @@ pub(crate) fn assess_quality(
     })?)
 }
 
+/// The quality stage over `files` as a measurement: its quarantine and drift state go to
+/// `scratch`, so the pipeline's state is left as it was (benchmarks, compaction's before and
+/// after). A second call with the same `scratch` finds the drift bins the first one froze, as a
+/// nightly run does.
+pub(crate) fn assess_quality_in_scratch(
+    config: &PipelineConfig,
+    files: &DatasetFiles,
+    now: chrono::DateTime<chrono::Utc>,
+    scratch: &Path,
+) -> Result<caretaker_quality::QualityOutcome> {
+    Ok(caretaker_quality::assess(&caretaker_quality::QualityInput {
+        files,
+        spec: &config.dataset,
+        policy: &config.quality,
+        quarantine_path: &scratch.join("quarantine.parquet"),
+        now,
+        state_dir: scratch,
+    })?)
+}
+
+/// A temporary directory for [`assess_quality_in_scratch`].
+pub(crate) fn scratch_dir() -> Result<tempfile::TempDir> {
+    tempfile::tempdir().map_err(|e| Error::Other { path: std::env::temp_dir(), reason: e.to_string() })
+}
+
 /// The quality stage alone, as `caretaker quality` runs it.
 pub struct QualityOnly {
     pub run_id: RunId,

@@ -12,6 +12,7 @@ use crate::table::{ModelRole, RunModelRow, model_rows};
 use askama::Template;
 use caretaker_core::metrics::ClassificationMetrics;
 use caretaker_core::report::{GateOutcome, QualityReport, RunReport, RunStatus};
+use caretaker_core::units::bytes;
 
 /// How many runs the trend plots show, this one included.
 pub const TREND_RUNS: usize = 10;
@@ -208,15 +209,6 @@ fn count(n: u64) -> String {
         out.push(c);
     }
     out
-}
-
-fn bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
 }
 
 fn status_tone(status: RunStatus) -> &'static str {

@@ -25,6 +25,7 @@ pub mod textfile;
 
 use caretaker_core::fs::{FsError, write_atomic_with};
 use caretaker_core::report::{GateOutcome, RunReport};
+use caretaker_core::units::bytes;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -71,15 +72,6 @@ pub fn write_html_to(report: &RunReport, history: &[RunReport], path: &Path) -> 
 pub fn read_json(path: &Path) -> Result<RunReport, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a caretaker report: {e}", path.display()))
-}
-
-fn bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
 }
 
 fn metric(v: Option<f64>) -> String {

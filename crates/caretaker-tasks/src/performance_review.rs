@@ -39,6 +39,7 @@ use crate::redact;
 use caretaker_core::config::{ConfigProblem, PipelineConfig};
 use caretaker_core::report::RunReport;
 use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, TaskStatus};
+use caretaker_core::units::bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -565,18 +566,6 @@ fn candidate_costs(runs: &[RunReport]) -> Vec<CandidateCost> {
     }
     out.sort_by(|a, b| b.train_seconds.total_cmp(&a.train_seconds));
     out
-}
-
-/// A byte count for people.
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 fn metric_names() -> Vec<String> {

@@ -3,6 +3,7 @@
 use super::{load, print_json};
 use anyhow::Result;
 use caretaker_core::Clock;
+use caretaker_core::units::bytes;
 use caretaker_pipeline::compact::{CompactOptions, CompactionReport, DatasetFigures};
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -39,17 +40,6 @@ pub fn data(cmd: DataCommand, clock: Clock) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 fn figures(f: &DatasetFigures) -> String {
