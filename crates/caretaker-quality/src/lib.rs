@@ -94,6 +94,7 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
     };
 
     // Before reading any row: every footer, then the contract.
+    let started = std::time::Instant::now();
     let footers = integrity::inspect(files);
     data.rows = footers.rows;
     let mut checks = footers.checks;
@@ -106,8 +107,10 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
         return Ok(blocked(input.policy, data, checks));
     }
 
+    let footers_seconds = started.elapsed().as_secs_f64();
     // The pass.
-    let pass = scan::run(input, &schema)?;
+    let pass = scan::run(input, &schema, footers.rows)?;
+    let pass_seconds = started.elapsed().as_secs_f64() - footers_seconds;
     data.rows = pass.rows;
     if pass.rows == 0 {
         checks.push(check("rows", None, 0.0, 1.0, false, "the dataset has no rows".into()));
@@ -118,12 +121,22 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
     checks.extend(pass.checks);
 
     // Column checks and drift, on the clean rows.
+    let phase = std::time::Instant::now();
     checks.extend(checks::outliers(&events, input.policy));
+    let outliers_seconds = phase.elapsed().as_secs_f64();
     checks.extend(checks::freshness(&events, input.policy, input.now, pass.future_rows));
     let windows = drift::Windows::of(&events, &input.policy.drift);
     checks.extend(checks::labels(&events, &windows, input.policy));
+    let phase = std::time::Instant::now();
     let drift = drift::measure(&events, &windows, input.policy, input.spec, input.state_dir)?;
     checks.push(drift.check);
+    tracing::debug!(
+        footers_seconds,
+        pass_seconds,
+        outliers_seconds,
+        drift_seconds = phase.elapsed().as_secs_f64(),
+        "quality stage phases"
+    );
 
     let dims = score::Dimensions {
         completeness: share(pass.rows, pass.incomplete_rows),

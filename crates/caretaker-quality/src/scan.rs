@@ -6,6 +6,7 @@ use caretaker_core::report::QualityCheck;
 use caretaker_data::Error;
 use caretaker_data::dataset::timestamp_micros;
 use polars::prelude::*;
+use foldhash::fast::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -52,7 +53,7 @@ pub(crate) struct Pass {
 
 /// A categorical column being dictionary-coded across batches.
 struct Dictionary {
-    index: HashMap<String, u32>,
+    index: HashMap<String, u32, RandomState>,
     levels: Vec<String>,
     codes: Vec<u32>,
 }
@@ -107,7 +108,8 @@ struct Accumulator {
     invalid: u64,
     duplicates: u64,
     quarantined: u64,
-    seen: HashSet<u128>,
+    /// Every id seen so far: an integer id as itself (tagged), a text id by its 128-bit hash.
+    seen: HashSet<u128, RandomState>,
     duplicate_examples: Vec<String>,
     not_allowed: Vec<std::collections::BTreeMap<String, u64>>,
     label_values: Vec<i64>,
@@ -123,13 +125,15 @@ fn rule(name: String, kind: Kind, column: Option<&str>) -> Rule {
     Rule { name, kind, column: column.map(str::to_string), count: 0 }
 }
 
+/// The key of each id in the `seen` set. Integer ids are their own key (with bit 64 set, no
+/// hashing and no collision); text ids are their xxh3-128 hash.
 fn id_hash(column: &Column) -> PolarsResult<Vec<Option<u128>>> {
     Ok(match column.dtype() {
         dt if dt.is_integer() => column
             .cast(&DataType::Int64)?
             .i64()?
             .iter()
-            .map(|v| v.map(|v| xxhash_rust::xxh3::xxh3_128(&[&[1u8][..], &v.to_le_bytes()].concat())))
+            .map(|v| v.map(|v| (1u128 << 64) | u128::from(v as u64)))
             .collect(),
         _ => column
             .cast(&DataType::String)?
@@ -141,7 +145,10 @@ fn id_hash(column: &Column) -> PolarsResult<Vec<Option<u128>>> {
 }
 
 impl Accumulator {
-    fn new(input: &QualityInput<'_>, schema: &Schema) -> Result<Accumulator> {
+    /// `expected_rows`, from the footers, sizes the id set and the columns up front (capped, so a
+    /// footer that lies costs no more than a rehash).
+    fn new(input: &QualityInput<'_>, schema: &Schema, expected_rows: u64) -> Result<Accumulator> {
+        let expected_rows = expected_rows.min(1 << 27) as usize;
         let spec = input.spec;
         let policy = input.policy;
         let mut rules = Vec::new();
@@ -188,17 +195,21 @@ impl Accumulator {
             invalid: 0,
             duplicates: 0,
             quarantined: 0,
-            seen: HashSet::new(),
+            seen: HashSet::with_capacity_and_hasher(expected_rows, RandomState::default()),
             duplicate_examples: Vec::new(),
             not_allowed: vec![Default::default(); spec.categorical.len()],
             label_values: Vec::new(),
-            timestamps: Vec::new(),
-            labels: Vec::new(),
-            numbers: vec![Vec::new(); spec.numeric.len()],
+            timestamps: Vec::with_capacity(expected_rows),
+            labels: Vec::with_capacity(expected_rows),
+            numbers: vec![Vec::with_capacity(expected_rows); spec.numeric.len()],
             dictionaries: spec
                 .categorical
                 .iter()
-                .map(|_| Dictionary { index: HashMap::new(), levels: Vec::new(), codes: Vec::new() })
+                .map(|_| Dictionary {
+                    index: HashMap::with_hasher(RandomState::default()),
+                    levels: Vec::new(),
+                    codes: Vec::with_capacity(expected_rows),
+                })
                 .collect(),
             quarantine: Quarantine { final_path: input.quarantine_path.to_path_buf(), temp, writer: None },
             error: None,
@@ -384,9 +395,9 @@ impl Accumulator {
 }
 
 /// Streams every row of the dataset through the rules.
-pub(crate) fn run(input: &QualityInput<'_>, schema: &Schema) -> Result<Pass> {
+pub(crate) fn run(input: &QualityInput<'_>, schema: &Schema, expected_rows: u64) -> Result<Pass> {
     let files = input.files;
-    let acc = Arc::new(Mutex::new(Accumulator::new(input, schema)?));
+    let acc = Arc::new(Mutex::new(Accumulator::new(input, schema, expected_rows)?));
     let sink = acc.clone();
     let plan = files
         .scan()?
