@@ -181,7 +181,7 @@ pub fn summary(report: &RunReport) -> String {
         if let Some(d) = &p.discovery {
             let _ = writeln!(
                 out,
-                "          mined {} rules: {} new, {} updated, {} already archived; {} patterns matched {} new events{}",
+                "          mined {} rules: {} new, {} updated, {} already archived; {} patterns matched new events ({} uses counted){}",
                 d.mined,
                 d.discovered,
                 d.updated,
