@@ -661,8 +661,9 @@ fn outcome(
         "no runs in the history yet: nothing to review".to_string()
     } else {
         format!(
-            "reviewed {} runs: {} slow stage{}{}, {} outgrowing its rows; {} recommendation{}",
+            "reviewed {} run{}: {} slow stage{}{}, {} outgrowing its rows; {} recommendation{}",
             review.runs.len(),
+            if review.runs.len() == 1 { "" } else { "s" },
             slow.len(),
             if slow.len() == 1 { "" } else { "s" },
             if slow.is_empty() { String::new() } else { format!(" ({})", slow.join(", ")) },
