@@ -125,6 +125,15 @@ fn rule(name: String, kind: Kind, column: Option<&str>) -> Rule {
     Rule { name, kind, column: column.map(str::to_string), count: 0 }
 }
 
+/// `test` of every value of a batch's column, false for nulls; read from the contiguous values
+/// when the column has one chunk and no nulls (the common case), else value by value.
+fn test_values(values: &Float64Chunked, test: impl Fn(f64) -> bool) -> Vec<bool> {
+    match values.cont_slice() {
+        Ok(slice) => slice.iter().map(|&v| test(v)).collect(),
+        Err(_) => values.iter().map(|v| v.is_some_and(&test)).collect(),
+    }
+}
+
 /// The key of each id in the `seen` set. Integer ids are their own key (with bit 64 set, no
 /// hashing and no collision); text ids are their xxh3-128 hash.
 fn id_hash(column: &Column) -> PolarsResult<Vec<Option<u128>>> {
@@ -269,19 +278,18 @@ impl Accumulator {
         );
 
         let mut numbers = Vec::with_capacity(self.numeric.len());
-        for (name, range) in self.numeric.clone() {
-            let values = df.column(&name)?.cast(&DataType::Float64)?;
+        for k in 0..self.numeric.len() {
+            let (name, range) = (&self.numeric[k].0, self.numeric[k].1);
+            let values = df.column(name)?.cast(&DataType::Float64)?;
             let values = values.f64()?.clone();
-            mark(self.rule_index(Kind::Null, &name), values.iter().map(|v| v.is_none()).collect(), &mut broken);
-            mark(
-                self.rule_index(Kind::NotFinite, &name),
-                values.iter().map(|v| v.is_some_and(|v| !v.is_finite())).collect(),
-                &mut broken,
-            );
+            if values.null_count() > 0 {
+                mark(self.rule_index(Kind::Null, name), values.iter().map(|v| v.is_none()).collect(), &mut broken);
+            }
+            mark(self.rule_index(Kind::NotFinite, name), test_values(&values, |v| !v.is_finite()), &mut broken);
             if let Some((lo, hi)) = range {
                 mark(
-                    self.rule_index(Kind::Range, &name),
-                    values.iter().map(|v| v.is_some_and(|v| v.is_finite() && (v < lo || v > hi))).collect(),
+                    self.rule_index(Kind::Range, name),
+                    test_values(&values, |v| v.is_finite() && (v < lo || v > hi)),
                     &mut broken,
                 );
             }
@@ -292,7 +300,9 @@ impl Accumulator {
         for (k, (name, allowed)) in self.categorical.clone().into_iter().enumerate() {
             let values = df.column(&name)?.cast(&DataType::String)?;
             let values = values.str()?.clone();
-            mark(self.rule_index(Kind::Null, &name), values.iter().map(|v| v.is_none()).collect(), &mut broken);
+            if values.null_count() > 0 {
+                mark(self.rule_index(Kind::Null, &name), values.iter().map(|v| v.is_none()).collect(), &mut broken);
+            }
             if let Some(allowed) = &allowed {
                 let mask: Vec<bool> = values.iter().map(|v| v.is_some_and(|v| !allowed.contains(v))).collect();
                 for (v, bad) in values.iter().zip(&mask) {
