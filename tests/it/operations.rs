@@ -148,7 +148,7 @@ fn parquet_files(ctx: &TestContext) -> usize {
 }
 
 #[test]
-fn compaction_turns_each_days_files_into_one_sorted_file_with_the_same_rows() {
+fn compaction_turns_each_days_files_into_one_file_with_the_same_rows() {
     let ctx = context();
     let pipeline = &ingested(&ctx);
     let (rows, hash, files) = content(&ctx, pipeline);

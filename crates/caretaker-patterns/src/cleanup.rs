@@ -228,22 +228,7 @@ mod tests {
     }
 
     fn policy(dir: &std::path::Path) -> PatternPolicy {
-        PatternPolicy {
-            store: dir.join("store.parquet"),
-            archive: dir.join("archive"),
-            retention_days: 90,
-            delete_below_usage: 5,
-            delete_below_confidence: 0.5,
-            archive_above_confidence: 0.8,
-            discovery: caretaker_core::config::DiscoverySpec {
-                enabled: true,
-                min_support: 0.005,
-                min_confidence: 0.6,
-                min_lift: 1.5,
-                max_conditions: 3,
-                max_bins: 8,
-            },
-        }
+        crate::fixtures::policy(dir, 0.005)
     }
 
     #[test]

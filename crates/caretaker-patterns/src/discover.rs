@@ -202,46 +202,13 @@ mod tests {
     use caretaker_core::events::{CategoricalColumn, NumericColumn};
     use chrono::Duration;
 
-    /// `svc = b AND x > 50` fails 90% of the time, everything else 5%; one event an hour
-    /// starting at `start`.
+    /// The planted rule, one event an hour starting at `start`.
     fn events(n: usize, start: DateTime<Utc>) -> LabelledEvents {
-        let svc: Vec<u32> = (0..n).map(|i| (i % 4 == 0) as u32).collect();
-        let x: Vec<f64> = (0..n).map(|i| ((i * 37) % 100) as f64).collect();
-        let labels = (0..n)
-            .map(|i| {
-                let r = (i * 7919) % 100;
-                if svc[i] == 1 && x[i] > 50.0 { r < 90 } else { r < 5 }
-            })
-            .collect();
-        LabelledEvents {
-            timestamps: (0..n).map(|i| (start + Duration::hours(i as i64)).timestamp_micros()).collect(),
-            labels,
-            numeric: vec![NumericColumn { name: "x".into(), values: x }],
-            categorical: vec![CategoricalColumn {
-                name: "svc".into(),
-                levels: vec!["a".into(), "b".into()],
-                codes: svc,
-            }],
-        }
+        crate::fixtures::planted_events(n, |i| (start + Duration::hours(i as i64)).timestamp_micros())
     }
 
     fn policy(dir: &std::path::Path) -> PatternPolicy {
-        PatternPolicy {
-            store: dir.join("store.parquet"),
-            archive: dir.join("archive"),
-            retention_days: 90,
-            delete_below_usage: 5,
-            delete_below_confidence: 0.5,
-            archive_above_confidence: 0.8,
-            discovery: DiscoverySpec {
-                enabled: true,
-                min_support: 0.01,
-                min_confidence: 0.6,
-                min_lift: 1.5,
-                max_conditions: 3,
-                max_bins: 8,
-            },
-        }
+        crate::fixtures::policy(dir, 0.01)
     }
 
     fn planted_rule_row(p: &PatternPolicy) -> (String, u64, Option<i64>) {

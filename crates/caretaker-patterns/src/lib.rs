@@ -32,6 +32,8 @@ pub mod archive;
 pub mod cleanup;
 pub mod discover;
 pub mod example;
+#[cfg(test)]
+mod fixtures;
 pub mod matching;
 pub mod mining;
 pub mod pattern;

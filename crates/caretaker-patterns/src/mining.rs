@@ -322,37 +322,11 @@ mod tests {
     }
 
     fn planted() -> LabelledEvents {
-        // svc = b and x > 50 fails 90% of the time; everything else 5%.
-        let n = 4000;
-        let svc: Vec<u32> = (0..n).map(|i| (i % 4 == 0) as u32).collect();
-        let x: Vec<f64> = (0..n).map(|i| ((i * 37) % 100) as f64).collect();
-        let labels = (0..n)
-            .map(|i| {
-                let r = (i * 7919) % 100;
-                if svc[i] == 1 && x[i] > 50.0 { r < 90 } else { r < 5 }
-            })
-            .collect();
-        LabelledEvents {
-            timestamps: (0..n as i64).collect(),
-            labels,
-            numeric: vec![NumericColumn { name: "x".into(), values: x }],
-            categorical: vec![CategoricalColumn {
-                name: "svc".into(),
-                levels: vec!["a".into(), "b".into()],
-                codes: svc,
-            }],
-        }
+        crate::fixtures::planted_events(4000, |i| i as i64)
     }
 
     fn spec() -> DiscoverySpec {
-        DiscoverySpec {
-            enabled: true,
-            min_support: 0.01,
-            min_confidence: 0.6,
-            min_lift: 1.5,
-            max_conditions: 3,
-            max_bins: 8,
-        }
+        crate::fixtures::policy(std::path::Path::new("."), 0.01).discovery
     }
 
     #[test]

@@ -62,6 +62,22 @@ fn svg(title: &str, size: (u32, u32), draw: impl FnOnce(&DrawingArea<SVGBackend,
     }
 }
 
+/// The series legend every plot draws: a light box at `position`, labels in `size` points.
+fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+    size: u32,
+) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.2))
+        .label_font(label_style(size))
+        .draw()?;
+    Ok(())
+}
+
 fn label_style(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().color(&INK)
 }
@@ -133,13 +149,7 @@ pub fn psi_bars(bars: &[PsiBar], threshold: f64, threshold_label: &str) -> Strin
             )))?
             .label(threshold_label)
             .legend(|(x, y)| PathElement::new(vec![(x, y - 6), (x, y + 6)], ALARM.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.2))
-            .label_font(label_style(12))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight, 12)?;
         Ok(())
     })
 }
@@ -195,13 +205,7 @@ pub fn histogram(feature: &str, bins: &[String], reference: &[f64], current: &[f
                 .label(series)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.2))
-            .label_font(label_style(12))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 12)?;
         Ok(())
     })
 }
@@ -223,7 +227,7 @@ pub enum CurveKind {
 
 /// ROC, precision-recall or calibration curves of several models on one 0-1 square.
 pub fn curves(kind: CurveKind, series: &[CurveSeries]) -> String {
-    let (title, x_desc, y_desc, legend) = match kind {
+    let (title, x_desc, y_desc, legend_at) = match kind {
         CurveKind::Roc => ("ROC curve", "false positive rate", "true positive rate", SeriesLabelPosition::LowerRight),
         CurveKind::PrecisionRecall => ("Precision-recall curve", "recall", "precision", SeriesLabelPosition::LowerLeft),
         CurveKind::Calibration => {
@@ -268,13 +272,7 @@ pub fn curves(kind: CurveKind, series: &[CurveSeries]) -> String {
                 }))?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(legend)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.2))
-            .label_font(label_style(11))
-            .draw()?;
+        legend(&mut chart, legend_at, 11)?;
         Ok(())
     })
 }
@@ -351,13 +349,7 @@ pub fn trend(title: &str, y_desc: &str, runs: &[String], series: &[TrendSeries])
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
         }
         if !series.is_empty() {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerLeft)
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK.mix(0.2))
-                .label_font(label_style(11))
-                .draw()?;
+            legend(&mut chart, SeriesLabelPosition::LowerLeft, 11)?;
         }
         Ok(())
     })
