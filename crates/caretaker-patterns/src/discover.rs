@@ -198,8 +198,6 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use caretaker_core::config::DiscoverySpec;
-    use caretaker_core::events::{CategoricalColumn, NumericColumn};
     use chrono::Duration;
 
     /// The planted rule, one event an hour starting at `start`.

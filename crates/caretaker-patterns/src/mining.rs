@@ -297,7 +297,6 @@ pub fn format_number(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use caretaker_core::events::{CategoricalColumn, NumericColumn};
 
     #[test]
     fn round_numbers_are_stable_and_exact() {
