@@ -2,6 +2,7 @@
 //! `Array2::from_shape_vec((n, k).f(), v)` for linfa, `DenseMatrix::new(n, k, v, true)` for
 //! smartcore.
 
+use crate::grow;
 use crate::trees::{self, FlatTree};
 use caretaker_core::config::{ModelParams, SplitQuality};
 use caretaker_core::events::FeatureMatrix;
@@ -40,30 +41,20 @@ pub(crate) fn fit(params: &ModelParams, x: &FeatureMatrix, labels: &[bool], seed
             LogisticRegression::default()
                 .alpha(alpha)
                 .max_iterations(max_iterations)
-                .gradient_tolerance(gradient_tolerance)
+                .gradient_tolerance(summed_loss_tolerance(gradient_tolerance, x.rows))
                 .fit(&data)
                 .map(Classifier::LogisticRegression)
                 .map_err(|e| e.to_string())
         }
         ModelParams::DecisionTree { max_depth, min_samples_leaf, split_quality } => {
-            // linfa picks a node's class by iterating a HashMap, so a node with as many positive
-            // as negative rows gets either class, differently from one process to the next, and
-            // its pruning (which merges leaves of one class) follows: the same data would give
-            // different trees. A negative row weighs 1 + 1e-4, so class weights never tie, and a
-            // tie resolves to the negative class, every time; the splits barely notice.
-            let weights: Array1<f32> = labels.iter().map(|&l| if l { 1.0 } else { 1.0 + 1e-4 }).collect();
-            let data = Dataset::new(linfa_matrix(x), class_targets(labels)).with_weights(weights);
-            let tree = DecisionTree::params()
+            let params = DecisionTree::params()
                 .split_quality(match split_quality {
                     SplitQuality::Gini => linfa_trees::SplitQuality::Gini,
                     SplitQuality::Entropy => linfa_trees::SplitQuality::Entropy,
                 })
-                .max_depth(max_depth)
                 .min_weight_leaf(min_samples_leaf as f32)
-                .min_weight_split((2 * min_samples_leaf) as f32)
-                .fit(&data)
-                .map_err(|e| e.to_string())?;
-            let mut flat = trees::from_linfa(&tree);
+                .min_weight_split((2 * min_samples_leaf) as f32);
+            let mut flat = grow::linfa_tree(&params, max_depth, x, labels)?;
             flat.calibrate(x, labels);
             Ok(Classifier::DecisionTree(flat))
         }
@@ -79,6 +70,17 @@ pub(crate) fn fit(params: &ModelParams, x: &FeatureMatrix, labels: &[bool], seed
             forest.fit(x, labels).map(Classifier::RandomForest)
         }
     }
+}
+
+/// linfa minimises the logistic loss summed over the rows (plus `alpha/2 |w|^2`, the same
+/// objective as scikit-learn's with `C = 1/alpha`) and stops when the L2 norm of that sum's
+/// gradient falls below its tolerance. scikit-learn's `tol` bounds the gradient of the *mean* loss,
+/// so the same number given to linfa unscaled asks for a gradient `rows` times smaller: on a
+/// million rows linfa never gets there and runs every iteration it is allowed. The configured
+/// tolerance keeps scikit-learn's meaning (per row) and is scaled to the summed loss here; the L2
+/// norm is still at least scikit-learn's largest component, so the stop is never looser.
+fn summed_loss_tolerance(per_row: f64, rows: usize) -> f64 {
+    per_row * rows.max(1) as f64
 }
 
 /// smartcore stops splitting a node when none of the features drawn for it can split it, where
@@ -108,30 +110,14 @@ struct ForestPlan {
 
 impl ForestPlan {
     fn fit(&self, x: &FeatureMatrix, labels: &[bool]) -> Result<Vec<FlatTree>, String> {
-        let groups: Vec<u16> = (0..self.n_trees.div_ceil(TREES_PER_GROUP)).collect();
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(groups.len().max(1));
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let mut results: Vec<Option<Result<Vec<FlatTree>, String>>> = Vec::new();
-        results.resize_with(groups.len(), || None);
-        let results = std::sync::Mutex::new(results);
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| {
-                    loop {
-                        let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if g >= groups.len() {
-                            break;
-                        }
-                        let trees = (self.n_trees - g as u16 * TREES_PER_GROUP).min(TREES_PER_GROUP);
-                        let fitted = self.fit_group(x, labels, g as u64, trees);
-                        results.lock().expect("no thread panicked holding it")[g] = Some(fitted);
-                    }
-                });
-            }
+        let groups = self.n_trees.div_ceil(TREES_PER_GROUP) as usize;
+        let fitted = grow::on_all_cores(groups, |g| {
+            let trees = (self.n_trees - g as u16 * TREES_PER_GROUP).min(TREES_PER_GROUP);
+            self.fit_group(x, labels, g as u64, trees)
         });
         let mut forest = Vec::with_capacity(self.n_trees as usize);
-        for group in results.into_inner().expect("no thread panicked holding it") {
-            forest.extend(group.expect("every group ran")?);
+        for group in fitted {
+            forest.extend(group?);
         }
         Ok(forest)
     }

@@ -23,6 +23,7 @@
 
 pub mod encoding;
 mod families;
+pub mod grow;
 pub mod select;
 pub mod trees;
 
