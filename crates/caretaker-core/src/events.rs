@@ -120,6 +120,16 @@ impl FeatureMatrix {
     pub fn column(&self, j: usize) -> &[f64] {
         &self.values[j * self.rows..(j + 1) * self.rows]
     }
+
+    /// The rows `rows` (in that order) as a matrix of their own.
+    pub fn select_rows(&self, rows: &[usize]) -> FeatureMatrix {
+        let mut values = Vec::with_capacity(rows.len() * self.cols());
+        for j in 0..self.cols() {
+            let column = self.column(j);
+            values.extend(rows.iter().map(|&r| column[r]));
+        }
+        FeatureMatrix { rows: rows.len(), names: self.names.clone(), values }
+    }
 }
 
 #[cfg(test)]

@@ -87,8 +87,8 @@ pub(crate) fn linfa_tree(
     x: &FeatureMatrix,
     labels: &[bool],
 ) -> Result<FlatTree, String> {
-    let stump = params.clone().max_depth(Some(1));
-    let min_split = params.clone().check().map_err(|e| e.to_string())?.min_weight_split();
+    let stump = params.max_depth(Some(1));
+    let min_split = params.check().map_err(|e| e.to_string())?.min_weight_split();
     let mut nodes = vec![FlatNode::Leaf { positive_rate: 0.0, rows: 0 }];
     let mut level = vec![Pending { slot: 0, rows: (0..x.rows as u32).collect(), depth: 0 }];
     while !level.is_empty() {
@@ -170,7 +170,7 @@ mod tests {
     fn data(n: usize, seed: u64) -> (FeatureMatrix, Vec<bool>) {
         let mut rng = SplitMix64::new(seed);
         let mut u = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
-        let mut columns = vec![Vec::with_capacity(n); 4];
+        let mut columns: Vec<Vec<f64>> = (0..4).map(|_| Vec::with_capacity(n)).collect();
         let mut labels = Vec::with_capacity(n);
         for _ in 0..n {
             let (a, b, c, d) = (u(), u() * 10.0 - 5.0, (u() * 6.0).floor(), (u() < 0.3) as u8 as f64);
