@@ -20,24 +20,27 @@ fn maintenance_file(ctx: &TestContext) -> PathBuf {
 #[test]
 fn a_reset_replaces_a_champion_the_gate_would_keep_and_records_why() {
     let ctx = context();
-    let weak = weak_pipeline(&ctx);
-    ctx.caretaker(&["run", weak.to_str().unwrap(), "--json"]).assert_code(0);
-    assert_eq!(champion(&ctx), "v0001");
-    // Without the reset the full candidates on the same data would go through the gate; the
-    // reset never weighs them against the stump.
     let pipeline = ctx.pipeline("");
     let pipeline = pipeline.to_str().unwrap();
+    ctx.caretaker(&["run", pipeline, "--json"]).assert_code(0);
+    let first = champion(&ctx).as_str().unwrap().to_string();
+    // The next night, on the same data, the gate keeps that champion: nothing beats it by 0.01.
+    let kept = ctx.caretaker(&["run", pipeline, "--json"]);
+    kept.assert_code(0);
+    assert_eq!(kept.json()["gate"]["decision"], "kept_champion", "{:#}", kept.json()["gate"]);
+    assert_eq!(champion(&ctx), first);
     let out = ctx.caretaker(&["models", "reset", pipeline, "--reason", "champion flags every proxy call", "--json"]);
     out.assert_code(0);
     let outcome = out.json();
-    assert_eq!(outcome["previous_champion"], "v0001");
-    assert_eq!(outcome["deployed_version"], "v0002");
-    assert_eq!(champion(&ctx), "v0002");
+    assert_eq!(outcome["previous_champion"], first.as_str());
+    let deployed = outcome["deployed_version"].as_str().unwrap().to_string();
+    assert_ne!(deployed, first, "the reset deploys a new version");
+    assert_eq!(champion(&ctx), deployed);
     assert_eq!(outcome["maintenance_left"], true);
     assert!(!maintenance_file(&ctx).exists(), "maintenance mode is left after the reset");
     let reasons = outcome["gate"]["reasons"].to_string();
     assert!(reasons.contains("models reset (champion flags every proxy call)"), "{reasons}");
-    assert!(reasons.contains("champion v0001 is not compared"), "{reasons}");
+    assert!(reasons.contains(&format!("champion {first} is not compared")), "{reasons}");
     let rules: Vec<&str> =
         outcome["gate"]["rules"].as_array().unwrap().iter().map(|r| r["rule"].as_str().unwrap()).collect();
     assert!(rules.contains(&"first_run_floor"), "{rules:?}");
@@ -50,8 +53,8 @@ fn a_reset_replaces_a_champion_the_gate_would_keep_and_records_why() {
     // The ledger says reset, with the reason; the run is in the history with its report.
     let entries = ledger(&ctx, pipeline);
     let last = entries.last().unwrap();
-    assert_eq!((last["action"].as_str(), last["version"].as_str()), (Some("reset"), Some("v0002")));
-    assert_eq!(last["previous"], "v0001");
+    assert_eq!((last["action"].as_str(), last["version"].as_str()), (Some("reset"), Some(deployed.as_str())));
+    assert_eq!(last["previous"], first.as_str());
     assert_eq!(last["reason"], "champion flags every proxy call");
     let report_path = PathBuf::from(outcome["report_path"].as_str().unwrap());
     assert!(report_path.exists() && report_path.with_file_name("report.html").exists());
@@ -61,7 +64,7 @@ fn a_reset_replaces_a_champion_the_gate_would_keep_and_records_why() {
     // A rollback undoes a reset like any deploy.
     ctx.caretaker(&["models", "rollback", "--reason", "reset undone", "--pipeline", pipeline])
         .assert_code(0)
-        .assert_stdout_contains("v0001 is the champion again");
+        .assert_stdout_contains(&format!("{first} is the champion again"));
 }
 
 #[test]
