@@ -74,11 +74,13 @@ struct Pending {
     depth: usize,
 }
 
-/// A node's outcome: a split with the rows of each side, or a leaf.
-enum Outcome {
-    Split { feature: usize, value: f64, left: Vec<u32>, right: Vec<u32> },
-    Leaf,
-}
+/// The split linfa found among some of a node's features: the feature, the threshold and the
+/// impurity decrease.
+type Found = Option<(usize, f64, f64)>;
+
+/// Nodes of at least this many rows have their features divided among the cores when their
+/// depth has fewer nodes than cores to keep busy (the root, and the level below it).
+const CHUNK_MIN_ROWS: usize = 20_000;
 
 /// Grows linfa's tree for `params` (whose own `max_depth` is ignored) to `max_depth` on `x`.
 pub(crate) fn linfa_tree(
@@ -89,27 +91,45 @@ pub(crate) fn linfa_tree(
 ) -> Result<FlatTree, String> {
     let stump = params.max_depth(Some(1));
     let min_split = params.check().map_err(|e| e.to_string())?.min_weight_split();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut nodes = vec![FlatNode::Leaf { positive_rate: 0.0, rows: 0 }];
     let mut level = vec![Pending { slot: 0, rows: (0..x.rows as u32).collect(), depth: 0 }];
     while !level.is_empty() {
-        let outcomes = on_all_cores(level.len(), |i| {
-            let node = &level[i];
+        // Work items: (node, first feature, end feature). A node is one item, or one per core
+        // over consecutive features when the level alone would leave cores idle.
+        let mut items = Vec::new();
+        for (i, node) in level.iter().enumerate() {
             if max_depth.is_some_and(|d| node.depth >= d) || (node.rows.len() as f32) < min_split {
-                return Ok(Outcome::Leaf);
+                continue;
             }
-            split(&stump, x, labels, &node.rows)
+            let chunks =
+                if level.len() < cores && node.rows.len() >= CHUNK_MIN_ROWS { cores.min(x.cols()).max(1) } else { 1 };
+            let per = x.cols().div_ceil(chunks);
+            items.extend((0..x.cols()).step_by(per.max(1)).map(|from| (i, from, (from + per).min(x.cols()))));
+        }
+        let found = on_all_cores(items.len(), |n| {
+            let (i, from, to) = items[n];
+            best_split(&stump, x, labels, &level[i].rows, from..to)
         });
-        let mut next = Vec::new();
-        for (node, outcome) in level.into_iter().zip(outcomes) {
-            match outcome? {
-                Outcome::Leaf => {
-                    let positive = node.rows.iter().filter(|&&r| labels[r as usize]).count();
-                    nodes[node.slot] = FlatNode::Leaf {
-                        positive_rate: positive as f64 / node.rows.len().max(1) as f64,
-                        rows: node.rows.len() as u64,
-                    };
+        // Per node, the largest decrease; on a tie the earlier features win, as in linfa.
+        let mut best: Vec<Found> = vec![None; level.len()];
+        for (&(i, _, _), found) in items.iter().zip(found) {
+            if let Some((feature, value, decrease)) = found? {
+                if best[i].is_none_or(|(_, _, d)| decrease > d) {
+                    best[i] = Some((feature, value, decrease));
                 }
-                Outcome::Split { feature, value, left, right } => {
+            }
+        }
+        let mut next = Vec::new();
+        for (node, best) in level.into_iter().zip(best) {
+            // linfa's fit sends a row to the left child when its value is <= the split.
+            let sides = best.map(|(feature, value, _)| {
+                let column = x.column(feature);
+                let (left, right): (Vec<u32>, Vec<u32>) = node.rows.iter().partition(|&&r| column[r as usize] <= value);
+                (feature, value, left, right)
+            });
+            match sides {
+                Some((feature, value, left, right)) if !left.is_empty() && !right.is_empty() => {
                     let (l, r) = (nodes.len(), nodes.len() + 1);
                     nodes.push(FlatNode::Leaf { positive_rate: 0.0, rows: 0 });
                     nodes.push(FlatNode::Leaf { positive_rate: 0.0, rows: 0 });
@@ -117,6 +137,13 @@ pub(crate) fn linfa_tree(
                         FlatNode::Split { feature: feature as u32, value, left: l as u32, right: r as u32 };
                     next.push(Pending { slot: l, rows: left, depth: node.depth + 1 });
                     next.push(Pending { slot: r, rows: right, depth: node.depth + 1 });
+                }
+                _ => {
+                    let positive = node.rows.iter().filter(|&&r| labels[r as usize]).count();
+                    nodes[node.slot] = FlatNode::Leaf {
+                        positive_rate: positive as f64 / node.rows.len().max(1) as f64,
+                        rows: node.rows.len() as u64,
+                    };
                 }
             }
         }
@@ -126,38 +153,28 @@ pub(crate) fn linfa_tree(
     Ok(FlatTree { nodes, left_inclusive: false })
 }
 
-/// The split linfa chooses for a tree of the rows `rows` alone.
-fn split(
+/// The split linfa chooses for a tree of the rows `rows` alone, among the features `features`.
+fn best_split(
     stump: &DecisionTreeParams<f64, usize>,
     x: &FeatureMatrix,
     labels: &[bool],
     rows: &[u32],
-) -> Result<Outcome, String> {
-    let k = x.cols();
+    features: std::ops::Range<usize>,
+) -> Result<Found, String> {
+    let k = features.len();
     let mut values = Vec::with_capacity(rows.len() * k);
-    for j in 0..k {
+    for j in features.clone() {
         let column = x.column(j);
         values.extend(rows.iter().map(|&r| column[r as usize]));
     }
     let records = Array2::from_shape_vec((rows.len(), k).f(), values).map_err(|e| e.to_string())?;
     let targets: Array1<usize> = rows.iter().map(|&r| labels[r as usize] as usize).collect();
-    let data = Dataset::new(records, targets);
-    let fitted: DecisionTree<f64, usize> = stump.fit(&data).map_err(|e| e.to_string())?;
-    let root = fitted.root_node();
+    let fitted: DecisionTree<f64, usize> = stump.fit(&Dataset::new(records, targets)).map_err(|e| e.to_string())?;
     // A root that found no split is an empty leaf with no impurity decrease; a root whose two
     // children predicted the same class was pruned to a leaf but keeps its split (linfa accepts
     // only splits that decrease the impurity by at least `min_impurity_decrease`, which is > 0).
-    let (feature, value, decrease) = root.split();
-    if decrease <= 0.0 {
-        return Ok(Outcome::Leaf);
-    }
-    // linfa's fit sends a row to the left child when its value is <= the split.
-    let column = x.column(feature);
-    let (left, right): (Vec<u32>, Vec<u32>) = rows.iter().partition(|&&r| column[r as usize] <= value);
-    if left.is_empty() || right.is_empty() {
-        return Ok(Outcome::Leaf);
-    }
-    Ok(Outcome::Split { feature, value, left, right })
+    let (feature, value, decrease) = fitted.root_node().split();
+    Ok((decrease > 0.0).then_some((features.start + feature, value, decrease)))
 }
 
 #[cfg(test)]
@@ -226,7 +243,10 @@ mod tests {
 
     #[test]
     fn every_split_is_the_best_for_its_rows() {
-        for (rows, depth, leaf) in [(3_000, Some(6), 1.0f32), (2_000, Some(12), 5.0), (500, None, 1.0)] {
+        // 30,000 rows: the first two depths are split by features across the cores.
+        for (rows, depth, leaf) in
+            [(3_000, Some(6), 1.0f32), (2_000, Some(12), 5.0), (500, None, 1.0), (30_000, Some(4), 1.0)]
+        {
             let (x, labels) = data(rows, rows as u64);
             let params = DecisionTree::params().min_weight_leaf(leaf).min_weight_split(2.0 * leaf);
             let tree = linfa_tree(&params, depth, &x, &labels).unwrap();
@@ -272,7 +292,8 @@ mod tests {
 
     #[test]
     fn the_root_split_is_linfa_s_own() {
-        let (x, labels) = data(3_000, 3);
+        // Above CHUNK_MIN_ROWS, so the root's features are divided among the cores.
+        let (x, labels) = data(CHUNK_MIN_ROWS + 5_000, 3);
         let params = DecisionTree::params();
         let ours = linfa_tree(&params, Some(1), &x, &labels).unwrap();
         let records = Array2::from_shape_vec((x.rows, x.cols()).f(), x.values.clone()).unwrap();
