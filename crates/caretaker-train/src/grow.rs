@@ -114,10 +114,10 @@ pub(crate) fn linfa_tree(
         // Per node, the largest decrease; on a tie the earlier features win, as in linfa.
         let mut best: Vec<Found> = vec![None; level.len()];
         for (&(i, _, _), found) in items.iter().zip(found) {
-            if let Some((feature, value, decrease)) = found? {
-                if best[i].is_none_or(|(_, _, d)| decrease > d) {
-                    best[i] = Some((feature, value, decrease));
-                }
+            if let Some((feature, value, decrease)) = found?
+                && best[i].is_none_or(|(_, _, d)| decrease > d)
+            {
+                best[i] = Some((feature, value, decrease));
             }
         }
         let mut next = Vec::new();
