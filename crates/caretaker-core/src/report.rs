@@ -105,6 +105,15 @@ pub struct DriftResult {
     pub ks: Option<f64>,
     /// Jensen-Shannon distance (categorical features).
     pub js: Option<f64>,
+    /// The thresholds each measure was held against (`quality.drift.psi_alarm`, `ks_alarm`,
+    /// `js_alarm`), for the measures this feature has; absent from reports written before they
+    /// were recorded.
+    #[serde(default)]
+    pub psi_threshold: Option<f64>,
+    #[serde(default)]
+    pub ks_threshold: Option<f64>,
+    #[serde(default)]
+    pub js_threshold: Option<f64>,
     /// Whether any measure is above its threshold.
     pub alarm: bool,
     /// Bin labels (`[lo, hi)` ranges or category values) and the share of rows in each bin.

@@ -168,6 +168,10 @@ fn drift_bins_are_frozen_by_the_first_run_and_reused() {
     let frozen = std::fs::read(dir.path().join("state").join(crate::drift::FILE)).unwrap();
     let x = first.report.drift.iter().find(|d| d.feature == "x").unwrap();
     assert_eq!(x.bins.len(), 10, "nine deciles of the reference, ten bins: {:?}", x.bins);
+    // Each result carries the thresholds of its own measures (the defaults here).
+    assert_eq!((x.psi_threshold, x.ks_threshold, x.js_threshold), (Some(0.2), Some(0.1), None));
+    let categorical = first.report.drift.iter().find(|d| d.kind == "categorical").unwrap();
+    assert_eq!((categorical.ks_threshold, categorical.js_threshold.is_some()), (None, true));
     // A second night with shifted values keeps the first night's bins, and sees the shift.
     let mut df = planted();
     let shifted = df.column("x").unwrap().as_materialized_series().f64().unwrap().apply_values(|v| (v + 3.0).min(10.0));

@@ -100,6 +100,7 @@ struct CheckRow {
 struct DriftView {
     summary: String,
     threshold_note: String,
+    alarm_thresholds: String,
     psi_svg: String,
     features: Vec<DriftRow>,
     histograms: Vec<HistogramView>,
@@ -447,13 +448,30 @@ fn quality_view(q: &QualityReport) -> QualityView {
     }
 }
 
-/// The PSI threshold of the report, when a check names one (`drift.psi`, say). Not the `drift`
+/// The PSI threshold of the report: the one its drift results were held against, or, in reports
+/// written before those recorded it, a check that names one (`drift.psi`, say). Not the `drift`
 /// check's threshold: that one is the share of drifted features.
 fn psi_threshold(q: &QualityReport) -> Option<f64> {
-    q.checks
-        .iter()
-        .find(|c| c.check.to_ascii_lowercase().contains("psi") && c.threshold.is_finite())
-        .map(|c| c.threshold)
+    q.drift.iter().find_map(|d| d.psi_threshold.filter(|t| t.is_finite())).or_else(|| {
+        q.checks
+            .iter()
+            .find(|c| c.check.to_ascii_lowercase().contains("psi") && c.threshold.is_finite())
+            .map(|c| c.threshold)
+    })
+}
+
+/// "Alarm above: PSI 0.2, KS 0.1, JS distance 0.1", from the thresholds the results carry.
+fn alarm_thresholds(q: &QualityReport) -> String {
+    let first = |get: fn(&caretaker_core::report::DriftResult) -> Option<f64>| q.drift.iter().find_map(get);
+    let parts: Vec<String> = [
+        ("PSI", first(|d| d.psi_threshold)),
+        ("KS", first(|d| d.ks_threshold)),
+        ("JS distance", first(|d| d.js_threshold)),
+    ]
+    .into_iter()
+    .filter_map(|(name, t)| t.map(|t| format!("{name} {t}")))
+    .collect();
+    if parts.is_empty() { String::new() } else { format!("A feature alarms above: {}.", parts.join(", ")) }
 }
 
 fn drift_view(q: &QualityReport) -> DriftView {
@@ -478,6 +496,7 @@ fn drift_view(q: &QualityReport) -> DriftView {
             100.0 * alarms as f64 / q.drift.len() as f64
         ),
         threshold_note,
+        alarm_thresholds: alarm_thresholds(q),
         psi_svg: plots::psi_bars(&bars, threshold, &label),
         features: q
             .drift

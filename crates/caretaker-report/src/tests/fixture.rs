@@ -76,6 +76,9 @@ fn drift(features: usize, night: usize) -> Vec<Value> {
                 "feature": format!("feature_{i:02}"), "kind": if categorical { "categorical" } else { "numeric" },
                 "psi": psi + night as f64 * 0.0005, "ks": if categorical { Value::Null } else { json!(shift * 2.5) },
                 "js": if categorical { json!(shift) } else { Value::Null },
+                "psi_threshold": 0.2,
+                "ks_threshold": if categorical { Value::Null } else { json!(0.1) },
+                "js_threshold": if categorical { json!(0.1) } else { Value::Null },
                 "alarm": alarm, "bins": bins, "reference_share": reference, "current_share": current
             })
         })

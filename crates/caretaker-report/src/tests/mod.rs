@@ -328,3 +328,19 @@ fn a_report_with_non_finite_values_reads_back() {
     let page = html::render(&report, &[]);
     assert!(page.contains("PSI per feature"));
 }
+
+#[test]
+fn the_drift_section_says_what_each_measure_was_held_against() {
+    let page = html::render(&full_report(9, 12), &history(10, 12));
+    let note = page.find("PSI threshold").map(|i| &page[i.saturating_sub(60)..i + 30]);
+    assert!(page.contains("PSI threshold, 0.2."), "the PSI plot's line is the run's own threshold: {note:?}");
+    assert!(page.contains("A feature alarms above: PSI 0.2, KS 0.1, JS distance 0.1."));
+    // A report written before the thresholds were recorded still renders, with the customary line.
+    let mut old = full_report(9, 12);
+    for d in &mut old.quality.as_mut().unwrap().drift {
+        (d.psi_threshold, d.ks_threshold, d.js_threshold) = (None, None, None);
+    }
+    let page = html::render(&old, &history(10, 12));
+    assert!(page.contains("the customary level of a significant shift"));
+    assert!(!page.contains("A feature alarms above"));
+}
