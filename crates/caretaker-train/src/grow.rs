@@ -161,20 +161,36 @@ fn best_split(
     rows: &[u32],
     features: std::ops::Range<usize>,
 ) -> Result<Found, String> {
-    let k = features.len();
-    let mut values = Vec::with_capacity(rows.len() * k);
-    for j in features.clone() {
+    // Columns whose values in the node lie within linfa's 1e-5 of each other cannot split it
+    // (linfa weighs a threshold only between values further apart), so linfa is spared them: in
+    // small nodes most one-hot columns are all zeros. The others keep their order, so a tie still
+    // goes to the earlier feature.
+    let mut kept = Vec::with_capacity(features.len());
+    let mut values = Vec::with_capacity(rows.len() * features.len());
+    for j in features {
         let column = x.column(j);
+        let start = values.len();
         values.extend(rows.iter().map(|&r| column[r as usize]));
+        // Within 5e-6 of the first value, all are within 1e-5 of each other; the test stops at
+        // the first value further away, which in a column that can split comes early.
+        let first = values[start];
+        if values[start..].iter().all(|&v| (v - first).abs() < 5e-6) {
+            values.truncate(start);
+        } else {
+            kept.push(j);
+        }
     }
-    let records = Array2::from_shape_vec((rows.len(), k).f(), values).map_err(|e| e.to_string())?;
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    let records = Array2::from_shape_vec((rows.len(), kept.len()).f(), values).map_err(|e| e.to_string())?;
     let targets: Array1<usize> = rows.iter().map(|&r| labels[r as usize] as usize).collect();
     let fitted: DecisionTree<f64, usize> = stump.fit(&Dataset::new(records, targets)).map_err(|e| e.to_string())?;
     // A root that found no split is an empty leaf with no impurity decrease; a root whose two
     // children predicted the same class was pruned to a leaf but keeps its split (linfa accepts
     // only splits that decrease the impurity by at least `min_impurity_decrease`, which is > 0).
     let (feature, value, decrease) = fitted.root_node().split();
-    Ok((decrease > 0.0).then_some((features.start + feature, value, decrease)))
+    Ok((decrease > 0.0).then_some((kept[feature], value, decrease)))
 }
 
 #[cfg(test)]
@@ -301,6 +317,28 @@ mod tests {
         let theirs = params.max_depth(Some(1)).fit(&Dataset::new(records, targets)).unwrap();
         let (feature, value, _) = theirs.root_node().split();
         assert_eq!(ours.nodes[0], FlatNode::Split { feature: feature as u32, value, left: 1, right: 2 });
+    }
+
+    #[test]
+    fn a_column_that_cannot_split_changes_nothing_but_the_feature_numbers() {
+        let (x, labels) = data(5_000, 13);
+        let tree = linfa_tree(&DecisionTree::params(), Some(7), &x, &labels).unwrap();
+        let mut names = vec!["constant".to_string()];
+        names.extend(x.names.iter().cloned());
+        let wider = FeatureMatrix { rows: x.rows, names, values: [vec![3.0; x.rows], x.values.clone()].concat() };
+        let shifted = linfa_tree(&DecisionTree::params(), Some(7), &wider, &labels).unwrap();
+        let expected: Vec<FlatNode> = tree
+            .nodes
+            .iter()
+            .map(|n| match *n {
+                FlatNode::Split { feature, value, left, right } => {
+                    FlatNode::Split { feature: feature + 1, value, left, right }
+                }
+                ref leaf => leaf.clone(),
+            })
+            .collect();
+        assert!(expected.len() > 31);
+        assert_eq!(shifted.nodes, expected);
     }
 
     #[test]
