@@ -50,7 +50,7 @@ pub(crate) fn fit(params: &ModelParams, x: &FeatureMatrix, labels: &[bool], seed
             };
             let start = match warm_start_rows(x.rows) {
                 Some(rows) => {
-                    let (sub, sub_labels) = (x.select_rows(&rows), rows.iter().map(|&r| labels[r]).collect::<Vec<_>>());
+                    let (sub, sub_labels) = rows_of(x, labels, &rows);
                     // The same objective per row: the penalty shrinks with the rows.
                     let first = logistic(&sub, &sub_labels, alpha * sub.rows as f64 / x.rows as f64, None)?;
                     Some(start_for(&first, labels))
@@ -67,9 +67,7 @@ pub(crate) fn fit(params: &ModelParams, x: &FeatureMatrix, labels: &[bool], seed
                 })
                 .min_weight_leaf(min_samples_leaf as f32)
                 .min_weight_split((2 * min_samples_leaf) as f32);
-            let mut flat = grow::linfa_tree(&params, max_depth, x, labels)?;
-            flat.calibrate(x, labels);
-            Ok(Classifier::DecisionTree(flat))
+            grow::linfa_tree(&params, max_depth, x, labels).map(Classifier::DecisionTree)
         }
         ModelParams::GaussianNb { var_smoothing } => {
             let data = Dataset::new(linfa_matrix(x), class_targets(labels));
@@ -83,6 +81,11 @@ pub(crate) fn fit(params: &ModelParams, x: &FeatureMatrix, labels: &[bool], seed
             forest.fit(x, labels).map(Classifier::RandomForest)
         }
     }
+}
+
+/// The rows `rows` of `x` and their labels.
+fn rows_of(x: &FeatureMatrix, labels: &[bool], rows: &[usize]) -> (FeatureMatrix, Vec<bool>) {
+    (x.select_rows(rows), rows.iter().map(|&r| labels[r]).collect())
 }
 
 /// linfa minimises the logistic loss summed over the rows (plus `alpha/2 |w|^2`, the same
@@ -153,7 +156,7 @@ struct ForestPlan {
 impl ForestPlan {
     fn fit(&self, x: &FeatureMatrix, labels: &[bool]) -> Result<Vec<FlatTree>, String> {
         let groups = self.n_trees.div_ceil(TREES_PER_GROUP) as usize;
-        let fitted = grow::on_all_cores(groups, |g| {
+        let fitted = crate::on_all_cores(groups, |g| {
             let trees = (self.n_trees - g as u16 * TREES_PER_GROUP).min(TREES_PER_GROUP);
             self.fit_group(x, labels, g as u64, trees)
         });
@@ -170,8 +173,7 @@ impl ForestPlan {
         let (x, labels) = if x.rows > self.max_samples {
             let mut rows = caretaker_core::rng::SplitMix64::new(seed).sample(x.rows, self.max_samples);
             rows.sort_unstable();
-            sub = x.select_rows(&rows);
-            sub_labels = rows.iter().map(|&r| labels[r]).collect::<Vec<bool>>();
+            (sub, sub_labels) = rows_of(x, labels, &rows);
             (&sub, sub_labels.as_slice())
         } else {
             (x, labels)

@@ -24,48 +24,20 @@
 //! rows), and with two classes the impurity sums are the same in either order, so the rows need
 //! no tie-breaking weights and linfa's minimum leaf and split weights are plain row counts.
 //!
+//! Each leaf gets the share of positive rows among the rows the fit sent to it, and the tree
+//! routes a row as the fit divided them (a value at or below the split goes left; linfa's own
+//! prediction sends a value equal to the split right, unlike its fit).
+//!
 //! One more difference: linfa's fit ends by pruning, which merges sibling leaves that predict the
 //! same class. Those leaves can still differ in their share of positive rows, which is what the
 //! model's probabilities are made of, so they are kept, as in scikit-learn's trees.
 
+use crate::on_all_cores;
 use crate::trees::{FlatNode, FlatTree};
 use caretaker_core::events::FeatureMatrix;
 use linfa::prelude::*;
 use linfa_trees::{DecisionTree, DecisionTreeParams};
 use ndarray::{Array1, Array2, ShapeBuilder};
-
-/// Runs `f` on `0..items` on every core and returns the results in index order: which thread
-/// ran which item does not show in the result.
-pub(crate) fn on_all_cores<R: Send>(items: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.max(1));
-    if threads <= 1 {
-        return (0..items).map(f).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<Option<R>> = Vec::new();
-    results.resize_with(items, || None);
-    let results = std::sync::Mutex::new(results);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= items {
-                        break;
-                    }
-                    let r = f(i);
-                    results.lock().expect("no thread panicked holding it")[i] = Some(r);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .expect("no thread panicked holding it")
-        .into_iter()
-        .map(|r| r.expect("every item ran"))
-        .collect()
-}
 
 /// A node waiting for its split: where it goes in the tree, its rows (ascending) and its depth.
 struct Pending {
@@ -149,8 +121,8 @@ pub(crate) fn linfa_tree(
         }
         level = next;
     }
-    // linfa routes a value equal to the split to the right when it predicts.
-    Ok(FlatTree { nodes, left_inclusive: false })
+    // Prediction routes rows as the fit divided them: a value equal to the split goes left.
+    Ok(FlatTree { nodes, left_inclusive: true })
 }
 
 /// The split linfa chooses for a tree of the rows `rows` alone, among the features `features`.

@@ -7,9 +7,10 @@
 //! through exactly the same code at evaluation.
 //!
 //! Families: linfa logistic regression, linfa decision tree, linfa Gaussian naive Bayes and
-//! smartcore random forest. The trees of both tree families are flattened after fitting into
-//! [`trees::FlatTree`], which routes a row exactly as the fitted tree does and carries each leaf's
-//! share of positive training rows: neither linfa's tree nor smartcore's forest exposes class
+//! smartcore random forest. Both tree families end up as [`trees::FlatTree`]s (the decision tree
+//! is grown node by node with linfa choosing each split, see [`grow`]; forest trees are copied
+//! from smartcore), which route a row as the fit divided the rows and carry each leaf's share of
+//! positive training rows: neither linfa's tree nor smartcore's forest exposes class
 //! probabilities, and ROC-AUC, log loss and the Brier score need them.
 //!
 //! ```no_run
@@ -118,6 +119,39 @@ impl TrainedModel {
         }
         Ok(model)
     }
+}
+
+/// Runs `f` on `0..items` on every core and returns the results in index order: which thread
+/// ran which item does not show in the result.
+pub(crate) fn on_all_cores<R: Send>(items: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.max(1));
+    if threads <= 1 {
+        return (0..items).map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<R>> = Vec::new();
+    results.resize_with(items, || None);
+    let results = std::sync::Mutex::new(results);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= items {
+                        break;
+                    }
+                    let r = f(i);
+                    results.lock().expect("no thread panicked holding it")[i] = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("no thread panicked holding it")
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
 }
 
 #[cfg(test)]

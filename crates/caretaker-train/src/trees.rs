@@ -1,10 +1,10 @@
 //! Fitted trees in one flat form, with leaf probabilities.
 //!
 //! linfa's `DecisionTree` predicts a class, and smartcore's `RandomForestClassifier` a majority
-//! vote; neither gives probabilities. After fitting, each tree is copied into a [`FlatTree`] that
-//! routes rows exactly as the original (linfa: `x < split` goes left; smartcore: `x <= split`),
-//! and each leaf gets the share of positive training rows that reach it, as scikit-learn's
-//! `predict_proba` does.
+//! vote; neither gives probabilities. The decision tree is grown straight into a [`FlatTree`]
+//! (`crate::grow`); each smartcore tree is copied into one after fitting. A row goes left when
+//! its value is at or below the split, as both fits divided the rows, and each leaf carries the
+//! share of positive training rows that reach it, as scikit-learn's `predict_proba` does.
 
 use caretaker_core::events::FeatureMatrix;
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,9 @@ pub enum FlatNode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlatTree {
     pub nodes: Vec<FlatNode>,
-    /// Whether a value equal to the split goes left (smartcore) or right (linfa).
+    /// Whether a value equal to the split goes left. Every tree fitted now says yes; decision
+    /// trees saved before they were grown here (copied from linfa's, which sends it right when it
+    /// predicts) say no, and keep scoring as they did.
     pub left_inclusive: bool,
 }
 
@@ -74,28 +76,6 @@ impl FlatTree {
     pub fn leaves(&self) -> usize {
         self.nodes.iter().filter(|n| matches!(n, FlatNode::Leaf { .. })).count()
     }
-}
-
-/// Copies a fitted linfa tree.
-pub fn from_linfa(tree: &linfa_trees::DecisionTree<f64, usize>) -> FlatTree {
-    fn visit(node: &linfa_trees::TreeNode<f64, usize>, nodes: &mut Vec<FlatNode>) -> u32 {
-        let index = nodes.len();
-        if node.is_leaf() {
-            let class = node.prediction().unwrap_or(0);
-            nodes.push(FlatNode::Leaf { positive_rate: class as f64, rows: 0 });
-            return index as u32;
-        }
-        let (feature, value, _) = node.split();
-        nodes.push(FlatNode::Leaf { positive_rate: 0.0, rows: 0 }); // placeholder, replaced below
-        let children = node.children();
-        let left = children[0].as_ref().map(|c| visit(c, nodes)).expect("a split has a left child");
-        let right = children[1].as_ref().map(|c| visit(c, nodes)).expect("a split has a right child");
-        nodes[index] = FlatNode::Split { feature: feature as u32, value, left, right };
-        index as u32
-    }
-    let mut nodes = Vec::new();
-    visit(tree.root_node(), &mut nodes);
-    FlatTree { nodes, left_inclusive: false }
 }
 
 /// The parts of smartcore's fitted forest that scoring needs, read through its serde form: the

@@ -331,10 +331,15 @@ fn a_report_with_non_finite_values_reads_back() {
 
 #[test]
 fn the_drift_section_says_what_each_measure_was_held_against() {
-    let page = html::render(&full_report(9, 12), &history(10, 12));
-    let note = page.find("PSI threshold").map(|i| &page[i.saturating_sub(60)..i + 30]);
-    assert!(page.contains("PSI threshold, 0.2."), "the PSI plot's line is the run's own threshold: {note:?}");
-    assert!(page.contains("A feature alarms above: PSI 0.2, KS 0.1, JS distance 0.1."));
+    // A threshold other than the customary 0.2, so the page can only have it from the report.
+    let mut report = full_report(9, 12);
+    for d in &mut report.quality.as_mut().unwrap().drift {
+        d.psi_threshold = Some(0.25);
+    }
+    let page = html::render(&report, &history(10, 12));
+    assert!(page.contains("PSI threshold, 0.25."), "the note names the run's own threshold");
+    assert!(page.contains("threshold 0.25"), "the plot's line is labelled with it");
+    assert!(page.contains("A feature alarms above: PSI 0.25, KS 0.1, JS distance 0.1."));
     // A report written before the thresholds were recorded still renders, with the customary line.
     let mut old = full_report(9, 12);
     for d in &mut old.quality.as_mut().unwrap().drift {
