@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 /// Rows per batch handed to the rules: large enough to amortise the per-batch work, small enough
 /// that memory stays flat whatever the size of the dataset.
-const BATCH_ROWS: usize = 128 * 1024;
+pub(crate) const BATCH_ROWS: usize = 128 * 1024;
 
 /// The name of the quarantine file's extra column.
 pub const RULES_COLUMN: &str = "quarantine_rules";
@@ -89,6 +89,16 @@ impl Dictionary {
     }
 }
 
+/// A batch's columns as the rules read them, and which rules (other than the id rules) each row
+/// broke (an empty mask: no row broke the rule).
+struct Tested {
+    broken: Vec<Vec<bool>>,
+    ts: Plain<i64>,
+    labels: Plain<bool>,
+    numbers: Vec<Plain<f64>>,
+    strings: Vec<StringChunked>,
+}
+
 struct Quarantine {
     final_path: PathBuf,
     temp: tempfile::NamedTempFile,
@@ -108,8 +118,8 @@ struct Accumulator {
     invalid: u64,
     duplicates: u64,
     quarantined: u64,
-    /// Every id seen so far: an integer id as itself (tagged), a text id by its 128-bit hash.
-    seen: HashSet<u128, RandomState>,
+    /// Every id seen so far: an integer id as itself, a text id by its 128-bit hash.
+    seen: Seen,
     duplicate_examples: Vec<String>,
     not_allowed: Vec<std::collections::BTreeMap<String, u64>>,
     label_values: Vec<i64>,
@@ -125,32 +135,123 @@ fn rule(name: String, kind: Kind, column: Option<&str>) -> Rule {
     Rule { name, kind, column: column.map(str::to_string), count: 0 }
 }
 
-/// `test` of every value of a batch's column, false for nulls; read from the contiguous values
-/// when the column has one chunk and no nulls (the common case), else value by value.
-fn test_values(values: &Float64Chunked, test: impl Fn(f64) -> bool) -> Vec<bool> {
-    match values.cont_slice() {
-        Ok(slice) => slice.iter().map(|&v| test(v)).collect(),
-        Err(_) => values.iter().map(|v| v.is_some_and(&test)).collect(),
+/// The ids seen so far. Integer ids are kept as themselves: 8 bytes a row keep a million ids'
+/// table within the processor's last-level cache, where most of the time of an insert is a miss.
+/// Text ids are kept by their xxh3-128 hash.
+enum Seen {
+    Integers(HashSet<u64, RandomState>),
+    Text(HashSet<u128, RandomState>),
+}
+
+impl Seen {
+    /// Marks in `duplicate` the rows of `column` whose id was seen before (in an earlier batch
+    /// or an earlier row), and in `null` the rows without an id.
+    fn insert(&mut self, column: &Column, duplicate: &mut [bool], null: &mut [bool]) -> PolarsResult<()> {
+        match self {
+            Seen::Integers(set) => {
+                let ids = column.cast(&DataType::Int64)?;
+                let ids = ids.i64()?;
+                let mut row = 0;
+                for array in ids.downcast_iter() {
+                    let values = array.values().as_slice();
+                    match array.validity().filter(|v| v.unset_bits() > 0) {
+                        None => {
+                            for &v in values {
+                                duplicate[row] = !set.insert(v as u64);
+                                row += 1;
+                            }
+                        }
+                        Some(validity) => {
+                            for (&v, valid) in values.iter().zip(validity.iter()) {
+                                null[row] = !valid;
+                                duplicate[row] = valid && !set.insert(v as u64);
+                                row += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            Seen::Text(set) => {
+                let ids = column.cast(&DataType::String)?;
+                for (row, v) in ids.str()?.iter().enumerate() {
+                    match v {
+                        None => null[row] = true,
+                        Some(v) => duplicate[row] = !set.insert(xxhash_rust::xxh3::xxh3_128(v.as_bytes())),
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-/// The key of each id in the `seen` set. Integer ids are their own key (with bit 64 set, no
-/// hashing and no collision); text ids are their xxh3-128 hash.
-fn id_hash(column: &Column) -> PolarsResult<Vec<Option<u128>>> {
-    Ok(match column.dtype() {
-        dt if dt.is_integer() => column
-            .cast(&DataType::Int64)?
-            .i64()?
-            .iter()
-            .map(|v| v.map(|v| (1u128 << 64) | u128::from(v as u64)))
-            .collect(),
-        _ => column
-            .cast(&DataType::String)?
-            .str()?
-            .iter()
-            .map(|v| v.map(|v| xxhash_rust::xxh3::xxh3_128(v.as_bytes())))
-            .collect(),
-    })
+/// One contiguous buffer of a batch's numeric column and the rows that are null (`None`: none).
+/// The buffer's value at a null row is arbitrary; rows with a null are never read as clean.
+struct Plain<T> {
+    values: Vec<T>,
+    null: Option<Vec<bool>>,
+}
+
+fn plain<T: PolarsNumericType>(values: &ChunkedArray<T>) -> Plain<T::Native> {
+    let mut plain = Plain {
+        values: Vec::with_capacity(values.len()),
+        null: (values.null_count() > 0).then(|| Vec::with_capacity(values.len())),
+    };
+    for array in values.downcast_iter() {
+        plain.values.extend_from_slice(array.values().as_slice());
+        if let Some(null) = &mut plain.null {
+            match array.validity() {
+                Some(validity) => null.extend(validity.iter().map(|valid| !valid)),
+                None => null.resize(null.len() + array.len(), false),
+            }
+        }
+    }
+    plain
+}
+
+impl<T: Copy> Plain<T> {
+    /// `test` of every value, false for nulls.
+    fn test(&self, test: impl Fn(T) -> bool) -> Vec<bool> {
+        match &self.null {
+            None => self.values.iter().map(|&v| test(v)).collect(),
+            Some(null) => self.values.iter().zip(null).map(|(&v, &null)| !null && test(v)).collect(),
+        }
+    }
+}
+
+/// Keeps `mask` as the rows that broke rule `rule` of `broken` when any row did.
+fn mark(broken: &mut [Vec<bool>], rule: Option<usize>, mask: Vec<bool>) {
+    if let Some(r) = rule
+        && mask.iter().any(|b| *b)
+    {
+        broken[r] = mask;
+    }
+}
+
+/// The runs of consecutive rows not marked in `bad`, as ranges: clean rows are copied run by run.
+fn clean_runs(bad: &[bool]) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = None;
+    for (i, &b) in bad.iter().enumerate() {
+        match (b, start) {
+            (false, None) => start = Some(i),
+            (true, Some(s)) => {
+                runs.push(s..i);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        runs.push(s..bad.len());
+    }
+    runs
+}
+
+fn extend_runs<T: Copy>(out: &mut Vec<T>, values: &[T], runs: &[std::ops::Range<usize>]) {
+    for run in runs {
+        out.extend_from_slice(&values[run.clone()]);
+    }
 }
 
 impl Accumulator {
@@ -204,7 +305,11 @@ impl Accumulator {
             invalid: 0,
             duplicates: 0,
             quarantined: 0,
-            seen: HashSet::with_capacity_and_hasher(expected_rows, RandomState::default()),
+            seen: if schema.get(&spec.id).is_some_and(|d| d.is_integer()) {
+                Seen::Integers(HashSet::with_capacity_and_hasher(expected_rows, RandomState::default()))
+            } else {
+                Seen::Text(HashSet::with_capacity_and_hasher(expected_rows, RandomState::default()))
+            },
             duplicate_examples: Vec::new(),
             not_allowed: vec![Default::default(); spec.categorical.len()],
             label_values: Vec::new(),
@@ -234,108 +339,115 @@ impl Accumulator {
         if n == 0 {
             return Ok(());
         }
-        let mut broken: Vec<Vec<bool>> = vec![Vec::new(); self.rules.len()];
-        let mark = |r: Option<usize>, mask: Vec<bool>, broken: &mut Vec<Vec<bool>>| {
-            if let Some(r) = r
-                && mask.iter().any(|b| *b)
-            {
-                broken[r] = mask;
-            }
-        };
+        // The ids go into the set on a second core while this one tests the other columns: the
+        // inserts are the largest single cost of the pass, and only they must follow row order.
+        let id_column = df.column(&self.id)?.clone();
+        let mut seen = std::mem::replace(&mut self.seen, Seen::Integers(HashSet::default()));
+        std::thread::scope(|scope| {
+            let ids = scope.spawn(move || {
+                let (mut duplicate, mut null) = (vec![false; n], vec![false; n]);
+                let inserted = seen.insert(&id_column, &mut duplicate, &mut null);
+                (seen, inserted.map(|()| (duplicate, null)))
+            });
+            let tested = self.test_columns(df);
+            let (seen, inserted) = ids.join().map_err(|_| polars_err!(ComputeError: "the id check panicked"))?;
+            self.seen = seen;
+            let (duplicate, null) = inserted?;
+            self.merge(df, tested?, duplicate, null)
+        })
+    }
 
-        let ts = timestamp_micros(df.column(&self.timestamp)?)?;
+    /// Every rule but the id rules, on one batch.
+    fn test_columns(&mut self, df: &DataFrame) -> PolarsResult<Tested> {
+        let mut broken: Vec<Vec<bool>> = vec![Vec::new(); self.rules.len()];
+
+        let ts = plain(&timestamp_micros(df.column(&self.timestamp)?)?);
         let future_limit = self.future_limit;
-        mark(
-            self.rule_index(Kind::Null, &self.timestamp.clone()),
-            ts.iter().map(|t| t.is_none()).collect(),
-            &mut broken,
-        );
-        mark(
-            self.rules.iter().position(|r| r.kind == Kind::Future),
-            ts.iter().map(|t| t.is_some_and(|t| t > future_limit)).collect(),
-            &mut broken,
-        );
+        if let Some(null) = &ts.null {
+            mark(&mut broken, self.rule_index(Kind::Null, &self.timestamp), null.clone());
+        }
+        mark(&mut broken, self.rules.iter().position(|r| r.kind == Kind::Future), ts.test(|t| t > future_limit));
 
         let label_column = df.column(&self.label)?;
-        let labels: Vec<Option<bool>> = if label_column.dtype().is_integer() {
-            let ints = label_column.cast(&DataType::Int64)?;
-            let ints = ints.i64()?;
-            let not_binary: Vec<bool> = ints.iter().map(|v| v.is_some_and(|v| v != 0 && v != 1)).collect();
-            for (v, bad) in ints.iter().zip(&not_binary) {
-                if *bad && self.label_values.len() < 5 {
-                    self.label_values.extend(v);
+        let labels: Plain<bool> = if label_column.dtype().is_integer() {
+            let ints = plain(label_column.cast(&DataType::Int64)?.i64()?);
+            let not_binary = ints.test(|v| v != 0 && v != 1);
+            for (&v, &bad) in ints.values.iter().zip(&not_binary) {
+                if bad && self.label_values.len() < 5 {
+                    self.label_values.push(v);
                 }
             }
-            mark(self.rules.iter().position(|r| r.kind == Kind::LabelNotBinary), not_binary, &mut broken);
-            ints.iter().map(|v| v.map(|v| v == 1)).collect()
+            mark(&mut broken, self.rules.iter().position(|r| r.kind == Kind::LabelNotBinary), not_binary);
+            Plain { values: ints.values.iter().map(|&v| v == 1).collect(), null: ints.null }
         } else {
-            label_column.as_materialized_series().bool()?.iter().collect()
+            let values = label_column.as_materialized_series().bool()?;
+            Plain {
+                values: values.iter().map(|v| v.unwrap_or_default()).collect(),
+                null: (values.null_count() > 0).then(|| values.iter().map(|v| v.is_none()).collect()),
+            }
         };
-        mark(
-            self.rule_index(Kind::Null, &self.label.clone()),
-            labels.iter().map(|l| l.is_none()).collect(),
-            &mut broken,
-        );
+        if let Some(null) = &labels.null {
+            mark(&mut broken, self.rule_index(Kind::Null, &self.label), null.clone());
+        }
 
         let mut numbers = Vec::with_capacity(self.numeric.len());
-        for k in 0..self.numeric.len() {
-            let (name, range) = (&self.numeric[k].0, self.numeric[k].1);
-            let values = df.column(name)?.cast(&DataType::Float64)?;
-            let values = values.f64()?.clone();
-            if values.null_count() > 0 {
-                mark(self.rule_index(Kind::Null, name), values.iter().map(|v| v.is_none()).collect(), &mut broken);
+        for (name, range) in &self.numeric {
+            let values = plain(df.column(name)?.cast(&DataType::Float64)?.f64()?);
+            if let Some(null) = &values.null {
+                mark(&mut broken, self.rule_index(Kind::Null, name), null.clone());
             }
-            mark(self.rule_index(Kind::NotFinite, name), test_values(&values, |v| !v.is_finite()), &mut broken);
-            if let Some((lo, hi)) = range {
+            mark(&mut broken, self.rule_index(Kind::NotFinite, name), values.test(|v| !v.is_finite()));
+            if let Some((lo, hi)) = *range {
                 mark(
-                    self.rule_index(Kind::Range, name),
-                    test_values(&values, |v| v.is_finite() && (v < lo || v > hi)),
                     &mut broken,
+                    self.rule_index(Kind::Range, name),
+                    values.test(|v| v.is_finite() && (v < lo || v > hi)),
                 );
             }
             numbers.push(values);
         }
 
         let mut strings = Vec::with_capacity(self.categorical.len());
-        for (k, (name, allowed)) in self.categorical.clone().into_iter().enumerate() {
-            let values = df.column(&name)?.cast(&DataType::String)?;
-            let values = values.str()?.clone();
+        for (k, (name, allowed)) in self.categorical.iter().enumerate() {
+            let values = df.column(name)?.cast(&DataType::String)?.str()?.rechunk().into_owned();
             if values.null_count() > 0 {
-                mark(self.rule_index(Kind::Null, &name), values.iter().map(|v| v.is_none()).collect(), &mut broken);
+                mark(&mut broken, self.rule_index(Kind::Null, name), values.iter().map(|v| v.is_none()).collect());
             }
-            if let Some(allowed) = &allowed {
+            if let Some(allowed) = allowed {
                 let mask: Vec<bool> = values.iter().map(|v| v.is_some_and(|v| !allowed.contains(v))).collect();
+                let counts = &mut self.not_allowed[k];
                 for (v, bad) in values.iter().zip(&mask) {
-                    if let (Some(v), true) = (v, *bad) {
-                        let counts = &mut self.not_allowed[k];
-                        if counts.len() < 20 || counts.contains_key(v) {
-                            *counts.entry(v.to_string()).or_default() += 1;
-                        }
+                    if let (Some(v), true) = (v, *bad)
+                        && (counts.len() < 20 || counts.contains_key(v))
+                    {
+                        *counts.entry(v.to_string()).or_default() += 1;
                     }
                 }
-                mark(self.rule_index(Kind::Category, &name), mask, &mut broken);
+                mark(&mut broken, self.rule_index(Kind::Category, name), mask);
             }
             strings.push(values);
         }
 
+        Ok(Tested { broken, ts, labels, numbers, strings })
+    }
+
+    /// Adds the id rules to the other rules' findings, counts, quarantines the rows that broke
+    /// any rule and keeps the others.
+    fn merge(&mut self, df: &DataFrame, tested: Tested, duplicate: Vec<bool>, null: Vec<bool>) -> PolarsResult<()> {
+        let n = df.height();
+        let Tested { mut broken, ts, labels, numbers, strings } = tested;
         let id_column = df.column(&self.id)?;
-        let hashes = id_hash(id_column)?;
-        mark(self.rule_index(Kind::Null, &self.id.clone()), hashes.iter().map(|h| h.is_none()).collect(), &mut broken);
-        let mut duplicate = vec![false; n];
-        for (i, h) in hashes.iter().enumerate() {
-            if let Some(h) = h
-                && !self.seen.insert(*h)
-            {
-                duplicate[i] = true;
-                if self.duplicate_examples.len() < 5 {
-                    let id = id_column.get(i).map(|v| v.to_string()).unwrap_or_default();
-                    if !self.duplicate_examples.contains(&id) {
-                        self.duplicate_examples.push(id);
-                    }
-                }
+        for i in (0..n).filter(|&i| duplicate[i]) {
+            if self.duplicate_examples.len() >= 5 {
+                break;
+            }
+            let id = id_column.get(i).map(|v| v.to_string()).unwrap_or_default();
+            if !self.duplicate_examples.contains(&id) {
+                self.duplicate_examples.push(id);
             }
         }
-        mark(self.rules.iter().position(|r| r.kind == Kind::Duplicate), duplicate, &mut broken);
+        mark(&mut broken, self.rule_index(Kind::Null, &self.id), null);
+        mark(&mut broken, self.rules.iter().position(|r| r.kind == Kind::Duplicate), duplicate);
 
         // Which rows broke what.
         let active: Vec<usize> = (0..self.rules.len()).filter(|&r| !broken[r].is_empty()).collect();
@@ -350,6 +462,9 @@ impl Accumulator {
         }
         let any_of = |kinds: &[Kind]| -> u64 {
             let rules: Vec<usize> = active.iter().copied().filter(|&r| kinds.contains(&self.rules[r].kind)).collect();
+            if rules.is_empty() {
+                return 0;
+            }
             (0..n).filter(|&i| rules.iter().any(|&r| broken[r][i])).count() as u64
         };
         self.incomplete += any_of(&[Kind::Null]);
@@ -359,36 +474,51 @@ impl Accumulator {
         self.rows += n as u64;
         self.quarantined += bad_rows as u64;
 
-        if bad_rows > 0 {
-            let mut rows = df.filter(&BooleanChunked::from_slice("bad".into(), &bad))?;
-            let mut list = ListStringChunkedBuilder::new(RULES_COLUMN.into(), bad_rows, bad_rows * 2);
-            for i in (0..n).filter(|&i| bad[i]) {
-                list.append_values_iter(active.iter().filter(|&&r| broken[r][i]).map(|&r| self.rules[r].name.as_str()));
-            }
-            rows.with_column(list.finish().into_column())?;
-            rows.align_chunks();
-            self.write_quarantine(&rows)?;
-        }
-
-        // The clean rows, into the training vectors.
-        let clean = |i: &usize| !bad[*i];
-        self.timestamps.extend((0..n).filter(clean).map(|i| ts.get(i).unwrap_or_default()));
-        self.labels.extend((0..n).filter(clean).map(|i| labels[i].unwrap_or_default()));
-        for (values, out) in numbers.iter().zip(&mut self.numbers) {
-            if let Ok(slice) = values.cont_slice() {
-                out.extend((0..n).filter(clean).map(|i| slice[i]));
-            } else {
-                out.extend((0..n).filter(clean).map(|i| values.get(i).unwrap_or_default()));
-            }
-        }
-        for (values, dict) in strings.iter().zip(&mut self.dictionaries) {
-            for (i, v) in values.iter().enumerate() {
-                if !bad[i] {
-                    dict.push(v.unwrap_or_default());
+        // The clean rows, into the training vectors, run by run (a clean row has no null): the
+        // categories on a second core, the rest on this one.
+        let runs = clean_runs(&bad);
+        let mut dictionaries = std::mem::take(&mut self.dictionaries);
+        std::thread::scope(|scope| {
+            let coded = scope.spawn(|| {
+                for (values, dict) in strings.iter().zip(&mut dictionaries) {
+                    let array = values.downcast_iter().next().expect("one chunk");
+                    for run in &runs {
+                        for i in run.clone() {
+                            dict.push(array.value(i));
+                        }
+                    }
                 }
+            });
+            extend_runs(&mut self.timestamps, &ts.values, &runs);
+            extend_runs(&mut self.labels, &labels.values, &runs);
+            for (values, out) in numbers.iter().zip(&mut self.numbers) {
+                extend_runs(out, &values.values, &runs);
             }
-        }
+            let written = if bad_rows > 0 { self.quarantine_rows(df, &bad, &broken, &active) } else { Ok(()) };
+            coded.join().map_err(|_| polars_err!(ComputeError: "the category coding panicked"))?;
+            written
+        })?;
+        self.dictionaries = dictionaries;
         Ok(())
+    }
+
+    /// Writes the rows marked in `bad`, with the names of the rules each one broke.
+    fn quarantine_rows(
+        &mut self,
+        df: &DataFrame,
+        bad: &[bool],
+        broken: &[Vec<bool>],
+        active: &[usize],
+    ) -> PolarsResult<()> {
+        let bad_rows = bad.iter().filter(|b| **b).count();
+        let mut rows = df.filter(&BooleanChunked::from_slice("bad".into(), bad))?;
+        let mut list = ListStringChunkedBuilder::new(RULES_COLUMN.into(), bad_rows, bad_rows * 2);
+        for i in (0..bad.len()).filter(|&i| bad[i]) {
+            list.append_values_iter(active.iter().filter(|&&r| broken[r][i]).map(|&r| self.rules[r].name.as_str()));
+        }
+        rows.with_column(list.finish().into_column())?;
+        rows.align_chunks();
+        self.write_quarantine(&rows)
     }
 
     fn write_quarantine(&mut self, rows: &DataFrame) -> PolarsResult<()> {

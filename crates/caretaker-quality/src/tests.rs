@@ -310,3 +310,63 @@ fn long_strings_and_a_hundred_thousand_categories_are_handled() {
     let c = out.report.drift.iter().find(|d| d.feature == "c").unwrap();
     assert_eq!(c.bins.len(), config.quality.drift.max_categories + 1, "the tracked categories and 'other'");
 }
+
+/// Integer ids and integer labels with nulls, over two files of more than one batch each: an id
+/// repeated within a batch, across batches and across files is caught at its second occurrence in
+/// file order, and the clean rows keep that order.
+#[test]
+fn integer_ids_and_labels_with_nulls_across_files_and_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let per_file = crate::scan::BATCH_ROWS + 1_000;
+    let start = now() - Duration::days(60);
+    let file = |first: i64| {
+        let ids: Vec<Option<i64>> = (first..first + per_file as i64).map(Some).collect();
+        let ts: Vec<i64> =
+            (first..first + per_file as i64).map(|i| micros(start + Duration::seconds(i * 10))).collect();
+        let y: Vec<Option<i32>> = (0..per_file).map(|i| Some((i % 4 == 0) as i32)).collect();
+        (ids, ts, y)
+    };
+    let (mut ids_a, ts_a, mut y_a) = file(0);
+    let (mut ids_b, ts_b, y_b) = file(per_file as i64);
+    // File a: a repeat within the first batch, one in its second batch of an id of the first,
+    // a null id and a null label. File b: a repeat of an id of file a.
+    ids_a[5] = Some(3);
+    ids_a[per_file - 10] = Some(20);
+    ids_a[40] = None;
+    y_a[50] = None;
+    ids_b[7] = Some(100);
+    let frame = |ids: Vec<Option<i64>>, ts: Vec<i64>, y: Vec<Option<i32>>| {
+        let n = ids.len();
+        let ts = Series::new("ts".into(), ts).cast(&DataType::Datetime(TimeUnit::Microseconds, None)).unwrap();
+        DataFrame::new(
+            n,
+            vec![
+                Column::new("id".into(), ids),
+                ts.into_column(),
+                Column::new("y".into(), y),
+                Column::new("x".into(), (0..n).map(|i| (i % 10) as f64).collect::<Vec<_>>()),
+                Column::new("c".into(), (0..n).map(|i| if i % 2 == 0 { "a" } else { "b" }).collect::<Vec<_>>()),
+            ],
+        )
+        .unwrap()
+    };
+    write(dir.path(), "part-0.parquet", frame(ids_a, ts_a.clone(), y_a));
+    write(dir.path(), "part-1.parquet", frame(ids_b, ts_b.clone(), y_b));
+    let out = run(dir.path());
+    let counts: std::collections::BTreeMap<&str, u64> =
+        out.report.rule_counts.iter().map(|c| (c.rule.as_str(), c.rows)).collect();
+    let expected: std::collections::BTreeMap<&str, u64> =
+        [("duplicate_id", 3), ("null:id", 1), ("null:y", 1)].into_iter().collect();
+    assert_eq!(counts, expected);
+    let duplicates = out.report.checks.iter().find(|c| c.check == "duplicate_ids").unwrap();
+    assert!(duplicates.detail.contains("e.g. 3, 20, 100"), "{}", duplicates.detail);
+    // The clean rows are every row but those five, in file order.
+    let bad = [5, 40, 50, per_file - 10, per_file + 7];
+    let expected_ts: Vec<i64> =
+        ts_a.iter().chain(&ts_b).enumerate().filter(|(i, _)| !bad.contains(i)).map(|(_, &t)| t).collect();
+    let events = out.events.unwrap();
+    assert_eq!(events.timestamps, expected_ts);
+    let positives = events.labels.iter().filter(|&&l| l).count();
+    let expected_positives = (0..2 * per_file).filter(|i| (i % per_file).is_multiple_of(4) && !bad.contains(i)).count();
+    assert_eq!(positives, expected_positives);
+}
