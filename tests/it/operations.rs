@@ -280,3 +280,24 @@ fn a_review_of_a_pipeline_without_runs_says_so() {
     out.assert_code(0).assert_stdout_contains("no runs in the history yet");
     ctx.caretaker(&["review", "pipelines/nope.toml"]).assert_code(2).assert_stderr_contains("pipelines/nope.toml");
 }
+
+/// `bench/train.sh pipelines/nightly.toml` on a fresh clone: the bench commands write the example
+/// data on first use, as `run` and `quality` do, instead of stopping on a missing dataset.
+#[test]
+fn the_bench_commands_write_the_example_data_on_first_use() {
+    let ctx = context();
+    let pipeline = ctx.pipeline("");
+    let pipeline = pipeline.to_str().unwrap();
+    let train = ctx.caretaker(&["bench", "train", pipeline, "--candidate", "naive_bayes", "--json"]);
+    train.assert_code(0);
+    let train = train.json();
+    assert_eq!(train["rows"], 3_000, "{train:#}");
+    assert_eq!(train["candidates"].as_array().unwrap().len(), 1);
+    assert!(train["candidates"][0]["f1"].as_f64().unwrap() > 0.0, "{train:#}");
+
+    let other = context();
+    let pipeline = other.pipeline("");
+    let quality = other.caretaker(&["bench", "quality", pipeline.to_str().unwrap(), "--repeats", "1", "--json"]);
+    quality.assert_code(0);
+    assert_eq!(quality.json()["rows"], 3_000);
+}

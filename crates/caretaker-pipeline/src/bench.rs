@@ -36,6 +36,8 @@ pub struct CandidateBench {
 
 /// Fits every candidate of `config` (or those named in `only`) on its training window.
 pub fn train(config: &PipelineConfig, only: &[String]) -> Result<TrainBench> {
+    // A pipeline with `[dataset.example]` gets its data on first use, as `run` does.
+    crate::example::ensure_example(config, chrono::Utc::now())?;
     let scratch = crate::run::scratch_dir()?;
     let started = Instant::now();
     let files = DatasetFiles::find(&config.dataset.path)?;
@@ -111,6 +113,7 @@ fn median(v: &[f64]) -> f64 {
 /// process. `only` = "scan" or "quality" runs one side alone (for its peak memory).
 pub fn quality(config: &PipelineConfig, repeats: usize, only: Option<&str>) -> Result<QualityBench> {
     use polars::prelude::*;
+    crate::example::ensure_example(config, chrono::Utc::now())?;
     let files = DatasetFiles::find(&config.dataset.path)?;
     let scratch = crate::run::scratch_dir()?;
     let (mut scan_seconds, mut quality_seconds) = (Vec::new(), Vec::new());

@@ -93,9 +93,9 @@ impl Dictionary {
 /// broke (an empty mask: no row broke the rule).
 struct Tested {
     broken: Vec<Vec<bool>>,
-    ts: Plain<i64>,
-    labels: Plain<bool>,
-    numbers: Vec<Plain<f64>>,
+    ts: Plain<Int64Type>,
+    labels: Vec<bool>,
+    numbers: Vec<Plain<Float64Type>>,
     strings: Vec<StringChunked>,
 }
 
@@ -185,43 +185,47 @@ impl Seen {
     }
 }
 
-/// One contiguous buffer of a batch's numeric column and the rows that are null (`None`: none).
-/// The buffer's value at a null row is arbitrary; rows with a null are never read as clean.
-struct Plain<T> {
-    values: Vec<T>,
+/// A batch's numeric column as one contiguous buffer (the column's own when it has one chunk, the
+/// common case: nothing is copied) and the rows that are null (`None`: none). The buffer's value
+/// at a null row is arbitrary; rows with a null are never read as clean.
+struct Plain<T: PolarsNumericType> {
+    array: ChunkedArray<T>,
     null: Option<Vec<bool>>,
 }
 
-fn plain<T: PolarsNumericType>(values: &ChunkedArray<T>) -> Plain<T::Native> {
-    let mut plain = Plain {
-        values: Vec::with_capacity(values.len()),
-        null: (values.null_count() > 0).then(|| Vec::with_capacity(values.len())),
-    };
-    for array in values.downcast_iter() {
-        plain.values.extend_from_slice(array.values().as_slice());
-        if let Some(null) = &mut plain.null {
-            match array.validity() {
-                Some(validity) => null.extend(validity.iter().map(|valid| !valid)),
-                None => null.resize(null.len() + array.len(), false),
-            }
-        }
-    }
-    plain
+fn plain<T: PolarsNumericType>(values: &ChunkedArray<T>) -> Plain<T> {
+    let array = values.rechunk().into_owned();
+    let null = array
+        .downcast_iter()
+        .next()
+        .and_then(|a| a.validity())
+        .filter(|validity| validity.unset_bits() > 0)
+        .map(|validity| validity.iter().map(|valid| !valid).collect());
+    Plain { array, null }
 }
 
-impl<T: Copy> Plain<T> {
-    /// `test` of every value, false for nulls.
-    fn test(&self, test: impl Fn(T) -> bool) -> Vec<bool> {
+impl<T: PolarsNumericType> Plain<T> {
+    fn values(&self) -> &[T::Native] {
+        self.array.downcast_iter().next().map_or(&[], |a| a.values().as_slice())
+    }
+
+    /// The rows whose value fails `test` (a null never does), or `None` when no row does: a
+    /// clean batch allocates nothing.
+    fn failing(&self, test: impl Fn(T::Native) -> bool) -> Option<Vec<bool>> {
+        let values = self.values();
         match &self.null {
-            None => self.values.iter().map(|&v| test(v)).collect(),
-            Some(null) => self.values.iter().zip(null).map(|(&v, &null)| !null && test(v)).collect(),
+            None => values.iter().any(|&v| test(v)).then(|| values.iter().map(|&v| test(v)).collect()),
+            Some(null) => {
+                let fails = |(&v, &null): (&T::Native, &bool)| !null && test(v);
+                values.iter().zip(null).any(fails).then(|| values.iter().zip(null).map(fails).collect())
+            }
         }
     }
 }
 
 /// Keeps `mask` as the rows that broke rule `rule` of `broken` when any row did.
-fn mark(broken: &mut [Vec<bool>], rule: Option<usize>, mask: Vec<bool>) {
-    if let Some(r) = rule
+fn mark(broken: &mut [Vec<bool>], rule: Option<usize>, mask: impl Into<Option<Vec<bool>>>) {
+    if let (Some(r), Some(mask)) = (rule, mask.into())
         && mask.iter().any(|b| *b)
     {
         broken[r] = mask;
@@ -366,28 +370,30 @@ impl Accumulator {
         if let Some(null) = &ts.null {
             mark(&mut broken, self.rule_index(Kind::Null, &self.timestamp), null.clone());
         }
-        mark(&mut broken, self.rules.iter().position(|r| r.kind == Kind::Future), ts.test(|t| t > future_limit));
+        mark(&mut broken, self.rules.iter().position(|r| r.kind == Kind::Future), ts.failing(|t| t > future_limit));
 
         let label_column = df.column(&self.label)?;
-        let labels: Plain<bool> = if label_column.dtype().is_integer() {
+        let (labels, label_null): (Vec<bool>, Option<Vec<bool>>) = if label_column.dtype().is_integer() {
             let ints = plain(label_column.cast(&DataType::Int64)?.i64()?);
-            let not_binary = ints.test(|v| v != 0 && v != 1);
-            for (&v, &bad) in ints.values.iter().zip(&not_binary) {
-                if bad && self.label_values.len() < 5 {
-                    self.label_values.push(v);
+            let not_binary = ints.failing(|v| v != 0 && v != 1);
+            if let Some(not_binary) = &not_binary {
+                for (&v, &bad) in ints.values().iter().zip(not_binary) {
+                    if bad && self.label_values.len() < 5 {
+                        self.label_values.push(v);
+                    }
                 }
             }
             mark(&mut broken, self.rules.iter().position(|r| r.kind == Kind::LabelNotBinary), not_binary);
-            Plain { values: ints.values.iter().map(|&v| v == 1).collect(), null: ints.null }
+            (ints.values().iter().map(|&v| v == 1).collect(), ints.null)
         } else {
             let values = label_column.as_materialized_series().bool()?;
-            Plain {
-                values: values.iter().map(|v| v.unwrap_or_default()).collect(),
-                null: (values.null_count() > 0).then(|| values.iter().map(|v| v.is_none()).collect()),
-            }
+            (
+                values.iter().map(|v| v.unwrap_or_default()).collect(),
+                (values.null_count() > 0).then(|| values.iter().map(|v| v.is_none()).collect()),
+            )
         };
-        if let Some(null) = &labels.null {
-            mark(&mut broken, self.rule_index(Kind::Null, &self.label), null.clone());
+        if let Some(null) = label_null {
+            mark(&mut broken, self.rule_index(Kind::Null, &self.label), null);
         }
 
         let mut numbers = Vec::with_capacity(self.numeric.len());
@@ -396,12 +402,12 @@ impl Accumulator {
             if let Some(null) = &values.null {
                 mark(&mut broken, self.rule_index(Kind::Null, name), null.clone());
             }
-            mark(&mut broken, self.rule_index(Kind::NotFinite, name), values.test(|v| !v.is_finite()));
+            mark(&mut broken, self.rule_index(Kind::NotFinite, name), values.failing(|v| !v.is_finite()));
             if let Some((lo, hi)) = *range {
                 mark(
                     &mut broken,
                     self.rule_index(Kind::Range, name),
-                    values.test(|v| v.is_finite() && (v < lo || v > hi)),
+                    values.failing(|v| v.is_finite() && (v < lo || v > hi)),
                 );
             }
             numbers.push(values);
@@ -411,7 +417,11 @@ impl Accumulator {
         for (k, (name, allowed)) in self.categorical.iter().enumerate() {
             let values = df.column(name)?.cast(&DataType::String)?.str()?.rechunk().into_owned();
             if values.null_count() > 0 {
-                mark(&mut broken, self.rule_index(Kind::Null, name), values.iter().map(|v| v.is_none()).collect());
+                mark(
+                    &mut broken,
+                    self.rule_index(Kind::Null, name),
+                    values.iter().map(|v| v.is_none()).collect::<Vec<_>>(),
+                );
             }
             if let Some(allowed) = allowed {
                 let mask: Vec<bool> = values.iter().map(|v| v.is_some_and(|v| !allowed.contains(v))).collect();
@@ -489,10 +499,10 @@ impl Accumulator {
                     }
                 }
             });
-            extend_runs(&mut self.timestamps, &ts.values, &runs);
-            extend_runs(&mut self.labels, &labels.values, &runs);
+            extend_runs(&mut self.timestamps, ts.values(), &runs);
+            extend_runs(&mut self.labels, &labels, &runs);
             for (values, out) in numbers.iter().zip(&mut self.numbers) {
-                extend_runs(out, &values.values, &runs);
+                extend_runs(out, values.values(), &runs);
             }
             let written = if bad_rows > 0 { self.quarantine_rows(df, &bad, &broken, &active) } else { Ok(()) };
             coded.join().map_err(|_| polars_err!(ComputeError: "the category coding panicked"))?;
