@@ -283,6 +283,31 @@ mod tests {
         assert!(warm.iter().zip(&labels).filter(|&(p, &l)| (*p >= 0.5) == l).count() > x.rows * 6 / 10);
     }
 
+    /// The patched linfa-logistic (vendor/README.md) computes `X w` column by column on a
+    /// column-major matrix, the layout every fit here uses, and as a matrix product on any other.
+    /// Both must fit the same model: same loss, same gradient, same stop.
+    #[test]
+    fn the_matrix_layout_does_not_change_the_fitted_model() {
+        let (x, labels) = logistic_data(5_000, 21);
+        let model = LogisticRegression::default().max_iterations(200).gradient_tolerance(1e-4);
+        let by_column = model.fit(&DatasetBase::new(linfa_matrix(&x), class_targets(&labels))).unwrap();
+        let row_major = linfa_matrix(&x).as_standard_layout().into_owned();
+        assert!(row_major.is_standard_layout() && !linfa_matrix(&x).is_standard_layout());
+        let by_row = model.fit(&DatasetBase::new(row_major, class_targets(&labels))).unwrap();
+        for (a, b) in by_column
+            .params()
+            .iter()
+            .chain([&by_column.intercept()])
+            .zip(by_row.params().iter().chain([&by_row.intercept()]))
+        {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        // And it is the model the data were drawn from, up to sampling noise.
+        let weights: Vec<f64> = by_column.params().to_vec();
+        let sign = if by_column.labels().pos.class == 1 { 1.0 } else { -1.0 };
+        assert!((sign * weights[0] - 1.5).abs() < 0.2 && (sign * weights[1] + 0.8).abs() < 0.2, "{weights:?}");
+    }
+
     #[test]
     fn the_start_flips_its_signs_when_the_majority_class_differs() {
         let (x, labels) = logistic_data(2_000, 9);
