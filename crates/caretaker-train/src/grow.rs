@@ -156,8 +156,8 @@ fn best_split(
         return Ok(None);
     }
     let records = Array2::from_shape_vec((rows.len(), kept.len()).f(), values).map_err(|e| e.to_string())?;
-    // Labels as bool: linfa keeps its class counts in a SipHash map, and one byte hashes
-    // faster than eight.
+    // Labels as bool: linfa hashes the label of every row to count classes (with SipHash where
+    // vendor/linfa-trees does not patch it), and one byte hashes faster than eight.
     let targets: Array1<bool> = rows.iter().map(|&r| labels[r as usize]).collect();
     let fitted: DecisionTree<f64, bool> = stump.fit(&Dataset::new(records, targets)).map_err(|e| e.to_string())?;
     // A root that found no split is an empty leaf with no impurity decrease; a root whose two
