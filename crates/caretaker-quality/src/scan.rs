@@ -345,19 +345,19 @@ impl Accumulator {
         }
         // The ids go into the set on a second core while this one tests the other columns: the
         // inserts are the largest single cost of the pass, and only they must follow row order.
-        let id_column = df.column(&self.id)?.clone();
+        let id_column = df.column(&self.id)?;
         let mut seen = std::mem::replace(&mut self.seen, Seen::Integers(HashSet::default()));
         std::thread::scope(|scope| {
             let ids = scope.spawn(move || {
                 let (mut duplicate, mut null) = (vec![false; n], vec![false; n]);
-                let inserted = seen.insert(&id_column, &mut duplicate, &mut null);
+                let inserted = seen.insert(id_column, &mut duplicate, &mut null);
                 (seen, inserted.map(|()| (duplicate, null)))
             });
             let tested = self.test_columns(df);
             let (seen, inserted) = ids.join().map_err(|_| polars_err!(ComputeError: "the id check panicked"))?;
             self.seen = seen;
             let (duplicate, null) = inserted?;
-            self.merge(df, tested?, duplicate, null)
+            self.merge(df, id_column, tested?, duplicate, null)
         })
     }
 
@@ -365,12 +365,10 @@ impl Accumulator {
     fn test_columns(&mut self, df: &DataFrame) -> PolarsResult<Tested> {
         let mut broken: Vec<Vec<bool>> = vec![Vec::new(); self.rules.len()];
 
-        let ts = plain(&timestamp_micros(df.column(&self.timestamp)?)?);
+        let mut ts = plain(&timestamp_micros(df.column(&self.timestamp)?)?);
         let future_limit = self.future_limit;
-        if let Some(null) = &ts.null {
-            mark(&mut broken, self.rule_index(Kind::Null, &self.timestamp), null.clone());
-        }
         mark(&mut broken, self.rules.iter().position(|r| r.kind == Kind::Future), ts.failing(|t| t > future_limit));
+        mark(&mut broken, self.rule_index(Kind::Null, &self.timestamp), ts.null.take());
 
         let label_column = df.column(&self.label)?;
         let (labels, label_null): (Vec<bool>, Option<Vec<bool>>) = if label_column.dtype().is_integer() {
@@ -392,16 +390,11 @@ impl Accumulator {
                 (values.null_count() > 0).then(|| values.iter().map(|v| v.is_none()).collect()),
             )
         };
-        if let Some(null) = label_null {
-            mark(&mut broken, self.rule_index(Kind::Null, &self.label), null);
-        }
+        mark(&mut broken, self.rule_index(Kind::Null, &self.label), label_null);
 
         let mut numbers = Vec::with_capacity(self.numeric.len());
         for (name, range) in &self.numeric {
-            let values = plain(df.column(name)?.cast(&DataType::Float64)?.f64()?);
-            if let Some(null) = &values.null {
-                mark(&mut broken, self.rule_index(Kind::Null, name), null.clone());
-            }
+            let mut values = plain(df.column(name)?.cast(&DataType::Float64)?.f64()?);
             mark(&mut broken, self.rule_index(Kind::NotFinite, name), values.failing(|v| !v.is_finite()));
             if let Some((lo, hi)) = *range {
                 mark(
@@ -410,6 +403,8 @@ impl Accumulator {
                     values.failing(|v| v.is_finite() && (v < lo || v > hi)),
                 );
             }
+            // The rules that skip nulls are done: the null mask becomes the null rule's.
+            mark(&mut broken, self.rule_index(Kind::Null, name), values.null.take());
             numbers.push(values);
         }
 
@@ -443,10 +438,16 @@ impl Accumulator {
 
     /// Adds the id rules to the other rules' findings, counts, quarantines the rows that broke
     /// any rule and keeps the others.
-    fn merge(&mut self, df: &DataFrame, tested: Tested, duplicate: Vec<bool>, null: Vec<bool>) -> PolarsResult<()> {
+    fn merge(
+        &mut self,
+        df: &DataFrame,
+        id_column: &Column,
+        tested: Tested,
+        duplicate: Vec<bool>,
+        null: Vec<bool>,
+    ) -> PolarsResult<()> {
         let n = df.height();
         let Tested { mut broken, ts, labels, numbers, strings } = tested;
-        let id_column = df.column(&self.id)?;
         for i in (0..n).filter(|&i| duplicate[i]) {
             if self.duplicate_examples.len() >= 5 {
                 break;
