@@ -144,8 +144,9 @@ const TREES_PER_GROUP: u16 = 5;
 /// is fitted by smartcore's `RandomForestClassifier` on the training rows (or, on windows larger
 /// than `max_samples`, on its own subsample of that many rows, drawn without replacement), with
 /// its own seed. Groups are fitted on all cores; the grouping does not depend on the number of
-/// cores, so the same data and seed give the same trees anywhere. smartcore's tree visits every
-/// row of its matrix at every node, so bounding the rows bounds the fit time on large windows.
+/// cores, so the same data and seed give the same trees anywhere. Bounding the rows bounds the fit
+/// time and memory on large windows (smartcore's split search is patched to visit only a node's
+/// own rows, see vendor/README.md, but each group still sorts and copies its matrix).
 struct ForestPlan {
     n_trees: u16,
     max_depth: Option<u16>,

@@ -262,6 +262,60 @@ mod tests {
         assert!(m.roc_auc.unwrap() > 0.75, "{:?}", m.roc_auc);
     }
 
+    /// vendor/smartcore changes how smartcore's tree finds its splits (each node searches only its
+    /// own rows), not which splits it finds. The forest below, with deep trees over numeric and
+    /// one-hot columns full of tied values, was fitted with smartcore 0.7.0 as published; the digest is
+    /// of its trees as Caretaker stores them. A patch that changes one split or one leaf fails.
+    #[test]
+    fn the_patched_smartcore_grows_the_same_forest_as_smartcore_0_7_0() {
+        // Six numeric columns with tied values and two categorical ones; a noisy label on all.
+        let mut rng = SplitMix64::new(21);
+        let mut u = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let n = 5000;
+        let numeric: Vec<Vec<f64>> = (0..6).map(|_| (0..n).map(|_| (u() * 20.0).round() / 2.0).collect()).collect();
+        let codes: Vec<Vec<u32>> = (0..2).map(|_| (0..n).map(|_| (u() * 4.0) as u32).collect()).collect();
+        let labels = (0..n)
+            .map(|i| {
+                let score = numeric.iter().enumerate().map(|(j, c)| c[i] * (j as f64 - 2.5)).sum::<f64>()
+                    + codes[0][i] as f64 * 3.0
+                    - codes[1][i] as f64 * 2.0;
+                (score > 0.0) != (u() < 0.2)
+            })
+            .collect();
+        let train = LabelledEvents {
+            timestamps: (0..n as i64).map(|i| i * 60_000_000).collect(),
+            labels,
+            numeric: numeric
+                .into_iter()
+                .enumerate()
+                .map(|(j, values)| NumericColumn { name: format!("x{j}"), values })
+                .collect(),
+            categorical: codes
+                .into_iter()
+                .enumerate()
+                .map(|(j, codes)| CategoricalColumn {
+                    name: format!("c{j}"),
+                    levels: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+                    codes,
+                })
+                .collect(),
+        };
+        let params = ModelParams::RandomForest {
+            n_trees: 10,
+            max_depth: Some(12),
+            min_samples_leaf: 1,
+            features_per_split: None,
+            max_samples: 3000,
+        };
+        let model = TrainedModel::fit_params("f", &params, &training(), &train).unwrap();
+        let Classifier::RandomForest(trees) = &model.classifier else { panic!() };
+        let bytes = rmp_serde::to_vec(trees).unwrap();
+        // FNV-1a, 64 bits.
+        let digest = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let nodes: usize = trees.iter().map(|t| t.nodes.len()).sum();
+        assert_eq!((nodes, format!("{digest:016x}")), (7456, "26791d5f77fae192".to_string()));
+    }
+
     #[test]
     fn one_class_training_data_is_refused_with_the_reason() {
         let mut train = events(200, 6);
