@@ -7,9 +7,50 @@ use caretaker_core::events::LabelledEvents;
 use caretaker_core::report::QualityCheck;
 use chrono::{DateTime, Utc};
 
-/// The `k`-th smallest values for every `k` in `ks` (ascending), by successive selection: O(n) per
-/// order statistic on a shrinking slice, no full sort.
-pub(crate) fn order_stats(values: &mut [f64], ks: &[usize]) -> Vec<f64> {
+/// The `k`-th smallest values (in `f64::total_cmp`'s order) for every `k` in `ks` (ascending, each
+/// below `values.len()`), without reordering or copying `values`. Large inputs go through a radix
+/// histogram: one pass counts the values per 16-bit prefix of their order key, and only the few
+/// values sharing an order statistic's prefix are copied out and selected among. Small ones are
+/// copied whole. Selection is successive, O(n) per order statistic on a shrinking slice; no full
+/// sort.
+pub(crate) fn order_stats(values: &[f64], ks: &[usize]) -> Vec<f64> {
+    const PREFIX_BITS: u32 = 16;
+    if values.len() < 1 << 15 {
+        return select_successively(&mut values.to_vec(), ks);
+    }
+    let prefix = |v: f64| (order_key(v) >> (64 - PREFIX_BITS)) as usize;
+    let mut counts = vec![0u32; 1 << PREFIX_BITS];
+    values.iter().for_each(|&v| counts[prefix(v)] += 1);
+    // Each k's prefix, and its rank among the values of that prefix.
+    let mut wanted: Vec<(usize, usize)> = Vec::with_capacity(ks.len());
+    let (mut bucket, mut below) = (0usize, 0usize);
+    for &k in ks {
+        while below + counts[bucket] as usize <= k {
+            below += counts[bucket] as usize;
+            bucket += 1;
+        }
+        wanted.push((bucket, k - below));
+    }
+    let mut out = Vec::with_capacity(ks.len());
+    let mut i = 0;
+    while i < wanted.len() {
+        let bucket = wanted[i].0;
+        let same = wanted[i..].iter().take_while(|w| w.0 == bucket).count();
+        let mut members: Vec<f64> = values.iter().copied().filter(|&v| prefix(v) == bucket).collect();
+        let ranks: Vec<usize> = wanted[i..i + same].iter().map(|w| w.1).collect();
+        out.extend(select_successively(&mut members, &ranks));
+        i += same;
+    }
+    out
+}
+
+/// A key whose unsigned order is `f64::total_cmp`'s order.
+fn order_key(v: f64) -> u64 {
+    let bits = v.to_bits();
+    if bits >> 63 == 1 { !bits } else { bits | 1 << 63 }
+}
+
+fn select_successively(values: &mut [f64], ks: &[usize]) -> Vec<f64> {
     let mut out = Vec::with_capacity(ks.len());
     let mut lo = 0;
     for &k in ks {
@@ -21,7 +62,7 @@ pub(crate) fn order_stats(values: &mut [f64], ks: &[usize]) -> Vec<f64> {
 }
 
 /// Quantiles with linear interpolation (numpy's default), for `qs` ascending in [0, 1].
-pub(crate) fn quantiles(values: &mut [f64], qs: &[f64]) -> Vec<f64> {
+pub(crate) fn quantiles(values: &[f64], qs: &[f64]) -> Vec<f64> {
     let n = values.len();
     if n == 0 {
         return vec![f64::NAN; qs.len()];
@@ -54,10 +95,9 @@ pub(crate) fn outliers(events: &LabelledEvents, policy: &QualityPolicy) -> Vec<Q
         .numeric
         .iter()
         .map(|column| {
-            let mut values = column.values.clone();
             let (count, detail) = match policy.outlier_rule {
                 OutlierRule::Iqr => {
-                    let q = quantiles(&mut values, &[0.25, 0.75]);
+                    let q = quantiles(&column.values, &[0.25, 0.75]);
                     let iqr = q[1] - q[0];
                     let (lo, hi) = (q[0] - 1.5 * iqr, q[1] + 1.5 * iqr);
                     let count = column.values.iter().filter(|&&v| v < lo || v > hi).count();
@@ -67,9 +107,9 @@ pub(crate) fn outliers(events: &LabelledEvents, policy: &QualityPolicy) -> Vec<Q
                     )
                 }
                 OutlierRule::Mad => {
-                    let median = quantiles(&mut values, &[0.5])[0];
-                    let mut deviations: Vec<f64> = column.values.iter().map(|v| (v - median).abs()).collect();
-                    let mad = quantiles(&mut deviations, &[0.5])[0];
+                    let median = quantiles(&column.values, &[0.5])[0];
+                    let deviations: Vec<f64> = column.values.iter().map(|v| (v - median).abs()).collect();
+                    let mad = quantiles(&deviations, &[0.5])[0];
                     // A MAD of 0 (more than half the values equal): the mean absolute deviation
                     // scaled to match, as Iglewicz and Hoaglin suggest.
                     let scale = if mad > 0.0 {
@@ -165,13 +205,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn order_statistics_are_those_of_the_sorted_values() {
+        // Large enough for the radix histogram: ties, both zeros, infinities, NaNs of either sign,
+        // a narrow cluster and a wide spread, against a full sort by f64::total_cmp.
+        let mut rng = caretaker_core::rng::SplitMix64::new(4);
+        let mut u = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let mut values: Vec<f64> = vec![f64::NAN, -f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0];
+        values.extend((0..40_000).map(|_| 1.0 + u() * 1e-9));
+        values.extend((0..40_000).map(|_| (u() - 0.5) * 1e9));
+        values.extend((0..20_000).map(|i| (i % 5) as f64));
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = values.len();
+        let ks = [0, 1, 2, 3, 50_000, 50_001, 60_000, 75_000, 99_999, n - 2, n - 1];
+        let got = order_stats(&values, &ks);
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&ks.iter().map(|&k| sorted[k]).collect::<Vec<_>>()));
+        // Quantiles of the finite values: numpy's linear interpolation between sorted neighbours.
+        let mut finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let qs = [0.1, 0.25, 0.5, 0.75, 0.9];
+        let got = quantiles(&finite, &qs);
+        finite.sort_by(f64::total_cmp);
+        let m = finite.len();
+        let expected: Vec<f64> = qs
+            .iter()
+            .map(|q| {
+                let pos = q * (m - 1) as f64;
+                let (a, b) = (finite[pos.floor() as usize], finite[(pos.floor() as usize + 1).min(m - 1)]);
+                a + (b - a) * (pos - pos.floor())
+            })
+            .collect();
+        assert_eq!(bits(&got), bits(&expected));
+    }
+
+    #[test]
     fn quantiles_match_numpy_linear_interpolation() {
         // numpy.quantile([7, 1, 3, 10, 4], [0.25, 0.5, 0.75]) = [3.0, 4.0, 7.0]
-        let mut v = vec![7.0, 1.0, 3.0, 10.0, 4.0];
-        assert_eq!(quantiles(&mut v, &[0.25, 0.5, 0.75]), vec![3.0, 4.0, 7.0]);
+        let v = vec![7.0, 1.0, 3.0, 10.0, 4.0];
+        assert_eq!(quantiles(&v, &[0.25, 0.5, 0.75]), vec![3.0, 4.0, 7.0]);
         // numpy.quantile([1, 2, 3, 4], [0.1, 0.9]) = [1.3, 3.7]
-        let mut v = vec![4.0, 3.0, 2.0, 1.0];
-        let q = quantiles(&mut v, &[0.1, 0.9]);
+        let v = vec![4.0, 3.0, 2.0, 1.0];
+        let q = quantiles(&v, &[0.1, 0.9]);
         assert!((q[0] - 1.3).abs() < 1e-12 && (q[1] - 3.7).abs() < 1e-12, "{q:?}");
     }
 }

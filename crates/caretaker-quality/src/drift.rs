@@ -107,13 +107,15 @@ pub fn js_distance(reference: &[u64], current: &[u64]) -> f64 {
     divergence.max(0.0).sqrt()
 }
 
-/// The two-sample Kolmogorov-Smirnov statistic (sorts both inputs).
+/// The two-sample Kolmogorov-Smirnov statistic (sorts both inputs, by a radix sort: values equal in
+/// `f64::total_cmp`'s order are the same bits, so the sorted slices are the ones a comparison sort
+/// gives, several times faster on large windows).
 pub fn ks_statistic(a: &mut [f64], b: &mut [f64]) -> f64 {
     if a.is_empty() || b.is_empty() {
         return f64::NAN;
     }
-    a.sort_unstable_by(f64::total_cmp);
-    b.sort_unstable_by(f64::total_cmp);
+    radsort::sort(a);
+    radsort::sort(b);
     let (n, m) = (a.len() as f64, b.len() as f64);
     let (mut i, mut j, mut d) = (0usize, 0usize, 0.0f64);
     while i < a.len() && j < b.len() {
@@ -194,9 +196,9 @@ pub fn measure(
     for column in &events.numeric {
         let fresh = !matches!(frozen.features.get(&column.name), Some(Bins::Numeric { .. }));
         if fresh && spec.numeric.contains(&column.name) {
-            let mut values: Vec<f64> = windows.reference.iter().map(|&i| column.values[i]).collect();
+            let values: Vec<f64> = windows.reference.iter().map(|&i| column.values[i]).collect();
             let qs: Vec<f64> = (1..p.bins).map(|k| k as f64 / p.bins as f64).collect();
-            let mut edges = quantiles(&mut values, &qs);
+            let mut edges = quantiles(&values, &qs);
             edges.dedup();
             frozen.features.insert(column.name.clone(), Bins::Numeric { edges });
             changed = true;
@@ -333,6 +335,22 @@ mod tests {
         assert!((ks_statistic(&mut a, &mut b) - 0.6).abs() < 1e-12);
         let (mut a, mut b) = (vec![1.0, 2.0], vec![1.0, 2.0]);
         assert_eq!(ks_statistic(&mut a, &mut b), 0.0);
+    }
+
+    #[test]
+    fn ks_sorts_its_inputs_in_total_order() {
+        // The radix sort must leave the order a comparison sort by f64::total_cmp leaves: NaNs of
+        // either sign, infinities, both zeros, subnormals, ties and ordinary values.
+        let mut rng = caretaker_core::rng::SplitMix64::new(9);
+        let mut a: Vec<f64> = vec![f64::NAN, -f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, 5e-324, -5e-324];
+        a.extend((0..5000).map(|_| ((rng.next() >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 1e6));
+        a.extend((0..5000).map(|i| (i % 7) as f64 - 3.0));
+        let mut expected = a.clone();
+        expected.sort_by(f64::total_cmp);
+        let mut b = vec![1.0, 2.0];
+        ks_statistic(&mut a, &mut b);
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a), bits(&expected));
     }
 
     #[test]

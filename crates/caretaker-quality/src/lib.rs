@@ -124,8 +124,11 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
 
     // Column checks and drift, on the clean rows; the outliers on a core of their own beside drift.
     let phase = std::time::Instant::now();
-    let (outliers, drift) = std::thread::scope(|scope| {
-        let outliers = scope.spawn(|| checks::outliers(&events, input.policy));
+    let ((outliers, outliers_seconds), drift) = std::thread::scope(|scope| {
+        let outliers = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            (checks::outliers(&events, input.policy), started.elapsed().as_secs_f64())
+        });
         let windows = drift::Windows::of(&events, &input.policy.drift);
         let labels = checks::labels(&events, &windows, input.policy);
         let drift = drift::measure(&events, &windows, input.policy, input.spec, input.state_dir);
@@ -140,6 +143,7 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
         footers_seconds,
         pass_seconds,
         columns_and_drift_seconds = phase.elapsed().as_secs_f64(),
+        outliers_seconds,
         "quality stage phases"
     );
 
