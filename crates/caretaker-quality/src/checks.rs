@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 /// sort.
 pub(crate) fn order_stats(values: &[f64], ks: &[usize]) -> Vec<f64> {
     const PREFIX_BITS: u32 = 16;
-    if values.len() < 1 << 15 {
+    // (The histogram counts in u32: more values than that take the plain path.)
+    if values.len() < 1 << 15 || values.len() > u32::MAX as usize {
         return select_successively(&mut values.to_vec(), ks);
     }
     let prefix = |v: f64| (order_key(v) >> (64 - PREFIX_BITS)) as usize;
