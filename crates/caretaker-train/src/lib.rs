@@ -264,8 +264,9 @@ mod tests {
 
     /// vendor/smartcore changes how smartcore's tree finds its splits (each node searches only its
     /// own rows), not which splits it finds. The forest below, with deep trees over numeric and
-    /// one-hot columns full of tied values, was fitted with smartcore 0.7.0 as published; the digest is
-    /// of its trees as Caretaker stores them. A patch that changes one split or one leaf fails.
+    /// one-hot columns full of tied values, was fitted with smartcore 0.7.0 as published; the
+    /// digest is of its trees as Caretaker stores them. A patch that changes one split or one
+    /// leaf fails.
     #[test]
     fn the_patched_smartcore_grows_the_same_forest_as_smartcore_0_7_0() {
         // Six numeric columns with tied values and two categorical ones; a noisy label on all.
