@@ -139,46 +139,123 @@ fn rule(name: String, kind: Kind, column: Option<&str>) -> Rule {
 /// table within the processor's last-level cache, where most of the time of an insert is a miss.
 /// Text ids are kept by their xxh3-128 hash.
 enum Seen {
-    Integers(HashSet<u64, RandomState>),
-    Text(HashSet<u128, RandomState>),
+    Integers(Parts<u64>),
+    Text(Parts<u128>),
+}
+
+/// Sets the ids are spread over, by 8 bits of a hash of the id.
+const ID_PARTS: usize = 256;
+
+/// An id set in [`ID_PARTS`] parts. A batch's ids are grouped by part (a stable counting sort, so
+/// each part sees its ids in row order) and inserted part by part: each part is a small table,
+/// so its inserts stay within a few pages and cache lines instead of ranging over one large
+/// table. An id always falls in the same part, so a row is a duplicate exactly when an earlier
+/// row had its id, as with one set.
+struct Parts<K> {
+    sets: Vec<HashSet<K, RandomState>>,
+    /// The batch's `(part, key, row)`, and the same grouped by part.
+    keyed: Vec<(u8, K, u32)>,
+    grouped: Vec<(K, u32)>,
+}
+
+impl<K: std::hash::Hash + Eq + Copy + Default> Parts<K> {
+    fn with_capacity(ids: usize) -> Parts<K> {
+        let each = ids.div_ceil(ID_PARTS);
+        Parts {
+            sets: (0..ID_PARTS).map(|_| HashSet::with_capacity_and_hasher(each, RandomState::default())).collect(),
+            keyed: Vec::new(),
+            grouped: Vec::new(),
+        }
+    }
+
+    /// Inserts the ids in `self.keyed` and marks in `duplicate` the rows whose id was seen before.
+    fn insert_keyed(&mut self, duplicate: &mut [bool]) {
+        let mut starts = [0usize; ID_PARTS + 1];
+        for &(part, _, _) in &self.keyed {
+            starts[part as usize + 1] += 1;
+        }
+        for p in 0..ID_PARTS {
+            starts[p + 1] += starts[p];
+        }
+        let mut next = starts;
+        self.grouped.clear();
+        self.grouped.resize(self.keyed.len(), (K::default(), 0));
+        for &(part, key, row) in &self.keyed {
+            self.grouped[next[part as usize]] = (key, row);
+            next[part as usize] += 1;
+        }
+        for (p, set) in self.sets.iter_mut().enumerate() {
+            for &(key, row) in &self.grouped[starts[p]..starts[p + 1]] {
+                duplicate[row as usize] = !set.insert(key);
+            }
+        }
+        self.keyed.clear();
+    }
+}
+
+/// The part of an integer id: the top bits of a multiplicative hash, so that consecutive ids
+/// spread over all parts.
+fn integer_part(id: u64) -> u8 {
+    (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8
 }
 
 impl Seen {
+    fn new(integers: bool, expected_rows: usize) -> Seen {
+        if integers {
+            Seen::Integers(Parts::with_capacity(expected_rows))
+        } else {
+            Seen::Text(Parts::with_capacity(expected_rows))
+        }
+    }
+
+    /// An empty set that allocates nothing, to stand in while the set is on another thread.
+    fn placeholder() -> Seen {
+        Seen::Integers(Parts { sets: Vec::new(), keyed: Vec::new(), grouped: Vec::new() })
+    }
+
     /// Marks in `duplicate` the rows of `column` whose id was seen before (in an earlier batch
     /// or an earlier row), and in `null` the rows without an id.
     fn insert(&mut self, column: &Column, duplicate: &mut [bool], null: &mut [bool]) -> PolarsResult<()> {
         match self {
-            Seen::Integers(set) => {
+            Seen::Integers(parts) => {
                 let ids = column.cast(&DataType::Int64)?;
                 let ids = ids.i64()?;
-                let mut row = 0;
+                let mut row = 0u32;
                 for array in ids.downcast_iter() {
                     let values = array.values().as_slice();
                     match array.validity().filter(|v| v.unset_bits() > 0) {
                         None => {
                             for &v in values {
-                                duplicate[row] = !set.insert(v as u64);
+                                parts.keyed.push((integer_part(v as u64), v as u64, row));
                                 row += 1;
                             }
                         }
                         Some(validity) => {
                             for (&v, valid) in values.iter().zip(validity.iter()) {
-                                null[row] = !valid;
-                                duplicate[row] = valid && !set.insert(v as u64);
+                                if valid {
+                                    parts.keyed.push((integer_part(v as u64), v as u64, row));
+                                } else {
+                                    null[row as usize] = true;
+                                }
                                 row += 1;
                             }
                         }
                     }
                 }
+                parts.insert_keyed(duplicate);
             }
-            Seen::Text(set) => {
+            Seen::Text(parts) => {
                 let ids = column.cast(&DataType::String)?;
                 for (row, v) in ids.str()?.iter().enumerate() {
                     match v {
                         None => null[row] = true,
-                        Some(v) => duplicate[row] = !set.insert(xxhash_rust::xxh3::xxh3_128(v.as_bytes())),
+                        Some(v) => {
+                            let hash = xxhash_rust::xxh3::xxh3_128(v.as_bytes());
+                            parts.keyed.push(((hash >> 120) as u8, hash, row as u32));
+                        }
                     }
                 }
+                parts.insert_keyed(duplicate);
             }
         }
         Ok(())
@@ -309,11 +386,7 @@ impl Accumulator {
             invalid: 0,
             duplicates: 0,
             quarantined: 0,
-            seen: if schema.get(&spec.id).is_some_and(|d| d.is_integer()) {
-                Seen::Integers(HashSet::with_capacity_and_hasher(expected_rows, RandomState::default()))
-            } else {
-                Seen::Text(HashSet::with_capacity_and_hasher(expected_rows, RandomState::default()))
-            },
+            seen: Seen::new(schema.get(&spec.id).is_some_and(|d| d.is_integer()), expected_rows),
             duplicate_examples: Vec::new(),
             not_allowed: vec![Default::default(); spec.categorical.len()],
             label_values: Vec::new(),
@@ -346,7 +419,7 @@ impl Accumulator {
         // The ids go into the set on a second core while this one tests the other columns: the
         // inserts are the largest single cost of the pass, and only they must follow row order.
         let id_column = df.column(&self.id)?;
-        let mut seen = std::mem::replace(&mut self.seen, Seen::Integers(HashSet::default()));
+        let mut seen = std::mem::replace(&mut self.seen, Seen::placeholder());
         std::thread::scope(|scope| {
             let ids = scope.spawn(move || {
                 let (mut duplicate, mut null) = (vec![false; n], vec![false; n]);
