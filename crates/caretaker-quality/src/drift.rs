@@ -111,11 +111,16 @@ pub fn js_distance(reference: &[u64], current: &[u64]) -> f64 {
 /// `f64::total_cmp`'s order: values equal in that order are the same bits, so the sorted slices
 /// are the ones a comparison sort gives, sooner on large windows.
 pub fn ks_statistic(a: &mut [f64], b: &mut [f64]) -> f64 {
+    radsort::sort(a);
+    radsort::sort(b);
+    ks_of_sorted(a, b)
+}
+
+/// [`ks_statistic`] of two slices already sorted ascending.
+fn ks_of_sorted(a: &[f64], b: &[f64]) -> f64 {
     if a.is_empty() || b.is_empty() {
         return f64::NAN;
     }
-    radsort::sort(a);
-    radsort::sort(b);
     let (n, m) = (a.len() as f64, b.len() as f64);
     let (mut i, mut j, mut d) = (0usize, 0usize, 0.0f64);
     while i < a.len() && j < b.len() {
@@ -132,8 +137,23 @@ pub fn ks_statistic(a: &mut [f64], b: &mut [f64]) -> f64 {
 }
 
 /// Bin index of `v`: the number of edges at or below it.
+#[cfg(test)]
 fn bin(edges: &[f64], v: f64) -> usize {
     edges.partition_point(|&e| e <= v)
+}
+
+/// The number of values in each bin (as [`bin`] assigns them) of finite `sorted` values (the
+/// quality pass quarantines NaN and infinities): the values below each edge are a prefix.
+fn bin_counts(edges: &[f64], sorted: &[f64]) -> Vec<u64> {
+    let mut counts = Vec::with_capacity(edges.len() + 1);
+    let mut below = 0;
+    for &edge in edges {
+        let upto = sorted.partition_point(|&v| v < edge);
+        counts.push((upto - below) as u64);
+        below = upto;
+    }
+    counts.push((sorted.len() - below) as u64);
+    counts
 }
 
 fn numeric_labels(edges: &[f64]) -> Vec<String> {
@@ -236,11 +256,11 @@ pub fn measure(
                 scope.spawn(move || {
                     let mut reference: Vec<f64> = windows.reference.iter().map(|&i| column.values[i]).collect();
                     let mut current: Vec<f64> = windows.current.iter().map(|&i| column.values[i]).collect();
-                    let (mut rc, mut cc) = (vec![0u64; edges.len() + 1], vec![0u64; edges.len() + 1]);
-                    reference.iter().for_each(|&v| rc[bin(&edges, v)] += 1);
-                    current.iter().for_each(|&v| cc[bin(&edges, v)] += 1);
+                    radsort::sort(&mut reference);
+                    radsort::sort(&mut current);
+                    let (rc, cc) = (bin_counts(&edges, &reference), bin_counts(&edges, &current));
                     let psi = psi(&rc, &cc);
-                    let ks = ks_statistic(&mut reference, &mut current);
+                    let ks = ks_of_sorted(&reference, &current);
                     DriftResult {
                         feature: column.name.clone(),
                         kind: "numeric".into(),
@@ -351,6 +371,22 @@ mod tests {
         ks_statistic(&mut a, &mut b);
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&a), bits(&expected));
+    }
+
+    #[test]
+    fn bin_counts_of_sorted_values_are_those_of_binning_each_value() {
+        let edges = [-1.0, 0.0, 0.5, 2.0];
+        let mut rng = caretaker_core::rng::SplitMix64::new(5);
+        let mut values: Vec<f64> =
+            (0..2000).map(|_| ((rng.next() >> 11) as f64 / (1u64 << 53) as f64 - 0.4) * 8.0).collect();
+        // Values on the edges, and beyond every edge.
+        values.extend([-1.0, 0.0, 0.0, 0.5, 2.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, -1e9, 1e9]);
+        let mut expected = vec![0u64; edges.len() + 1];
+        values.iter().for_each(|&v| expected[bin(&edges, v)] += 1);
+        radsort::sort(&mut values);
+        assert_eq!(bin_counts(&edges, &values), expected);
+        assert_eq!(bin_counts(&[], &values), vec![values.len() as u64]);
+        assert_eq!(bin_counts(&edges, &[]), vec![0; 5]);
     }
 
     #[test]
