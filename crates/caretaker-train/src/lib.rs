@@ -263,10 +263,10 @@ mod tests {
     }
 
     /// vendor/smartcore changes how smartcore's tree finds its splits (each node searches only its
-    /// own rows), not which splits it finds. The forest below, with deep trees over numeric and
-    /// one-hot columns full of tied values, was fitted with smartcore 0.7.0 as published; the
-    /// digest is of its trees as Caretaker stores them. A patch that changes one split or one
-    /// leaf fails.
+    /// own rows), not which splits it finds. The two forests below, over numeric and one-hot
+    /// columns full of tied values, were fitted with smartcore 0.7.0 as published; each digest is
+    /// of a forest's trees as Caretaker stores them. A patch that changes one split or one leaf
+    /// fails.
     #[test]
     fn the_patched_smartcore_grows_the_same_forest_as_smartcore_0_7_0() {
         // Six numeric columns with tied values and two categorical ones; a noisy label on all.
@@ -301,20 +301,27 @@ mod tests {
                 })
                 .collect(),
         };
-        let params = ModelParams::RandomForest {
-            n_trees: 10,
-            max_depth: Some(12),
-            min_samples_leaf: 1,
-            features_per_split: None,
-            max_samples: 3000,
-        };
-        let model = TrainedModel::fit_params("f", &params, &training(), &train).unwrap();
-        let Classifier::RandomForest(trees) = &model.classifier else { panic!() };
-        let bytes = rmp_serde::to_vec(trees).unwrap();
-        // FNV-1a, 64 bits.
-        let digest = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-        let nodes: usize = trees.iter().map(|t| t.nodes.len()).sum();
-        assert_eq!((nodes, format!("{digest:016x}")), (7456, "26791d5f77fae192".to_string()));
+        // Deep trees from a 3,000-row subsample, down to single-row leaves; then trees on every
+        // row whose splits must leave at least 25 rows on each side (smartcore's own check at
+        // each split, and its split search skipping thresholds that would leave fewer).
+        let cases = [(Some(12), 1, 3000, (7456, "26791d5f77fae192")), (None, 25, 100_000, (2364, "8f578c1cff28cd3e"))];
+        for (max_depth, min_samples_leaf, max_samples, expected) in cases {
+            let params = ModelParams::RandomForest {
+                n_trees: 10,
+                max_depth,
+                min_samples_leaf,
+                features_per_split: None,
+                max_samples,
+            };
+            let model = TrainedModel::fit_params("f", &params, &training(), &train).unwrap();
+            let Classifier::RandomForest(trees) = &model.classifier else { panic!() };
+            let bytes = rmp_serde::to_vec(trees).unwrap();
+            // FNV-1a, 64 bits.
+            let digest =
+                bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+            let nodes: usize = trees.iter().map(|t| t.nodes.len()).sum();
+            assert_eq!((nodes, format!("{digest:016x}")), (expected.0, expected.1.to_string()), "{params:?}");
+        }
     }
 
     #[test]

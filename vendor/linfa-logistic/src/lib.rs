@@ -468,14 +468,20 @@ fn linear<F: Float, A: Data<Elem = F>>(x: &ArrayBase<A, Ix2>, params: &ArrayView
         // Each thread takes a block of rows: a row's sum is added up in the same order as on one
         // thread, so the result does not depend on the number of threads.
         let mut z = Array1::from_elem(x.nrows(), intercept);
-        let chunk = x.nrows().div_ceil(workers(x.len()));
+        let add = |rows: ArrayView2<F>, mut z: ndarray::ArrayViewMut1<F>| {
+            for (column, &w) in rows.columns().into_iter().zip(params.iter()) {
+                z.scaled_add(w, &column);
+            }
+        };
+        let threads = workers(x.len());
+        if threads < 2 || x.nrows() < 2 {
+            add(x.view(), z.view_mut());
+            return z;
+        }
+        let chunk = x.nrows().div_ceil(threads);
         std::thread::scope(|s| {
-            for (rows, mut z) in x.axis_chunks_iter(Axis(0), chunk).zip(z.axis_chunks_iter_mut(Axis(0), chunk)) {
-                s.spawn(move || {
-                    for (column, &w) in rows.columns().into_iter().zip(params.iter()) {
-                        z.scaled_add(w, &column);
-                    }
-                });
+            for (rows, z) in x.axis_chunks_iter(Axis(0), chunk).zip(z.axis_chunks_iter_mut(Axis(0), chunk)) {
+                s.spawn(move || add(rows, z));
             }
         });
         z
@@ -485,8 +491,9 @@ fn linear<F: Float, A: Data<Elem = F>>(x: &ArrayBase<A, Ix2>, params: &ArrayView
     }
 }
 
-/// Threads for one pass over `X` with `len` elements: the machine's cores (at most 4), or one for
-/// a matrix too small to be worth a thread (Caretaker's patch).
+/// Threads for one pass over `X` with `len` elements: the machine's cores (at most 4), or one (the
+/// calling thread, no other is started) for a matrix too small to be worth a thread (Caretaker's
+/// patch).
 fn workers(len: usize) -> usize {
     if len < 1 << 18 {
         return 1;
@@ -498,7 +505,7 @@ fn workers(len: usize) -> usize {
 /// product is the one `X^T r` computes on one thread (Caretaker's patch).
 fn transposed_dot<F: Float, A: Data<Elem = F>>(x: &ArrayBase<A, Ix2>, r: &Array1<F>) -> Array1<F> {
     let threads = workers(x.len());
-    if threads < 2 || !x.t().is_standard_layout() {
+    if threads < 2 || x.ncols() < 2 || !x.t().is_standard_layout() {
         return x.t().dot(r);
     }
     let mut out = Array1::zeros(x.ncols());
