@@ -8,11 +8,12 @@ use caretaker_core::report::QualityCheck;
 use chrono::{DateTime, Utc};
 
 /// The `k`-th smallest values (in `f64::total_cmp`'s order) for every `k` in `ks` (ascending, each
-/// below `values.len()`), without reordering or copying `values`. Large inputs go through a radix
-/// histogram: one pass counts the values per 16-bit prefix of their order key, and only the few
-/// values sharing an order statistic's prefix are copied out and selected among. Small ones are
-/// copied whole. Selection is successive, O(n) per order statistic on a shrinking slice; no full
-/// sort.
+/// below `values.len()`), without reordering `values`. Large inputs go through a radix histogram:
+/// one pass counts the values per 16-bit prefix of their order key (sign, exponent and 4 bits of
+/// mantissa), then, for each prefix holding an order statistic, one more pass copies out that
+/// prefix's values to select among: usually a small share of the column, but most of it when the
+/// values cluster (a 0/1 column). Small inputs are copied whole. Selection is successive, O(n)
+/// per order statistic on a shrinking slice; no full sort.
 pub(crate) fn order_stats(values: &[f64], ks: &[usize]) -> Vec<f64> {
     const PREFIX_BITS: u32 = 16;
     // (The histogram counts in u32: more values than that take the plain path.)

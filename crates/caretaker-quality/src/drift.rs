@@ -67,10 +67,28 @@ impl FrozenBins {
     fn load(dir: &Path) -> Result<FrozenBins, caretaker_data::Error> {
         let path = dir.join(FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| caretaker_data::Error::Read {
-                path,
-                reason: format!("not a frozen drift reference ({e}); delete it to freeze new bins"),
-            }),
+            Ok(bytes) => {
+                let frozen: FrozenBins = serde_json::from_slice(&bytes).map_err(|e| caretaker_data::Error::Read {
+                    path: path.clone(),
+                    reason: format!("not a frozen drift reference ({e}); delete it to freeze new bins"),
+                })?;
+                // The bin counts need ascending edges (JSON has no NaN or infinity to worry about).
+                for (feature, bins) in &frozen.features {
+                    if let Bins::Numeric { edges } = bins
+                        && let Some(w) = edges.windows(2).find(|w| w[0] > w[1])
+                    {
+                        return Err(caretaker_data::Error::Read {
+                            path,
+                            reason: format!(
+                                "feature {feature:?}: bin edges out of order ({} before {}); delete the file to freeze \
+                                 new bins",
+                                w[0], w[1]
+                            ),
+                        });
+                    }
+                }
+                Ok(frozen)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FrozenBins::default()),
             Err(e) => Err(FsError::new("read", path, e).into()),
         }

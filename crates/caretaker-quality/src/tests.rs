@@ -187,6 +187,35 @@ fn drift_bins_are_frozen_by_the_first_run_and_reused() {
     assert!(top > 0.3, "reference shares over the frozen bins: {:?}", x2.reference_share);
 }
 
+#[test]
+fn frozen_bins_edited_out_of_order_are_refused_with_the_file_and_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "part-0.parquet", planted());
+    run(dir.path());
+    let path = dir.path().join("state").join(crate::drift::FILE);
+    let mut frozen: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let edges = frozen["features"]["x"]["edges"].as_array_mut().unwrap();
+    edges.swap(0, 1);
+    let edited = serde_json::to_vec_pretty(&frozen).unwrap();
+    std::fs::write(&path, &edited).unwrap();
+    let config = config(dir.path());
+    let files = DatasetFiles::find(&config.dataset.path).unwrap();
+    let err = assess(&QualityInput {
+        files: &files,
+        spec: &config.dataset,
+        policy: &config.quality,
+        quarantine_path: &dir.path().join("reports/quarantine.parquet"),
+        now: now(),
+        state_dir: &dir.path().join("state"),
+    })
+    .err()
+    .expect("edges out of order are an error")
+    .to_string();
+    assert!(err.contains("drift_reference.json") && err.contains("\"x\"") && err.contains("out of order"), "{err}");
+    // Nothing was rewritten: the file is as the user left it.
+    assert_eq!(std::fs::read(&path).unwrap(), edited);
+}
+
 fn blocked_on(dir: &Path, check: &str) -> String {
     let out = run(dir);
     assert!(out.events.is_none(), "a blocking failure hands no rows to training");
