@@ -65,7 +65,17 @@ fn select_successively(values: &mut [f64], ks: &[usize]) -> Vec<f64> {
 
 /// Quantiles with linear interpolation (numpy's default), for `qs` ascending in [0, 1].
 pub(crate) fn quantiles(values: &[f64], qs: &[f64]) -> Vec<f64> {
-    let n = values.len();
+    interpolated(values.len(), qs, |ks| order_stats(values, ks))
+}
+
+/// [`quantiles`] of values already sorted ascending (in `f64::total_cmp`'s order).
+pub(crate) fn quantiles_of_sorted(sorted: &[f64], qs: &[f64]) -> Vec<f64> {
+    interpolated(sorted.len(), qs, |ks| ks.iter().map(|&k| sorted[k]).collect())
+}
+
+/// The quantiles `qs` of `n` values whose `k`-th smallest values `select` gives (for `ks`
+/// ascending).
+fn interpolated(n: usize, qs: &[f64], select: impl FnOnce(&[usize]) -> Vec<f64>) -> Vec<f64> {
     if n == 0 {
         return vec![f64::NAN; qs.len()];
     }
@@ -78,7 +88,7 @@ pub(crate) fn quantiles(values: &[f64], qs: &[f64]) -> Vec<f64> {
     let mut sorted_ks = ks.clone();
     sorted_ks.sort_unstable();
     sorted_ks.dedup();
-    let stats = order_stats(values, &sorted_ks);
+    let stats = select(&sorted_ks);
     let at = |k: usize| stats[sorted_ks.binary_search(&k).expect("selected")];
     qs.iter()
         .enumerate()
@@ -228,6 +238,7 @@ mod tests {
         let qs = [0.1, 0.25, 0.5, 0.75, 0.9];
         let got = quantiles(&finite, &qs);
         finite.sort_by(f64::total_cmp);
+        assert_eq!(bits(&quantiles_of_sorted(&finite, &qs)), bits(&got));
         let m = finite.len();
         let expected: Vec<f64> = qs
             .iter()

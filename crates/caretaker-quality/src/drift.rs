@@ -12,7 +12,7 @@
 //! Delete the file to freeze new bins (after a deliberate change of a feature, say).
 
 use crate::check;
-use crate::checks::quantiles;
+use crate::checks::quantiles_of_sorted;
 use caretaker_core::config::{DatasetSpec, DriftPolicy, QualityPolicy};
 use caretaker_core::events::LabelledEvents;
 use caretaker_core::fs::{FsError, write_atomic};
@@ -125,17 +125,10 @@ pub fn js_distance(reference: &[u64], current: &[u64]) -> f64 {
     divergence.max(0.0).sqrt()
 }
 
-/// The two-sample Kolmogorov-Smirnov statistic. Sorts both inputs with a radix sort in
-/// `f64::total_cmp`'s order: values equal in that order are the same bits, so the sorted slices
-/// are the ones a comparison sort gives, sooner on large windows.
-pub fn ks_statistic(a: &mut [f64], b: &mut [f64]) -> f64 {
-    radsort::sort(a);
-    radsort::sort(b);
-    ks_of_sorted(a, b)
-}
-
-/// [`ks_statistic`] of two slices already sorted ascending.
-fn ks_of_sorted(a: &[f64], b: &[f64]) -> f64 {
+/// The two-sample Kolmogorov-Smirnov statistic of two slices sorted ascending. [`measure`] sorts
+/// the windows with radsort, a radix sort in `f64::total_cmp`'s order: values equal in that order
+/// are the same bits, so the sorted slices are the ones a comparison sort gives, sooner.
+pub fn ks_statistic(a: &[f64], b: &[f64]) -> f64 {
     if a.is_empty() || b.is_empty() {
         return f64::NAN;
     }
@@ -230,18 +223,8 @@ pub fn measure(
     let mut frozen = FrozenBins::load(state_dir)?;
     let mut changed = false;
 
-    // Freeze what is missing, from this reference window.
-    for column in &events.numeric {
-        let fresh = !matches!(frozen.features.get(&column.name), Some(Bins::Numeric { .. }));
-        if fresh && spec.numeric.contains(&column.name) {
-            let values: Vec<f64> = windows.reference.iter().map(|&i| column.values[i]).collect();
-            let qs: Vec<f64> = (1..p.bins).map(|k| k as f64 / p.bins as f64).collect();
-            let mut edges = quantiles(&values, &qs);
-            edges.dedup();
-            frozen.features.insert(column.name.clone(), Bins::Numeric { edges });
-            changed = true;
-        }
-    }
+    // Freeze what is missing, from this reference window (numeric features in their threads below,
+    // from the reference they sort anyway).
     for column in &events.categorical {
         if !matches!(frozen.features.get(&column.name), Some(Bins::Categorical { .. })) {
             let mut counts = vec![0u64; column.levels.len()];
@@ -256,30 +239,35 @@ pub fn measure(
             changed = true;
         }
     }
-    if changed {
-        let bytes = serde_json::to_vec_pretty(&frozen).expect("bins serialise");
-        write_atomic(&state_dir.join(FILE), &bytes)?;
-    }
-
-    // Numeric features: one thread per feature at a time (the sorts for KS dominate).
-    let numeric: Vec<DriftResult> = std::thread::scope(|scope| {
+    // Numeric features: one thread per feature at a time (the sorts for KS dominate). A feature
+    // without bins (`None`) freezes them from its sorted reference window.
+    let qs: Vec<f64> = (1..p.bins).map(|k| k as f64 / p.bins as f64).collect();
+    let measured: Vec<(DriftResult, Option<Vec<f64>>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = events
             .numeric
             .iter()
             .map(|column| {
                 let edges = match frozen.features.get(&column.name) {
-                    Some(Bins::Numeric { edges }) => edges.clone(),
-                    _ => Vec::new(),
+                    Some(Bins::Numeric { edges }) => Some(edges.clone()),
+                    _ if spec.numeric.contains(&column.name) => None,
+                    _ => Some(Vec::new()),
                 };
+                let qs = &qs;
                 scope.spawn(move || {
                     let mut reference: Vec<f64> = windows.reference.iter().map(|&i| column.values[i]).collect();
                     let mut current: Vec<f64> = windows.current.iter().map(|&i| column.values[i]).collect();
                     radsort::sort(&mut reference);
                     radsort::sort(&mut current);
+                    let fresh = edges.is_none();
+                    let edges = edges.unwrap_or_else(|| {
+                        let mut edges = quantiles_of_sorted(&reference, qs);
+                        edges.dedup();
+                        edges
+                    });
                     let (rc, cc) = (bin_counts(&edges, &reference), bin_counts(&edges, &current));
                     let psi = psi(&rc, &cc);
-                    let ks = ks_of_sorted(&reference, &current);
-                    DriftResult {
+                    let ks = ks_statistic(&reference, &current);
+                    let result = DriftResult {
                         feature: column.name.clone(),
                         kind: "numeric".into(),
                         psi,
@@ -292,13 +280,25 @@ pub fn measure(
                         bins: numeric_labels(&edges),
                         reference_share: shares(&rc),
                         current_share: shares(&cc),
-                    }
+                    };
+                    (result, fresh.then_some(edges))
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("a drift thread does not panic")).collect()
     });
-    let mut results = numeric;
+    let mut results = Vec::with_capacity(measured.len() + events.categorical.len());
+    for (result, fresh) in measured {
+        if let Some(edges) = fresh {
+            frozen.features.insert(result.feature.clone(), Bins::Numeric { edges });
+            changed = true;
+        }
+        results.push(result);
+    }
+    if changed {
+        let bytes = serde_json::to_vec_pretty(&frozen).expect("bins serialise");
+        write_atomic(&state_dir.join(FILE), &bytes)?;
+    }
     for column in &events.categorical {
         let categories = match frozen.features.get(&column.name) {
             Some(Bins::Categorical { categories }) => categories.clone(),
@@ -369,24 +369,22 @@ mod tests {
     #[test]
     fn ks_matches_scipy() {
         // scipy.stats.ks_2samp([1, 2, 3, 4], [3, 4, 5, 6, 7]).statistic = 0.6
-        let (mut a, mut b) = (vec![4.0, 1.0, 3.0, 2.0], vec![7.0, 3.0, 5.0, 4.0, 6.0]);
-        assert!((ks_statistic(&mut a, &mut b) - 0.6).abs() < 1e-12);
-        let (mut a, mut b) = (vec![1.0, 2.0], vec![1.0, 2.0]);
-        assert_eq!(ks_statistic(&mut a, &mut b), 0.0);
+        let (a, b) = ([1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0, 7.0]);
+        assert!((ks_statistic(&a, &b) - 0.6).abs() < 1e-12);
+        assert_eq!(ks_statistic(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
     }
 
     #[test]
-    fn ks_sorts_its_inputs_in_total_order() {
-        // The radix sort must leave the order a comparison sort by f64::total_cmp leaves: NaNs of
-        // either sign, infinities, both zeros, subnormals, ties and ordinary values.
+    fn radsort_sorts_in_total_order() {
+        // The windows' radix sort must leave the order a comparison sort by f64::total_cmp leaves:
+        // NaNs of either sign, infinities, both zeros, subnormals, ties and ordinary values.
         let mut rng = caretaker_core::rng::SplitMix64::new(9);
         let mut a: Vec<f64> = vec![f64::NAN, -f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, 5e-324, -5e-324];
         a.extend((0..5000).map(|_| ((rng.next() >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 1e6));
         a.extend((0..5000).map(|i| (i % 7) as f64 - 3.0));
         let mut expected = a.clone();
         expected.sort_by(f64::total_cmp);
-        let mut b = vec![1.0, 2.0];
-        ks_statistic(&mut a, &mut b);
+        radsort::sort(&mut a);
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&a), bits(&expected));
     }
