@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 /// The `k`-th smallest values (in `f64::total_cmp`'s order) for every `k` in `ks` (ascending, each
 /// below `values.len()`), without reordering `values`. Large inputs go through a radix histogram:
 /// one pass counts the values per 16-bit prefix of their order key (sign, exponent and 4 bits of
-/// mantissa), then, for each prefix holding an order statistic, one more pass copies out that
-/// prefix's values to select among: usually a small share of the column, but most of it when the
+/// mantissa), then one more pass copies out the values of the prefixes holding an order
+/// statistic, to select among: usually a small share of the column, but most of it when the
 /// values cluster (a 0/1 column). Small inputs are copied whole. Selection is successive, O(n)
 /// per order statistic on a shrinking slice; no full sort.
 pub(crate) fn order_stats(values: &[f64], ks: &[usize]) -> Vec<f64> {
@@ -33,15 +33,25 @@ pub(crate) fn order_stats(values: &[f64], ks: &[usize]) -> Vec<f64> {
         }
         wanted.push((bucket, k - below));
     }
+    // The members of every wanted prefix, in one pass.
+    let mut buckets: Vec<usize> = wanted.iter().map(|w| w.0).collect();
+    buckets.dedup();
+    const NONE: u16 = u16::MAX;
+    let mut slot = vec![NONE; 1 << PREFIX_BITS];
+    for (s, &b) in buckets.iter().enumerate() {
+        slot[b] = s as u16;
+    }
+    let mut members: Vec<Vec<f64>> = buckets.iter().map(|&b| Vec::with_capacity(counts[b] as usize)).collect();
+    for &v in values {
+        let s = slot[prefix(v)];
+        if s != NONE {
+            members[s as usize].push(v);
+        }
+    }
     let mut out = Vec::with_capacity(ks.len());
-    let mut i = 0;
-    while i < wanted.len() {
-        let bucket = wanted[i].0;
-        let same = wanted[i..].iter().take_while(|w| w.0 == bucket).count();
-        let mut members: Vec<f64> = values.iter().copied().filter(|&v| prefix(v) == bucket).collect();
-        let ranks: Vec<usize> = wanted[i..i + same].iter().map(|w| w.1).collect();
-        out.extend(select_successively(&mut members, &ranks));
-        i += same;
+    for (b, members) in buckets.iter().zip(&mut members) {
+        let ranks: Vec<usize> = wanted.iter().filter(|w| w.0 == *b).map(|w| w.1).collect();
+        out.extend(select_successively(members, &ranks));
     }
     out
 }
@@ -66,11 +76,6 @@ fn select_successively(values: &mut [f64], ks: &[usize]) -> Vec<f64> {
 /// Quantiles with linear interpolation (numpy's default), for `qs` ascending in [0, 1].
 pub(crate) fn quantiles(values: &[f64], qs: &[f64]) -> Vec<f64> {
     interpolated(values.len(), qs, |ks| order_stats(values, ks))
-}
-
-/// [`quantiles`] of values already sorted ascending (in `f64::total_cmp`'s order).
-pub(crate) fn quantiles_of_sorted(sorted: &[f64], qs: &[f64]) -> Vec<f64> {
-    interpolated(sorted.len(), qs, |ks| ks.iter().map(|&k| sorted[k]).collect())
 }
 
 /// The quantiles `qs` of `n` values whose `k`-th smallest values `select` gives (for `ks`
@@ -238,7 +243,6 @@ mod tests {
         let qs = [0.1, 0.25, 0.5, 0.75, 0.9];
         let got = quantiles(&finite, &qs);
         finite.sort_by(f64::total_cmp);
-        assert_eq!(bits(&quantiles_of_sorted(&finite, &qs)), bits(&got));
         let m = finite.len();
         let expected: Vec<f64> = qs
             .iter()

@@ -6,13 +6,14 @@
 //! show. Numeric bins are the reference deciles (unique values, numpy's linear interpolation); a
 //! value equal to an edge goes to the upper bin (numpy's `searchsorted(side="right")`), and bin
 //! shares are clipped at 1e-6 before `PSI = sum((cur - ref) * ln(cur / ref))`, as in the reference
-//! pipeline. Numeric features also get the two-sample Kolmogorov-Smirnov statistic (exact, on
-//! sorted values); categorical ones the Jensen-Shannon distance (base 2, so between 0 and 1) over
+//! pipeline. Numeric features also get the two-sample Kolmogorov-Smirnov statistic (exact, found
+//! without sorting the windows: see [`crate::ks`]); categorical ones the Jensen-Shannon distance (base 2, so between 0 and 1) over
 //! the frozen categories plus an "other" bin. Every value is recorded every run, alarm or not.
 //! Delete the file to freeze new bins (after a deliberate change of a feature, say).
 
 use crate::check;
-use crate::checks::quantiles_of_sorted;
+use crate::checks::quantiles;
+use crate::ks;
 use caretaker_core::config::{DatasetSpec, DriftPolicy, QualityPolicy};
 use caretaker_core::events::LabelledEvents;
 use caretaker_core::fs::{FsError, write_atomic};
@@ -25,7 +26,7 @@ pub const FILE: &str = "drift_reference.json";
 const DAY: i64 = 86_400_000_000;
 const OTHER: &str = "<other>";
 
-/// Row indices of the two windows, anchored at the newest clean event.
+/// Row indices of the two windows (ascending), anchored at the newest clean event.
 pub struct Windows {
     pub reference: Vec<usize>,
     pub current: Vec<usize>,
@@ -47,6 +48,15 @@ impl Windows {
             }
         }
         Windows { reference, current }
+    }
+}
+
+/// The values of the rows `rows` (ascending): borrowed when the rows are consecutive, as they are
+/// in data stored in time order.
+fn pick<'a>(rows: &[usize], values: &'a [f64]) -> std::borrow::Cow<'a, [f64]> {
+    match (rows.first(), rows.last()) {
+        (Some(&first), Some(&last)) if last - first + 1 == rows.len() => values[first..=last].into(),
+        _ => rows.iter().map(|&i| values[i]).collect::<Vec<f64>>().into(),
     }
 }
 
@@ -125,48 +135,6 @@ pub fn js_distance(reference: &[u64], current: &[u64]) -> f64 {
     divergence.max(0.0).sqrt()
 }
 
-/// The two-sample Kolmogorov-Smirnov statistic of two slices sorted ascending. [`measure`] sorts
-/// the windows with radsort, a radix sort in `f64::total_cmp`'s order: values equal in that order
-/// are the same bits, so the sorted slices are the ones a comparison sort gives, sooner.
-pub fn ks_statistic(a: &[f64], b: &[f64]) -> f64 {
-    if a.is_empty() || b.is_empty() {
-        return f64::NAN;
-    }
-    let (n, m) = (a.len() as f64, b.len() as f64);
-    let (mut i, mut j, mut d) = (0usize, 0usize, 0.0f64);
-    while i < a.len() && j < b.len() {
-        let x = if a[i] <= b[j] { a[i] } else { b[j] };
-        while i < a.len() && a[i] <= x {
-            i += 1;
-        }
-        while j < b.len() && b[j] <= x {
-            j += 1;
-        }
-        d = d.max((i as f64 / n - j as f64 / m).abs());
-    }
-    d
-}
-
-/// Bin index of `v`: the number of edges at or below it.
-#[cfg(test)]
-fn bin(edges: &[f64], v: f64) -> usize {
-    edges.partition_point(|&e| e <= v)
-}
-
-/// The number of values in each bin (as [`bin`] assigns them) of finite `sorted` values (the
-/// quality pass quarantines NaN and infinities): the values below each edge are a prefix.
-fn bin_counts(edges: &[f64], sorted: &[f64]) -> Vec<u64> {
-    let mut counts = Vec::with_capacity(edges.len() + 1);
-    let mut below = 0;
-    for &edge in edges {
-        let upto = sorted.partition_point(|&v| v < edge);
-        counts.push((upto - below) as u64);
-        below = upto;
-    }
-    counts.push((sorted.len() - below) as u64);
-    counts
-}
-
 fn numeric_labels(edges: &[f64]) -> Vec<String> {
     let mut labels = Vec::with_capacity(edges.len() + 1);
     let mut lo = "-inf".to_string();
@@ -239,8 +207,8 @@ pub fn measure(
             changed = true;
         }
     }
-    // Numeric features: one thread per feature at a time (the sorts for KS dominate). A feature
-    // without bins (`None`) freezes them from its sorted reference window.
+    // Numeric features: one thread per feature at a time. A feature without bins (`None`) freezes
+    // them from its reference window.
     let qs: Vec<f64> = (1..p.bins).map(|k| k as f64 / p.bins as f64).collect();
     let measured: Vec<(DriftResult, Option<Vec<f64>>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = events
@@ -254,19 +222,17 @@ pub fn measure(
                 };
                 let qs = &qs;
                 scope.spawn(move || {
-                    let mut reference: Vec<f64> = windows.reference.iter().map(|&i| column.values[i]).collect();
-                    let mut current: Vec<f64> = windows.current.iter().map(|&i| column.values[i]).collect();
-                    radsort::sort(&mut reference);
-                    radsort::sort(&mut current);
+                    let (reference, current) =
+                        (pick(&windows.reference, &column.values), pick(&windows.current, &column.values));
                     let fresh = edges.is_none();
                     let edges = edges.unwrap_or_else(|| {
-                        let mut edges = quantiles_of_sorted(&reference, qs);
+                        let mut edges = quantiles(&reference, qs);
                         edges.dedup();
                         edges
                     });
-                    let (rc, cc) = (bin_counts(&edges, &reference), bin_counts(&edges, &current));
+                    let ks::Measured { ks, reference_counts: rc, current_counts: cc } =
+                        ks::measure(&reference, &current, &edges);
                     let psi = psi(&rc, &cc);
-                    let ks = ks_statistic(&reference, &current);
                     let result = DriftResult {
                         feature: column.name.clone(),
                         kind: "numeric".into(),
@@ -364,51 +330,5 @@ mod tests {
         // Disjoint distributions are at the maximum JS distance, identical ones at 0.
         assert!((js_distance(&[10, 0], &[0, 10]) - 1.0).abs() < 1e-12);
         assert_eq!(js_distance(&[3, 7], &[30, 70]), 0.0);
-    }
-
-    #[test]
-    fn ks_matches_scipy() {
-        // scipy.stats.ks_2samp([1, 2, 3, 4], [3, 4, 5, 6, 7]).statistic = 0.6
-        let (a, b) = ([1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0, 7.0]);
-        assert!((ks_statistic(&a, &b) - 0.6).abs() < 1e-12);
-        assert_eq!(ks_statistic(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
-    }
-
-    #[test]
-    fn radsort_sorts_in_total_order() {
-        // The windows' radix sort must leave the order a comparison sort by f64::total_cmp leaves:
-        // NaNs of either sign, infinities, both zeros, subnormals, ties and ordinary values.
-        let mut rng = caretaker_core::rng::SplitMix64::new(9);
-        let mut a: Vec<f64> = vec![f64::NAN, -f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, 5e-324, -5e-324];
-        a.extend((0..5000).map(|_| ((rng.next() >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 1e6));
-        a.extend((0..5000).map(|i| (i % 7) as f64 - 3.0));
-        let mut expected = a.clone();
-        expected.sort_by(f64::total_cmp);
-        radsort::sort(&mut a);
-        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&a), bits(&expected));
-    }
-
-    #[test]
-    fn bin_counts_of_sorted_values_are_those_of_binning_each_value() {
-        let edges = [-1.0, 0.0, 0.5, 2.0];
-        let mut rng = caretaker_core::rng::SplitMix64::new(5);
-        let mut values: Vec<f64> =
-            (0..2000).map(|_| ((rng.next() >> 11) as f64 / (1u64 << 53) as f64 - 0.4) * 8.0).collect();
-        // Values on the edges, and beyond every edge.
-        values.extend([-1.0, 0.0, 0.0, 0.5, 2.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, -1e9, 1e9]);
-        let mut expected = vec![0u64; edges.len() + 1];
-        values.iter().for_each(|&v| expected[bin(&edges, v)] += 1);
-        radsort::sort(&mut values);
-        assert_eq!(bin_counts(&edges, &values), expected);
-        assert_eq!(bin_counts(&[], &values), vec![values.len() as u64]);
-        assert_eq!(bin_counts(&edges, &[]), vec![0; 5]);
-    }
-
-    #[test]
-    fn a_value_on_an_edge_goes_to_the_upper_bin() {
-        assert_eq!(bin(&[1.0, 2.0], 0.5), 0);
-        assert_eq!(bin(&[1.0, 2.0], 1.0), 1);
-        assert_eq!(bin(&[1.0, 2.0], 2.0), 2);
     }
 }

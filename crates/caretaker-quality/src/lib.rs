@@ -35,6 +35,7 @@
 mod checks;
 pub mod drift;
 pub mod integrity;
+pub mod ks;
 mod scan;
 mod schema;
 pub mod score;
