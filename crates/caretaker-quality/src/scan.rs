@@ -54,12 +54,31 @@ pub(crate) struct Pass {
 /// A categorical column being dictionary-coded across batches.
 struct Dictionary {
     index: HashMap<String, u32, RandomState>,
+    /// The codes of values of at most 15 bytes, by [`short_key`]: found without hashing and
+    /// comparing strings.
+    short: HashMap<u128, u32, RandomState>,
     levels: Vec<String>,
     codes: Vec<u32>,
 }
 
+/// A value of at most 15 bytes as one number: its bytes, zero-padded, and its length.
+fn short_key(value: &str) -> Option<u128> {
+    let bytes = value.as_bytes();
+    (bytes.len() < 16).then(|| {
+        let mut key = [0u8; 16];
+        key[..bytes.len()].copy_from_slice(bytes);
+        key[15] = bytes.len() as u8;
+        u128::from_le_bytes(key)
+    })
+}
+
 impl Dictionary {
     fn push(&mut self, value: &str) {
+        let key = short_key(value);
+        if let Some(&code) = key.and_then(|k| self.short.get(&k)) {
+            self.codes.push(code);
+            return;
+        }
         let code = match self.index.get(value) {
             Some(&c) => c,
             None => {
@@ -69,6 +88,9 @@ impl Dictionary {
                 c
             }
         };
+        if let Some(k) = key {
+            self.short.insert(k, code);
+        }
         self.codes.push(code);
     }
 
@@ -118,7 +140,7 @@ struct Accumulator {
     invalid: u64,
     duplicates: u64,
     quarantined: u64,
-    /// Every id seen so far: an integer id as itself, a text id by its 128-bit hash.
+    /// Every id seen so far: an integer id as itself, a text id by [`text_key`].
     seen: Seen,
     duplicate_examples: Vec<String>,
     not_allowed: Vec<std::collections::BTreeMap<String, u64>>,
@@ -137,7 +159,7 @@ fn rule(name: String, kind: Kind, column: Option<&str>) -> Rule {
 
 /// The ids seen so far. Integer ids are kept as themselves: 8 bytes a row keep a million ids'
 /// table within the processor's last-level cache, where most of the time of an insert is a miss.
-/// Text ids are kept by their xxh3-128 hash.
+/// Text ids are kept by [`text_key`]: short ones as themselves, long ones by a 120-bit hash.
 enum Seen {
     Integers(Parts<u64>),
     Text(Parts<u128>),
@@ -191,6 +213,12 @@ impl<K: std::hash::Hash + Eq + Copy + Default> Parts<K> {
         }
         self.keyed.clear();
     }
+}
+
+/// A text id as a 128-bit key: itself when it has at most 15 bytes ([`short_key`]), else its
+/// xxh3-128 hash with the last byte set to 255, which no short key has.
+fn text_key(id: &str) -> u128 {
+    short_key(id).unwrap_or_else(|| xxhash_rust::xxh3::xxh3_128(id.as_bytes()) | 0xFF << 120)
 }
 
 /// The part of an integer id: the top bits of a multiplicative hash, so that consecutive ids
@@ -250,8 +278,8 @@ impl Seen {
                     match v {
                         None => null[row] = true,
                         Some(v) => {
-                            let hash = xxhash_rust::xxh3::xxh3_128(v.as_bytes());
-                            parts.keyed.push(((hash >> 120) as u8, hash, row as u32));
+                            let key = text_key(v);
+                            parts.keyed.push((integer_part((key as u64) ^ (key >> 64) as u64), key, row as u32));
                         }
                     }
                 }
@@ -262,41 +290,52 @@ impl Seen {
     }
 }
 
-/// A batch's numeric column as one contiguous buffer (the column's own when it has one chunk, the
-/// common case: nothing is copied) and the rows that are null (`None`: none). The buffer's value
-/// at a null row is arbitrary; rows with a null are never read as clean.
+/// A batch's numeric column, read in place chunk by chunk, and the rows that are null (`None`:
+/// none). A value at a null row is arbitrary; rows with a null are never read as clean.
 struct Plain<T: PolarsNumericType> {
     array: ChunkedArray<T>,
     null: Option<Vec<bool>>,
 }
 
 fn plain<T: PolarsNumericType>(values: &ChunkedArray<T>) -> Plain<T> {
-    let array = values.rechunk().into_owned();
-    let null = array
-        .downcast_iter()
-        .next()
-        .and_then(|a| a.validity())
-        .filter(|validity| validity.unset_bits() > 0)
-        .map(|validity| validity.iter().map(|valid| !valid).collect());
-    Plain { array, null }
+    let null = (values.null_count() > 0).then(|| {
+        let mut null = Vec::with_capacity(values.len());
+        for array in values.downcast_iter() {
+            match array.validity() {
+                Some(validity) => null.extend(validity.iter().map(|valid| !valid)),
+                None => null.extend(std::iter::repeat_n(false, array.len())),
+            }
+        }
+        null
+    });
+    Plain { array: values.clone(), null }
 }
 
 impl<T: PolarsNumericType> Plain<T> {
-    fn values(&self) -> &[T::Native] {
-        self.array.downcast_iter().next().map_or(&[], |a| a.values().as_slice())
+    fn chunks(&self) -> impl Iterator<Item = &[T::Native]> + '_ {
+        self.array.downcast_iter().map(|a| a.values().as_slice())
+    }
+
+    fn values(&self) -> impl Iterator<Item = T::Native> + '_ {
+        self.chunks().flat_map(|c| c.iter().copied())
     }
 
     /// The rows whose value fails `test` (a null never does), or `None` when no row does: a
     /// clean batch allocates nothing.
     fn failing(&self, test: impl Fn(T::Native) -> bool) -> Option<Vec<bool>> {
-        let values = self.values();
         match &self.null {
-            None => values.iter().any(|&v| test(v)).then(|| values.iter().map(|&v| test(v)).collect()),
+            None => self.chunks().any(|c| c.iter().any(|&v| test(v))).then(|| self.values().map(&test).collect()),
             Some(null) => {
-                let fails = |(&v, &null): (&T::Native, &bool)| !null && test(v);
-                values.iter().zip(null).any(fails).then(|| values.iter().zip(null).map(fails).collect())
+                let fails = |(v, &null): (T::Native, &bool)| !null && test(v);
+                self.values().zip(null).any(fails).then(|| self.values().zip(null).map(fails).collect())
             }
         }
+    }
+
+    /// Appends the values of the rows in `runs` to `out`.
+    fn extend_runs(&self, out: &mut Vec<T::Native>, runs: &[std::ops::Range<usize>]) {
+        let chunks: Vec<&[T::Native]> = self.chunks().collect();
+        for_each_segment(chunks.iter().map(|c| c.len()), runs, |c, rows| out.extend_from_slice(&chunks[c][rows]));
     }
 }
 
@@ -329,9 +368,24 @@ fn clean_runs(bad: &[bool]) -> Vec<std::ops::Range<usize>> {
     runs
 }
 
-fn extend_runs<T: Copy>(out: &mut Vec<T>, values: &[T], runs: &[std::ops::Range<usize>]) {
-    for run in runs {
-        out.extend_from_slice(&values[run.clone()]);
+/// Calls `f(chunk, rows)` for the rows of `runs` (ascending, disjoint rows of a column whose
+/// chunks have the lengths `chunk_lens`), chunk by chunk: a run across chunks comes in pieces.
+fn for_each_segment(
+    chunk_lens: impl Iterator<Item = usize>,
+    runs: &[std::ops::Range<usize>],
+    mut f: impl FnMut(usize, std::ops::Range<usize>),
+) {
+    let (mut start, mut r) = (0, 0);
+    for (c, len) in chunk_lens.enumerate() {
+        let end = start + len;
+        while r < runs.len() && runs[r].start < end {
+            f(c, runs[r].start.max(start) - start..runs[r].end.min(end) - start);
+            if runs[r].end > end {
+                break;
+            }
+            r += 1;
+        }
+        start = end;
     }
 }
 
@@ -398,6 +452,7 @@ impl Accumulator {
                 .iter()
                 .map(|_| Dictionary {
                     index: HashMap::with_hasher(RandomState::default()),
+                    short: HashMap::with_hasher(RandomState::default()),
                     levels: Vec::new(),
                     codes: Vec::with_capacity(expected_rows),
                 })
@@ -448,14 +503,14 @@ impl Accumulator {
             let ints = plain(label_column.cast(&DataType::Int64)?.i64()?);
             let not_binary = ints.failing(|v| v != 0 && v != 1);
             if let Some(not_binary) = &not_binary {
-                for (&v, &bad) in ints.values().iter().zip(not_binary) {
+                for (v, &bad) in ints.values().zip(not_binary) {
                     if bad && self.label_values.len() < 5 {
                         self.label_values.push(v);
                     }
                 }
             }
             mark(&mut broken, self.rules.iter().position(|r| r.kind == Kind::LabelNotBinary), not_binary);
-            (ints.values().iter().map(|&v| v == 1).collect(), ints.null)
+            (ints.values().map(|v| v == 1).collect(), ints.null)
         } else {
             let values = label_column.as_materialized_series().bool()?;
             (
@@ -483,7 +538,7 @@ impl Accumulator {
 
         let mut strings = Vec::with_capacity(self.categorical.len());
         for (k, (name, allowed)) in self.categorical.iter().enumerate() {
-            let values = df.column(name)?.cast(&DataType::String)?.str()?.rechunk().into_owned();
+            let values = df.column(name)?.cast(&DataType::String)?.str()?.clone();
             if values.null_count() > 0 {
                 mark(
                     &mut broken,
@@ -565,18 +620,18 @@ impl Accumulator {
         std::thread::scope(|scope| {
             let coded = scope.spawn(|| {
                 for (values, dict) in strings.iter().zip(&mut dictionaries) {
-                    let array = values.downcast_iter().next().expect("one chunk");
-                    for run in &runs {
-                        for i in run.clone() {
-                            dict.push(array.value(i));
-                        }
-                    }
+                    let arrays: Vec<_> = values.downcast_iter().collect();
+                    for_each_segment(arrays.iter().map(|a| a.len()), &runs, |c, rows| {
+                        rows.for_each(|i| dict.push(arrays[c].value(i)));
+                    });
                 }
             });
-            extend_runs(&mut self.timestamps, ts.values(), &runs);
-            extend_runs(&mut self.labels, &labels, &runs);
+            ts.extend_runs(&mut self.timestamps, &runs);
+            for run in &runs {
+                self.labels.extend_from_slice(&labels[run.clone()]);
+            }
             for (values, out) in numbers.iter().zip(&mut self.numbers) {
-                extend_runs(out, values.values(), &runs);
+                values.extend_runs(out, &runs);
             }
             let written = if bad_rows > 0 { self.quarantine_rows(df, &bad, &broken, &active) } else { Ok(()) };
             coded.join().map_err(|_| polars_err!(ComputeError: "the category coding panicked"))?;
@@ -738,4 +793,43 @@ fn finish(mut acc: Accumulator, input: &QualityInput<'_>) -> Result<Pass> {
         duplicate_rows: acc.duplicates,
         future_rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_runs_across_chunks_are_copied_piece_by_piece() {
+        let mut pieces = Vec::new();
+        // Chunks of 3, 4 and 2 rows; runs within a chunk, across two and across all three.
+        for_each_segment([3, 4, 2].into_iter(), &[0..2, 2..8, 8..9], |c, rows| pieces.push((c, rows)));
+        assert_eq!(pieces, vec![(0, 0..2), (0, 2..3), (1, 0..4), (2, 0..1), (2, 1..2)]);
+        let mut pieces = Vec::new();
+        for_each_segment([3, 0, 4].into_iter(), &[1..2, 4..7], |c, rows| pieces.push((c, rows)));
+        assert_eq!(pieces, vec![(0, 1..2), (2, 1..4)]);
+    }
+
+    #[test]
+    fn a_column_in_chunks_is_read_in_place_with_its_nulls() {
+        let mut column = Float64Chunked::from_slice_options("f".into(), &[Some(1.0), None, Some(f64::NAN)]);
+        column.append(&Float64Chunked::from_slice("f".into(), &[4.0, 5.0])).unwrap();
+        assert_eq!(column.chunks().len(), 2);
+        let values = plain(&column);
+        assert_eq!(values.null, Some(vec![false, true, false, false, false]));
+        assert_eq!(values.failing(|v| !v.is_finite()), Some(vec![false, false, true, false, false]));
+        assert_eq!(values.failing(|v| v > 10.0), None);
+        let mut out = Vec::new();
+        values.extend_runs(&mut out, &clean_runs(&[false, true, true, false, false]));
+        assert_eq!(out, vec![1.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn short_text_ids_are_their_own_keys_and_long_ones_never_collide_with_them() {
+        assert_eq!(text_key(""), 0);
+        assert_ne!(text_key("a"), text_key("a\0"));
+        let long = "an-id-of-more-than-fifteen-bytes";
+        assert_eq!(text_key(long) >> 120, 0xFF);
+        assert!((0..16).map(|n| "x".repeat(n)).all(|id| text_key(&id) >> 120 == id.len() as u128));
+    }
 }
