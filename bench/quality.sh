@@ -29,6 +29,9 @@ print(f"{both['rows']} rows, {both['bytes'] / 2**20:.1f} MiB in {both['files']} 
 print(f"bare polars scan       {both['scan_median']:8.3f} s   peak {mib(scan['peak_rss_bytes']):8.0f} MiB")
 print(f"caretaker quality      {both['quality_median']:8.3f} s   peak {mib(qual['peak_rss_bytes']):8.0f} MiB   "
       f"ratio to the scan {both['ratio']:.2f} (goal <= 1.5)")
+if both.get("cpu_ratio") is not None:
+    print(f"processor time         scan {both['scan_cpu_seconds']:.3f} s, caretaker {both['quality_cpu_seconds']:.3f} s per repeat "
+          f"(all threads): ratio {both['cpu_ratio']:.2f}")
 print(f"reference quality      {peer['quality_median']:8.3f} s   peak {peer['peak_rss_mib']:8.0f} MiB   "
       f"(+ {peer['load_seconds']:.3f} s to load the file first)")
 print(f"reference / caretaker  {peer['quality_median'] / both['quality_median']:8.1f}x   "

@@ -99,6 +99,11 @@ pub struct QualityBench {
     pub quality_median: f64,
     /// quality_median / scan_median.
     pub ratio: f64,
+    /// Processor seconds (user and system, all threads) per repeat of each side, and their
+    /// ratio: steadier than wall time on a shared machine, and what both sides cost in all.
+    pub scan_cpu_seconds: Option<f64>,
+    pub quality_cpu_seconds: Option<f64>,
+    pub cpu_ratio: Option<f64>,
     pub quality_score: f64,
     pub peak_rss_bytes: Option<u64>,
 }
@@ -119,8 +124,13 @@ pub fn quality(config: &PipelineConfig, repeats: usize, only: Option<&str>) -> R
     let (mut scan_seconds, mut quality_seconds) = (Vec::new(), Vec::new());
     let mut rows = 0u64;
     let mut score = f64::NAN;
+    let (mut scan_cpu, mut quality_cpu) = (Some(0.0), Some(0.0));
+    let add_cpu = |total: &mut Option<f64>, before: Option<f64>| {
+        *total = total.zip(before).zip(cpu_seconds()).map(|((t, b), a)| t + a - b);
+    };
     for _ in 0..repeats.max(1) {
         if only != Some("quality") {
+            let cpu = cpu_seconds();
             let started = Instant::now();
             let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             let sink = counted.clone();
@@ -137,18 +147,24 @@ pub fn quality(config: &PipelineConfig, repeats: usize, only: Option<&str>) -> R
                 .and_then(|plan| plan.collect_with_engine(Engine::Streaming))
                 .map_err(|e| files.read_error(e))?;
             scan_seconds.push(started.elapsed().as_secs_f64());
+            add_cpu(&mut scan_cpu, cpu);
             rows = counted.load(std::sync::atomic::Ordering::Relaxed);
         }
         if only != Some("scan") {
+            let cpu = cpu_seconds();
             let started = Instant::now();
             let outcome = crate::run::assess_quality_in_scratch(config, &files, chrono::Utc::now(), scratch.path())?;
             quality_seconds.push(started.elapsed().as_secs_f64());
+            add_cpu(&mut quality_cpu, cpu);
             rows = outcome.report.rows;
             score = outcome.report.score;
             // Bins are frozen by the first repeat; later repeats measure the nightly case.
         }
     }
     let (scan_median, quality_median) = (self::median(&scan_seconds), self::median(&quality_seconds));
+    let per_repeat = |total: Option<f64>, n: usize| total.filter(|_| n > 0).map(|t| t / n as f64);
+    let (scan_cpu_seconds, quality_cpu_seconds) =
+        (per_repeat(scan_cpu, scan_seconds.len()), per_repeat(quality_cpu, quality_seconds.len()));
     Ok(QualityBench {
         dataset: config.dataset.path.display().to_string(),
         rows,
@@ -159,7 +175,43 @@ pub fn quality(config: &PipelineConfig, repeats: usize, only: Option<&str>) -> R
         scan_median,
         quality_median,
         ratio: quality_median / scan_median,
+        scan_cpu_seconds,
+        quality_cpu_seconds,
+        cpu_ratio: quality_cpu_seconds.zip(scan_cpu_seconds).map(|(q, s)| q / s),
         quality_score: score,
         peak_rss_bytes: crate::progress::peak_rss_bytes(),
     })
+}
+
+/// This process's processor time so far, user and system, all its threads, from `/proc/self/stat`
+/// (in clock ticks of 1/100 s, Linux's fixed `USER_HZ`); `None` where there is no such file.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces: state is
+    // the first, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn processor_time_grows_with_work() {
+        let Some(before) = super::cpu_seconds() else { return };
+        // Busy until the process has used 0.05 s more (other tests' threads count too), within
+        // a generous wall-time limit.
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        let mut now = before;
+        while now - before < 0.05 && started.elapsed().as_secs() < 20 {
+            for _ in 0..1_000_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(std::hint::black_box(1));
+            }
+            now = super::cpu_seconds().expect("read before");
+        }
+        std::hint::black_box(x);
+        assert!(now - before >= 0.05, "{before} s -> {now} s after {:?}", started.elapsed());
+        assert!(now - before < started.elapsed().as_secs_f64() * 4.0 + 0.02, "more than all cores could do");
+    }
 }
