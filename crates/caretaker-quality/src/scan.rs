@@ -323,13 +323,30 @@ impl<T: PolarsNumericType> Plain<T> {
     /// The rows whose value fails `test` (a null never does), or `None` when no row does: a
     /// clean batch allocates nothing.
     fn failing(&self, test: impl Fn(T::Native) -> bool) -> Option<Vec<bool>> {
-        match &self.null {
-            None => self.chunks().any(|c| c.iter().any(|&v| test(v))).then(|| self.values().map(&test).collect()),
-            Some(null) => {
-                let fails = |(v, &null): (T::Native, &bool)| !null && test(v);
-                self.values().zip(null).any(fails).then(|| self.values().zip(null).map(fails).collect())
-            }
+        // Chunk by chunk, so that each loop is over one slice (the compiler vectorises those).
+        let null = self.null.as_deref();
+        let mut start = 0;
+        let mut any = false;
+        for chunk in self.chunks() {
+            any |= match null {
+                None => chunk.iter().any(|&v| test(v)),
+                Some(null) => chunk.iter().zip(&null[start..]).any(|(&v, &null)| !null && test(v)),
+            };
+            start += chunk.len();
         }
+        if !any {
+            return None;
+        }
+        let mut mask = Vec::with_capacity(self.array.len());
+        let mut start = 0;
+        for chunk in self.chunks() {
+            match null {
+                None => mask.extend(chunk.iter().map(|&v| test(v))),
+                Some(null) => mask.extend(chunk.iter().zip(&null[start..]).map(|(&v, &null)| !null && test(v))),
+            }
+            start += chunk.len();
+        }
+        Some(mask)
     }
 
     /// Appends the values of the rows in `runs` to `out`.
@@ -590,25 +607,31 @@ impl Accumulator {
 
         // Which rows broke what.
         let active: Vec<usize> = (0..self.rules.len()).filter(|&r| !broken[r].is_empty()).collect();
+        // Each rule's mask once: into the rows to quarantine and the rows of its score dimension
+        // (completeness, validity, uniqueness), made when a rule of that dimension is broken.
         let mut bad = vec![false; n];
+        let mut dimensions: [Vec<bool>; 3] = Default::default();
         for &r in &active {
+            let dimension = match self.rules[r].kind {
+                Kind::Null => &mut dimensions[0],
+                Kind::Duplicate => &mut dimensions[2],
+                Kind::NotFinite | Kind::Range | Kind::Category | Kind::LabelNotBinary | Kind::Future => {
+                    &mut dimensions[1]
+                }
+            };
+            dimension.resize(n, false);
             let mut count = 0;
-            for (b, &x) in bad.iter_mut().zip(&broken[r]) {
+            for ((b, d), &x) in bad.iter_mut().zip(dimension.iter_mut()).zip(&broken[r]) {
                 *b |= x;
+                *d |= x;
                 count += x as u64;
             }
             self.rules[r].count += count;
         }
-        let any_of = |kinds: &[Kind]| -> u64 {
-            let rules: Vec<usize> = active.iter().copied().filter(|&r| kinds.contains(&self.rules[r].kind)).collect();
-            if rules.is_empty() {
-                return 0;
-            }
-            (0..n).filter(|&i| rules.iter().any(|&r| broken[r][i])).count() as u64
-        };
-        self.incomplete += any_of(&[Kind::Null]);
-        self.invalid += any_of(&[Kind::NotFinite, Kind::Range, Kind::Category, Kind::LabelNotBinary, Kind::Future]);
-        self.duplicates += any_of(&[Kind::Duplicate]);
+        let rows_in = |mask: &[bool]| mask.iter().filter(|b| **b).count() as u64;
+        self.incomplete += rows_in(&dimensions[0]);
+        self.invalid += rows_in(&dimensions[1]);
+        self.duplicates += rows_in(&dimensions[2]);
         let bad_rows = bad.iter().filter(|b| **b).count();
         self.rows += n as u64;
         self.quarantined += bad_rows as u64;
