@@ -165,41 +165,57 @@ enum Seen {
     Text(Parts<u128>),
 }
 
-/// Sets the ids are spread over, by 8 bits of a hash of the id.
-const ID_PARTS: usize = 256;
+/// Ids a part is sized for: three quarters of a table of 4096 slots, which holds up to 3584
+/// before it grows. A part's share of the ids varies by about the square root of it (55 here), so
+/// the parts of a dataset whose footers tell its rows hold their shares without growing, and the
+/// whole set stays dense: three quarters full, where a power-of-two number of parts would leave
+/// most tables half empty.
+const PART_IDS: usize = 3072;
 
-/// An id set in [`ID_PARTS`] parts. A batch's ids are grouped by part (a stable counting sort, so
-/// each part sees its ids in row order) and inserted part by part: each part is a small table,
-/// so its inserts stay within a few pages and cache lines instead of ranging over one large
-/// table. An id always falls in the same part, so a row is a duplicate exactly when an earlier
-/// row had its id, as with one set.
+/// An id set in parts, chosen by a hash of the id. A batch's ids are grouped by part (a stable
+/// counting sort, so each part sees its ids in row order) and inserted part by part: each part is
+/// a small table, so its inserts stay within a few pages and cache lines instead of ranging over
+/// one large table. An id always falls in the same part, so a row is a duplicate exactly when an
+/// earlier row had its id, as with one set.
 struct Parts<K> {
     sets: Vec<HashSet<K, RandomState>>,
-    /// The batch's `(part, key, row)`, and the same grouped by part.
-    keyed: Vec<(u8, K, u32)>,
+    /// The batch's `(part, key, row)`, the same grouped by part, and where each part's group
+    /// starts.
+    keyed: Vec<(u32, K, u32)>,
     grouped: Vec<(K, u32)>,
+    starts: Vec<usize>,
 }
 
 impl<K: std::hash::Hash + Eq + Copy + Default> Parts<K> {
     fn with_capacity(ids: usize) -> Parts<K> {
-        let each = ids.div_ceil(ID_PARTS);
+        let parts = ids.div_ceil(PART_IDS).max(1);
+        let each = ids.div_ceil(parts);
         Parts {
-            sets: (0..ID_PARTS).map(|_| HashSet::with_capacity_and_hasher(each, RandomState::default())).collect(),
+            sets: (0..parts).map(|_| HashSet::with_capacity_and_hasher(each, RandomState::default())).collect(),
             keyed: Vec::new(),
             grouped: Vec::new(),
+            starts: Vec::new(),
         }
+    }
+
+    /// The part of an id whose hash is `mixed` (a multiplicative hash: its high bits are the
+    /// well-mixed ones, and they choose the part).
+    fn part(&self, mixed: u64) -> u32 {
+        ((mixed as u128 * self.sets.len() as u128) >> 64) as u32
     }
 
     /// Inserts the ids in `self.keyed` and marks in `duplicate` the rows whose id was seen before.
     fn insert_keyed(&mut self, duplicate: &mut [bool]) {
-        let mut starts = [0usize; ID_PARTS + 1];
+        let parts = self.sets.len();
+        self.starts.clear();
+        self.starts.resize(parts + 1, 0);
         for &(part, _, _) in &self.keyed {
-            starts[part as usize + 1] += 1;
+            self.starts[part as usize + 1] += 1;
         }
-        for p in 0..ID_PARTS {
-            starts[p + 1] += starts[p];
+        for p in 0..parts {
+            self.starts[p + 1] += self.starts[p];
         }
-        let mut next = starts;
+        let mut next = self.starts.clone();
         self.grouped.clear();
         self.grouped.resize(self.keyed.len(), (K::default(), 0));
         for &(part, key, row) in &self.keyed {
@@ -207,7 +223,7 @@ impl<K: std::hash::Hash + Eq + Copy + Default> Parts<K> {
             next[part as usize] += 1;
         }
         for (p, set) in self.sets.iter_mut().enumerate() {
-            for &(key, row) in &self.grouped[starts[p]..starts[p + 1]] {
+            for &(key, row) in &self.grouped[self.starts[p]..self.starts[p + 1]] {
                 duplicate[row as usize] = !set.insert(key);
             }
         }
@@ -221,10 +237,10 @@ fn text_key(id: &str) -> u128 {
     short_key(id).unwrap_or_else(|| xxhash_rust::xxh3::xxh3_128(id.as_bytes()) | 0xFF << 120)
 }
 
-/// The part of an integer id: the top bits of a multiplicative hash, so that consecutive ids
+/// A multiplicative hash of an id's bits, whose high bits choose its part: consecutive ids
 /// spread over all parts.
-fn integer_part(id: u64) -> u8 {
-    (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8
+fn mixed(bits: u64) -> u64 {
+    bits.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 impl Seen {
@@ -238,7 +254,7 @@ impl Seen {
 
     /// An empty set that allocates nothing, to stand in while the set is on another thread.
     fn placeholder() -> Seen {
-        Seen::Integers(Parts { sets: Vec::new(), keyed: Vec::new(), grouped: Vec::new() })
+        Seen::Integers(Parts { sets: Vec::new(), keyed: Vec::new(), grouped: Vec::new(), starts: Vec::new() })
     }
 
     /// Marks in `duplicate` the rows of `column` whose id was seen before (in an earlier batch
@@ -254,14 +270,14 @@ impl Seen {
                     match array.validity().filter(|v| v.unset_bits() > 0) {
                         None => {
                             for &v in values {
-                                parts.keyed.push((integer_part(v as u64), v as u64, row));
+                                parts.keyed.push((parts.part(mixed(v as u64)), v as u64, row));
                                 row += 1;
                             }
                         }
                         Some(validity) => {
                             for (&v, valid) in values.iter().zip(validity.iter()) {
                                 if valid {
-                                    parts.keyed.push((integer_part(v as u64), v as u64, row));
+                                    parts.keyed.push((parts.part(mixed(v as u64)), v as u64, row));
                                 } else {
                                     null[row as usize] = true;
                                 }
@@ -279,7 +295,7 @@ impl Seen {
                         None => null[row] = true,
                         Some(v) => {
                             let key = text_key(v);
-                            parts.keyed.push((integer_part((key as u64) ^ (key >> 64) as u64), key, row as u32));
+                            parts.keyed.push((parts.part(mixed(key as u64 ^ (key >> 64) as u64)), key, row as u32));
                         }
                     }
                 }
