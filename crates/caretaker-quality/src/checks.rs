@@ -36,6 +36,9 @@ pub(crate) fn order_stats(values: &[f64], ks: &[usize]) -> Vec<f64> {
     // The members of every wanted prefix, in one pass.
     let mut buckets: Vec<usize> = wanted.iter().map(|w| w.0).collect();
     buckets.dedup();
+    if buckets.len() >= u16::MAX as usize {
+        return select_successively(&mut values.to_vec(), ks);
+    }
     const NONE: u16 = u16::MAX;
     let mut slot = vec![NONE; 1 << PREFIX_BITS];
     for (s, &b) in buckets.iter().enumerate() {

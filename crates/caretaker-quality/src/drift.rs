@@ -191,8 +191,8 @@ pub fn measure(
     let mut frozen = FrozenBins::load(state_dir)?;
     let mut changed = false;
 
-    // Freeze what is missing, from this reference window (numeric features in their threads below,
-    // from the reference they sort anyway).
+    // Freeze what is missing, from this reference window (numeric features in their threads
+    // below).
     for column in &events.categorical {
         if !matches!(frozen.features.get(&column.name), Some(Bins::Categorical { .. })) {
             let mut counts = vec![0u64; column.levels.len()];

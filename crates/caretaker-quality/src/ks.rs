@@ -51,7 +51,7 @@ pub struct Measured {
 
 /// [`ks_statistic`] and the bin counts of `reference` and `current`, in any order. The quality
 /// pass quarantines NaN and infinities, so the windows are finite; should one not be, both are
-/// sorted instead, with the same result.
+/// sorted instead (in `f64::total_cmp`'s order: a NaN then counts as above every edge).
 pub fn measure(reference: &[f64], current: &[f64], edges: &[f64]) -> Measured {
     let range = joint_range(reference, current).filter(|_| !reference.is_empty() && !current.is_empty());
     let Some(range) = range else {
@@ -171,7 +171,9 @@ impl Search {
         }
         let buckets = ((a.len() + b.len()) / 8).next_power_of_two().clamp(64, 1 << 15);
         let scale = buckets as f64 / (hi - lo);
-        if a.len() + b.len() < SORT_BELOW || depth >= MAX_DEPTH || !(scale.is_finite() && scale > 0.0) {
+        // (The bucket counts are u32: more values than that are sorted too.)
+        let sort = a.len() + b.len() < SORT_BELOW || a.len() + b.len() > u32::MAX as usize;
+        if sort || depth >= MAX_DEPTH || !(scale.is_finite() && scale > 0.0) {
             let (mut a, mut b) = (a.to_vec(), b.to_vec());
             a.sort_unstable_by(f64::total_cmp);
             b.sort_unstable_by(f64::total_cmp);

@@ -167,9 +167,9 @@ enum Seen {
 
 /// Ids a part is sized for: three quarters of a table of 4096 slots, which holds up to 3584
 /// before it grows. A part's share of the ids varies by about the square root of it (55 here), so
-/// the parts of a dataset whose footers tell its rows hold their shares without growing, and the
-/// whole set stays dense: three quarters full, where a power-of-two number of parts would leave
-/// most tables half empty.
+/// on a large dataset whose footers tell its rows the parts hold their shares without growing and
+/// the set stays about three quarters full, where 256 parts left most tables half empty. (Small
+/// sets, of a few parts, can be half full or have a part grow once.)
 const PART_IDS: usize = 3072;
 
 /// An id set in parts, chosen by a hash of the id. A batch's ids are grouped by part (a stable
