@@ -7,9 +7,10 @@
 //! value equal to an edge goes to the upper bin (numpy's `searchsorted(side="right")`), and bin
 //! shares are clipped at 1e-6 before `PSI = sum((cur - ref) * ln(cur / ref))`, as in the reference
 //! pipeline. Numeric features also get the two-sample Kolmogorov-Smirnov statistic (exact, found
-//! without sorting the windows: see [`crate::ks`]); categorical ones the Jensen-Shannon distance (base 2, so between 0 and 1) over
-//! the frozen categories plus an "other" bin. Every value is recorded every run, alarm or not.
-//! Delete the file to freeze new bins (after a deliberate change of a feature, say).
+//! without sorting the windows: see [`crate::ks`]); categorical ones the Jensen-Shannon distance
+//! (base 2, so between 0 and 1) over the frozen categories plus an "other" bin. Every value is
+//! recorded every run, alarm or not. Delete the file to freeze new bins (after a deliberate change
+//! of a feature, say).
 
 use crate::check;
 use crate::checks::quantiles;

@@ -53,23 +53,15 @@ pub struct Measured {
 /// pass quarantines NaN and infinities, so the windows are finite; should one not be, both are
 /// sorted instead (in `f64::total_cmp`'s order: a NaN then counts as above every edge).
 pub fn measure(reference: &[f64], current: &[f64], edges: &[f64]) -> Measured {
-    let range = joint_range(reference, current).filter(|_| !reference.is_empty() && !current.is_empty());
-    let Some(range) = range else {
-        let mut a = reference.to_vec();
-        let mut b = current.to_vec();
-        a.sort_unstable_by(f64::total_cmp);
-        b.sort_unstable_by(f64::total_cmp);
-        let below = |sorted: &[f64]| edges.iter().map(|&e| sorted.partition_point(|&v| v < e) as u64).collect();
-        return Measured {
-            ks: ks_statistic(&a, &b),
-            reference_counts: counts_from_below(below(&a), a.len()),
-            current_counts: counts_from_below(below(&b), b.len()),
-        };
-    };
     let mut search = Search { n: reference.len() as f64, m: current.len() as f64, best: 0.0 };
-    let (below_a, below_b) = search.bucketed(reference, current, range, 0, 0, 0, edges);
+    let (below_a, below_b) = match joint_range(reference, current) {
+        Some(range) if !reference.is_empty() && !current.is_empty() => {
+            search.bucketed(reference, current, range, 0, 0, 0, edges)
+        }
+        _ => search.by_sorting(reference, current, 0, 0, edges),
+    };
     Measured {
-        ks: search.best,
+        ks: if reference.is_empty() || current.is_empty() { f64::NAN } else { search.best },
         reference_counts: counts_from_below(below_a, reference.len()),
         current_counts: counts_from_below(below_b, current.len()),
     }
@@ -147,6 +139,17 @@ impl Search {
         }
     }
 
+    /// [`Search::sorted`] on sorted copies of `a` and `b`; and, for each of `edges`, how many
+    /// values of `a` and of `b` lie below it.
+    fn by_sorting(&mut self, a: &[f64], b: &[f64], i0: usize, j0: usize, edges: &[f64]) -> (Vec<u64>, Vec<u64>) {
+        let (mut a, mut b) = (a.to_vec(), b.to_vec());
+        a.sort_unstable_by(f64::total_cmp);
+        b.sort_unstable_by(f64::total_cmp);
+        self.sorted(&a, &b, i0, j0);
+        let below = |sorted: &[f64]| edges.iter().map(|&e| sorted.partition_point(|&v| v < e) as u64).collect();
+        (below(&a), below(&b))
+    }
+
     /// Searches the finite values `a` and `b`, lying in `range` with `i0` and `j0` values below
     /// them, for terms above `self.best`. Returns, for each of `edges`, how many values of `a`
     /// and of `b` lie below it.
@@ -174,12 +177,7 @@ impl Search {
         // (The bucket counts are u32: more values than that are sorted too.)
         let sort = a.len() + b.len() < SORT_BELOW || a.len() + b.len() > u32::MAX as usize;
         if sort || depth >= MAX_DEPTH || !(scale.is_finite() && scale > 0.0) {
-            let (mut a, mut b) = (a.to_vec(), b.to_vec());
-            a.sort_unstable_by(f64::total_cmp);
-            b.sort_unstable_by(f64::total_cmp);
-            self.sorted(&a, &b, i0, j0);
-            let below = |sorted: &[f64]| edges.iter().map(|&e| sorted.partition_point(|&v| v < e) as u64).collect();
-            return (below(&a), below(&b));
+            return self.by_sorting(a, b, i0, j0, edges);
         }
         // Monotone in the value: a smaller value never lands in a later bucket.
         let bucket = |v: f64| (((v - lo) * scale) as usize).min(buckets - 1);

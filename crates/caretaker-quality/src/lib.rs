@@ -7,11 +7,11 @@
 //! is not 0/1, a timestamp in the future, an id seen before), streams the failing rows to the
 //! quarantine file with the rules each one broke, and appends the clean rows to the
 //! [`LabelledEvents`] that training uses. Memory holds the clean feature values and every id (an
-//! integer as itself, a text id by its 16-byte hash), never the raw file. Each batch uses two
-//! cores: the id inserts, which alone must follow row order, run beside the other rules. Before
-//! the pass, [`integrity`] reads every file's footer with the `parquet` crate and [`schema`]
-//! checks the contract; after it, the column checks (outliers, freshness, label balance) and
-//! [`drift`] run on the clean rows.
+//! integer as itself, a text id in 16 bytes: itself up to 15 bytes, else a hash), never the raw
+//! file. Each batch uses two cores: the id inserts, which alone must follow row order, run beside
+//! the other rules. Before the pass, [`integrity`] reads every file's footer with the `parquet`
+//! crate and [`schema`] checks the contract; after it, the column checks (outliers, freshness,
+//! label balance) and [`drift`] run on the clean rows.
 //!
 //! Every check is reported with its measured value, its threshold and pass or fail. A failed check
 //! is a finding in the report, not an error: errors are for data that cannot be read at all.

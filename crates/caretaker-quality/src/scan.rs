@@ -53,10 +53,10 @@ pub(crate) struct Pass {
 
 /// A categorical column being dictionary-coded across batches.
 struct Dictionary {
-    index: HashMap<String, u32, RandomState>,
-    /// The codes of values of at most 15 bytes, by [`short_key`]: found without hashing and
-    /// comparing strings.
+    /// The codes of values of at most 15 bytes, by [`short_key`] (found without hashing and
+    /// comparing strings), and of longer ones.
     short: HashMap<u128, u32, RandomState>,
+    index: HashMap<String, u32, RandomState>,
     levels: Vec<String>,
     codes: Vec<u32>,
 }
@@ -74,22 +74,23 @@ fn short_key(value: &str) -> Option<u128> {
 
 impl Dictionary {
     fn push(&mut self, value: &str) {
-        let key = short_key(value);
-        if let Some(&code) = key.and_then(|k| self.short.get(&k)) {
-            self.codes.push(code);
-            return;
-        }
-        let code = match self.index.get(value) {
-            Some(&c) => c,
-            None => {
-                let c = self.levels.len() as u32;
-                self.index.insert(value.to_string(), c);
-                self.levels.push(value.to_string());
-                c
-            }
+        use std::collections::hash_map::Entry;
+        let next = self.levels.len() as u32;
+        let (code, new) = match short_key(value) {
+            Some(key) => match self.short.entry(key) {
+                Entry::Occupied(e) => (*e.get(), false),
+                Entry::Vacant(e) => (*e.insert(next), true),
+            },
+            None => match self.index.get(value) {
+                Some(&c) => (c, false),
+                None => {
+                    self.index.insert(value.to_string(), next);
+                    (next, true)
+                }
+            },
         };
-        if let Some(k) = key {
-            self.short.insert(k, code);
+        if new {
+            self.levels.push(value.to_string());
         }
         self.codes.push(code);
     }
@@ -484,8 +485,8 @@ impl Accumulator {
                 .categorical
                 .iter()
                 .map(|_| Dictionary {
-                    index: HashMap::with_hasher(RandomState::default()),
                     short: HashMap::with_hasher(RandomState::default()),
+                    index: HashMap::with_hasher(RandomState::default()),
                     levels: Vec::new(),
                     codes: Vec::with_capacity(expected_rows),
                 })
