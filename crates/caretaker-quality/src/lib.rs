@@ -8,8 +8,9 @@
 //! quarantine file with the rules each one broke, and appends the clean rows to the
 //! [`LabelledEvents`] that training uses. Memory holds the clean feature values and every id (an
 //! integer as itself, a text id in 16 bytes: itself up to 15 bytes, else a hash), never the raw
-//! file. Each batch uses two cores: the id inserts, which alone must follow row order, run beside
-//! the other rules. Before the pass, [`integrity`] reads every file's footer with the `parquet`
+//! file. Ids that arrive in ascending order, as sequences and time-ordered keys do, are kept in a
+//! sorted vector and cost a comparison each; others go to a hash set. Each batch uses two cores:
+//! the ids, which alone must follow row order, beside the other rules. Before the pass, [`integrity`] reads every file's footer with the `parquet`
 //! crate and [`schema`] checks the contract; after it, the column checks (outliers, freshness,
 //! label balance) and [`drift`] run on the clean rows.
 //!

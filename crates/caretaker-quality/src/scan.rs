@@ -59,20 +59,56 @@ struct Dictionary {
     index: HashMap<String, u32, RandomState>,
     levels: Vec<String>,
     codes: Vec<u32>,
+    /// The codes of recent values of at most 12 bytes, by their Arrow view (the value itself,
+    /// zero-padded, after its length), in [`RECENT`] slots: a category column's few values are
+    /// coded without a hash-table lookup. A slot not yet used holds a view no value has.
+    recent: Vec<(u128, u32)>,
 }
 
-/// A value of at most 15 bytes as one number: its bytes, zero-padded, and its length.
+/// Slots of [`Dictionary::recent`], chosen by a multiplicative hash of the view.
+const RECENT: usize = 1024;
+
+/// A value of at most 15 bytes as one number: its length in the first (most significant) byte,
+/// then its bytes, zero-padded. Keys order values by length, then byte by byte.
 fn short_key(value: &str) -> Option<u128> {
     let bytes = value.as_bytes();
     (bytes.len() < 16).then(|| {
         let mut key = [0u8; 16];
-        key[..bytes.len()].copy_from_slice(bytes);
-        key[15] = bytes.len() as u8;
-        u128::from_le_bytes(key)
+        key[0] = bytes.len() as u8;
+        key[1..=bytes.len()].copy_from_slice(bytes);
+        u128::from_be_bytes(key)
     })
 }
 
 impl Dictionary {
+    fn new(expected_rows: usize) -> Dictionary {
+        Dictionary {
+            short: HashMap::with_hasher(RandomState::default()),
+            index: HashMap::with_hasher(RandomState::default()),
+            levels: Vec::new(),
+            codes: Vec::with_capacity(expected_rows),
+            // A view of length 2^32 - 1 is never a short value's.
+            recent: vec![(u128::MAX, 0); RECENT],
+        }
+    }
+
+    /// Codes the value at row `i` of `array`.
+    fn push_at(&mut self, array: &<StringType as PolarsDataType>::Array, i: usize) {
+        let view = array.views()[i];
+        if !view.is_inline() {
+            return self.push(array.value(i));
+        }
+        let key = view.as_u128();
+        let slot = (mixed(key as u64 ^ (key >> 64) as u64) >> 54) as usize;
+        let (recent, code) = self.recent[slot];
+        if recent == key {
+            self.codes.push(code);
+        } else {
+            self.push(array.value(i));
+            self.recent[slot] = (key, *self.codes.last().expect("just pushed"));
+        }
+    }
+
     fn push(&mut self, value: &str) {
         use std::collections::hash_map::Entry;
         let next = self.levels.len() as u32;
@@ -141,7 +177,7 @@ struct Accumulator {
     invalid: u64,
     duplicates: u64,
     quarantined: u64,
-    /// Every id seen so far: an integer id as itself, a text id by [`text_key`].
+    /// Every id seen so far.
     seen: Seen,
     duplicate_examples: Vec<String>,
     not_allowed: Vec<std::collections::BTreeMap<String, u64>>,
@@ -158,12 +194,137 @@ fn rule(name: String, kind: Kind, column: Option<&str>) -> Rule {
     Rule { name, kind, column: column.map(str::to_string), count: 0 }
 }
 
-/// The ids seen so far. Integer ids are kept as themselves: 8 bytes a row keep a million ids'
-/// table within the processor's last-level cache, where most of the time of an insert is a miss.
-/// Text ids are kept by [`text_key`]: short ones as themselves, long ones by a 120-bit hash.
+/// The ids seen so far, each by a key whose order is the ids' order: an integer id by its value
+/// (8 bytes a row), a text id by [`text_key`] (16).
 enum Seen {
-    Integers(Parts<u64>),
-    Text(Parts<u128>),
+    Integers(Ids<u64>),
+    Text(Ids<u128>),
+}
+
+/// An id's key: ordered, hashable, and mixed into the 64 bits that choose its part.
+trait IdKey: std::hash::Hash + Ord + Copy + Default {
+    fn mixed(self) -> u64;
+}
+
+impl IdKey for u64 {
+    fn mixed(self) -> u64 {
+        mixed(self)
+    }
+}
+
+impl IdKey for u128 {
+    fn mixed(self) -> u64 {
+        mixed(self as u64 ^ (self >> 64) as u64)
+    }
+}
+
+/// Share of a batch's ids (in eighths) that may come out of order before the set stops keeping
+/// ids in order: above it, the binary searches would cost more than the hash inserts they save.
+const OUT_OF_ORDER_EIGHTHS: usize = 1;
+
+/// Ids at the end of the ordered ids that a smaller new id moves to the set, as ids that came
+/// early: more than this, and the new id goes to the set itself.
+const JUMPS_AHEAD: usize = 4;
+
+/// The ids seen so far. Ids usually come in ascending order (a sequence, a counter formatted into
+/// text, a time-ordered key), and while they do they are kept in a sorted vector: an id above the
+/// last one is new without any lookup, and only the few below it (a repeated id, one out of place)
+/// are looked up, by binary search and in a small set beside the vector. A batch with more than an
+/// eighth of its ids out of order moves every id to a hash set in parts ([`Parts`]), for good.
+struct Ids<K> {
+    mode: Mode<K>,
+    /// The ids the footers announce, to size the parts if they are needed.
+    expected: usize,
+    /// The batch's keys and rows (the rows that have an id).
+    keys: Vec<(K, u32)>,
+}
+
+enum Mode<K> {
+    /// Every id seen is in exactly one of `ascending` (strictly ascending) and `rest`, whose
+    /// largest key is `rest_max`.
+    Ordered {
+        ascending: Vec<K>,
+        rest: HashSet<K, RandomState>,
+        rest_max: Option<K>,
+    },
+    Hashed(Parts<K>),
+}
+
+impl<K: IdKey> Ids<K> {
+    fn new(expected: usize) -> Ids<K> {
+        Ids {
+            mode: Mode::Ordered { ascending: Vec::with_capacity(expected), rest: HashSet::default(), rest_max: None },
+            expected,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Marks in `duplicate` the rows of `self.keys` whose id came before (in an earlier batch or
+    /// an earlier row), and empties `self.keys`.
+    fn insert_keys(&mut self, duplicate: &mut [bool]) {
+        let keys = std::mem::take(&mut self.keys);
+        let in_order = |out_of_order: usize| out_of_order * 8 <= keys.len() * OUT_OF_ORDER_EIGHTHS;
+        if matches!(self.mode, Mode::Ordered { .. }) && !in_order(keys.windows(2).filter(|w| w[0].0 >= w[1].0).count())
+        {
+            self.hash_all();
+        }
+        match &mut self.mode {
+            Mode::Ordered { ascending, rest, rest_max } => {
+                let mut out_of_order = 0;
+                for &(key, row) in &keys {
+                    duplicate[row as usize] = match ascending.last() {
+                        Some(&last) if key <= last => match ascending.binary_search(&key) {
+                            Ok(_) => true,
+                            Err(_) if rest.contains(&key) => true,
+                            Err(place) => {
+                                out_of_order += 1;
+                                // Below only the last few ids: they came early (jumps ahead, such
+                                // as ids copied from later rows), and the set takes them instead.
+                                let moved = if ascending.len() - place <= JUMPS_AHEAD {
+                                    let early = ascending.split_off(place);
+                                    ascending.push(key);
+                                    early
+                                } else {
+                                    vec![key]
+                                };
+                                // (Ascending, so the last is the largest.)
+                                *rest_max = (*rest_max).max(moved.last().copied());
+                                rest.extend(moved);
+                                false
+                            }
+                        },
+                        _ if rest_max.is_some_and(|m| key <= m) && rest.contains(&key) => true,
+                        _ => {
+                            ascending.push(key);
+                            false
+                        }
+                    };
+                }
+                if !in_order(out_of_order) {
+                    self.hash_all();
+                }
+            }
+            Mode::Hashed(parts) => {
+                let n = parts.sets.len();
+                parts.keyed.extend(keys.iter().map(|&(key, row)| (part_of(key.mixed(), n), key, row)));
+                parts.insert_keyed(duplicate);
+            }
+        }
+        self.keys = keys;
+        self.keys.clear();
+    }
+
+    /// Moves every id kept in order to the hash set in parts.
+    fn hash_all(&mut self) {
+        if let Mode::Ordered { ascending, rest, .. } = &mut self.mode {
+            let mut parts = Parts::with_capacity(self.expected.max(ascending.len() + rest.len()));
+            let n = parts.sets.len();
+            for key in ascending.drain(..).chain(rest.drain()) {
+                parts.sets[part_of(key.mixed(), n) as usize].insert(key);
+            }
+            self.mode = Mode::Hashed(parts);
+        }
+    }
 }
 
 /// Ids a part is sized for: three quarters of a table of 4096 slots, which holds up to 3584
@@ -187,7 +348,13 @@ struct Parts<K> {
     starts: Vec<usize>,
 }
 
-impl<K: std::hash::Hash + Eq + Copy + Default> Parts<K> {
+/// The part, of `parts`, of an id whose hash is `mixed` (a multiplicative hash: its high bits are
+/// the well-mixed ones, and they choose the part).
+fn part_of(mixed: u64, parts: usize) -> u32 {
+    ((mixed as u128 * parts as u128) >> 64) as u32
+}
+
+impl<K: IdKey> Parts<K> {
     fn with_capacity(ids: usize) -> Parts<K> {
         let parts = ids.div_ceil(PART_IDS).max(1);
         let each = ids.div_ceil(parts);
@@ -197,12 +364,6 @@ impl<K: std::hash::Hash + Eq + Copy + Default> Parts<K> {
             grouped: Vec::new(),
             starts: Vec::new(),
         }
-    }
-
-    /// The part of an id whose hash is `mixed` (a multiplicative hash: its high bits are the
-    /// well-mixed ones, and they choose the part).
-    fn part(&self, mixed: u64) -> u32 {
-        ((mixed as u128 * self.sets.len() as u128) >> 64) as u32
     }
 
     /// Inserts the ids in `self.keyed` and marks in `duplicate` the rows whose id was seen before.
@@ -232,8 +393,9 @@ impl<K: std::hash::Hash + Eq + Copy + Default> Parts<K> {
     }
 }
 
-/// A text id as a 128-bit key: itself when it has at most 15 bytes ([`short_key`]), else its
-/// xxh3-128 hash with the last byte set to 255, which no short key has.
+/// A text id as a 128-bit key: itself when it has at most 15 bytes ([`short_key`], which orders
+/// ids by length, then byte by byte, so that "ev-9" comes before "ev-10"), else its xxh3-128 hash
+/// with the first byte set to 255, which no short key has.
 fn text_key(id: &str) -> u128 {
     short_key(id).unwrap_or_else(|| xxhash_rust::xxh3::xxh3_128(id.as_bytes()) | 0xFF << 120)
 }
@@ -246,39 +408,34 @@ fn mixed(bits: u64) -> u64 {
 
 impl Seen {
     fn new(integers: bool, expected_rows: usize) -> Seen {
-        if integers {
-            Seen::Integers(Parts::with_capacity(expected_rows))
-        } else {
-            Seen::Text(Parts::with_capacity(expected_rows))
-        }
+        if integers { Seen::Integers(Ids::new(expected_rows)) } else { Seen::Text(Ids::new(expected_rows)) }
     }
 
     /// An empty set that allocates nothing, to stand in while the set is on another thread.
     fn placeholder() -> Seen {
-        Seen::Integers(Parts { sets: Vec::new(), keyed: Vec::new(), grouped: Vec::new(), starts: Vec::new() })
+        Seen::Integers(Ids::new(0))
     }
 
     /// Marks in `duplicate` the rows of `column` whose id was seen before (in an earlier batch
     /// or an earlier row), and in `null` the rows without an id.
     fn insert(&mut self, column: &Column, duplicate: &mut [bool], null: &mut [bool]) -> PolarsResult<()> {
         match self {
-            Seen::Integers(parts) => {
-                let ids = column.cast(&DataType::Int64)?;
-                let ids = ids.i64()?;
+            Seen::Integers(ids) => {
+                let column = column.cast(&DataType::Int64)?;
                 let mut row = 0u32;
-                for array in ids.downcast_iter() {
+                // The sign bit flipped, so that the keys' order is the ids' order.
+                let key = |v: i64| (v as u64) ^ (1 << 63);
+                for array in column.i64()?.downcast_iter() {
                     let values = array.values().as_slice();
                     match array.validity().filter(|v| v.unset_bits() > 0) {
                         None => {
-                            for &v in values {
-                                parts.keyed.push((parts.part(mixed(v as u64)), v as u64, row));
-                                row += 1;
-                            }
+                            ids.keys.extend(values.iter().zip(row..).map(|(&v, row)| (key(v), row)));
+                            row += values.len() as u32;
                         }
                         Some(validity) => {
                             for (&v, valid) in values.iter().zip(validity.iter()) {
                                 if valid {
-                                    parts.keyed.push((parts.part(mixed(v as u64)), v as u64, row));
+                                    ids.keys.push((key(v), row));
                                 } else {
                                     null[row as usize] = true;
                                 }
@@ -287,20 +444,17 @@ impl Seen {
                         }
                     }
                 }
-                parts.insert_keyed(duplicate);
+                ids.insert_keys(duplicate);
             }
-            Seen::Text(parts) => {
-                let ids = column.cast(&DataType::String)?;
-                for (row, v) in ids.str()?.iter().enumerate() {
+            Seen::Text(ids) => {
+                let column = column.cast(&DataType::String)?;
+                for (row, v) in column.str()?.iter().enumerate() {
                     match v {
                         None => null[row] = true,
-                        Some(v) => {
-                            let key = text_key(v);
-                            parts.keyed.push((parts.part(mixed(key as u64 ^ (key >> 64) as u64)), key, row as u32));
-                        }
+                        Some(v) => ids.keys.push((text_key(v), row as u32)),
                     }
                 }
-                parts.insert_keyed(duplicate);
+                ids.insert_keys(duplicate);
             }
         }
         Ok(())
@@ -340,20 +494,10 @@ impl<T: PolarsNumericType> Plain<T> {
     /// The rows whose value fails `test` (a null never does), or `None` when no row does: a
     /// clean batch allocates nothing.
     fn failing(&self, test: impl Fn(T::Native) -> bool) -> Option<Vec<bool>> {
-        // Chunk by chunk, so that each loop is over one slice (the compiler vectorises those).
-        let null = self.null.as_deref();
-        let mut start = 0;
-        let mut any = false;
-        for chunk in self.chunks() {
-            any |= match null {
-                None => chunk.iter().any(|&v| test(v)),
-                Some(null) => chunk.iter().zip(&null[start..]).any(|(&v, &null)| !null && test(v)),
-            };
-            start += chunk.len();
-        }
-        if !any {
+        if !self.any_fails(&test) {
             return None;
         }
+        let null = self.null.as_deref();
         let mut mask = Vec::with_capacity(self.array.len());
         let mut start = 0;
         for chunk in self.chunks() {
@@ -364,6 +508,27 @@ impl<T: PolarsNumericType> Plain<T> {
             start += chunk.len();
         }
         Some(mask)
+    }
+
+    /// Whether the value of any row fails `test` (a null never does). Chunk by chunk, and within
+    /// a chunk in blocks without an early exit, so that each block's loop is vectorised.
+    fn any_fails(&self, test: impl Fn(T::Native) -> bool) -> bool {
+        const BLOCK: usize = 1024;
+        let null = self.null.as_deref();
+        let mut start = 0;
+        for chunk in self.chunks() {
+            let failed = match null {
+                None => chunk.chunks(BLOCK).any(|block| block.iter().fold(false, |any, &v| any | test(v))),
+                Some(null) => chunk.chunks(BLOCK).zip(null[start..].chunks(BLOCK)).any(|(block, null)| {
+                    block.iter().zip(null).fold(false, |any, (&v, &null)| any | (!null & test(v)))
+                }),
+            };
+            if failed {
+                return true;
+            }
+            start += chunk.len();
+        }
+        false
     }
 
     /// Appends the values of the rows in `runs` to `out`.
@@ -481,16 +646,7 @@ impl Accumulator {
             timestamps: Vec::with_capacity(expected_rows),
             labels: Vec::with_capacity(expected_rows),
             numbers: vec![Vec::with_capacity(expected_rows); spec.numeric.len()],
-            dictionaries: spec
-                .categorical
-                .iter()
-                .map(|_| Dictionary {
-                    short: HashMap::with_hasher(RandomState::default()),
-                    index: HashMap::with_hasher(RandomState::default()),
-                    levels: Vec::new(),
-                    codes: Vec::with_capacity(expected_rows),
-                })
-                .collect(),
+            dictionaries: spec.categorical.iter().map(|_| Dictionary::new(expected_rows)).collect(),
             quarantine: Quarantine { final_path: input.quarantine_path.to_path_buf(), temp, writer: None },
             error: None,
         })
@@ -557,13 +713,18 @@ impl Accumulator {
         let mut numbers = Vec::with_capacity(self.numeric.len());
         for (name, range) in &self.numeric {
             let mut values = plain(df.column(name)?.cast(&DataType::Float64)?.f64()?);
-            mark(&mut broken, self.rule_index(Kind::NotFinite, name), values.failing(|v| !v.is_finite()));
-            if let Some((lo, hi)) = *range {
-                mark(
-                    &mut broken,
-                    self.rule_index(Kind::Range, name),
-                    values.failing(|v| v.is_finite() && (v < lo || v > hi)),
-                );
+            // With a range, one pass finds whether any value is out of it or not finite (NaN
+            // fails both comparisons); the two masks are made only then.
+            let (lo, hi) = range.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
+            if values.any_fails(|v| !(v >= lo && v <= hi && v.is_finite())) {
+                mark(&mut broken, self.rule_index(Kind::NotFinite, name), values.failing(|v| !v.is_finite()));
+                if range.is_some() {
+                    mark(
+                        &mut broken,
+                        self.rule_index(Kind::Range, name),
+                        values.failing(|v| v.is_finite() && (v < lo || v > hi)),
+                    );
+                }
             }
             // The rules that skip nulls are done: the null mask becomes the null rule's.
             mark(&mut broken, self.rule_index(Kind::Null, name), values.null.take());
@@ -662,7 +823,7 @@ impl Accumulator {
                 for (values, dict) in strings.iter().zip(&mut dictionaries) {
                     let arrays: Vec<_> = values.downcast_iter().collect();
                     for_each_segment(arrays.iter().map(|a| a.len()), &runs, |c, rows| {
-                        rows.for_each(|i| dict.push(arrays[c].value(i)));
+                        rows.for_each(|i| dict.push_at(arrays[c], i));
                     });
                 }
             });
@@ -862,6 +1023,75 @@ mod tests {
         let mut out = Vec::new();
         values.extend_runs(&mut out, &clean_runs(&[false, true, true, false, false]));
         assert_eq!(out, vec![1.0, 4.0, 5.0]);
+    }
+
+    /// Feeds `ids` to an id set in batches of `batch` and checks every row's verdict against a
+    /// plain hash set; returns whether the set still keeps its ids in order.
+    fn duplicates_as_a_plain_set_finds(ids: &[u64], batch: usize) -> bool {
+        let mut set = Ids::<u64>::new(ids.len());
+        let mut model = std::collections::HashSet::new();
+        for (b, chunk) in ids.chunks(batch).enumerate() {
+            set.keys.extend(chunk.iter().zip(0..).map(|(&id, row)| (id, row)));
+            let mut duplicate = vec![false; chunk.len()];
+            set.insert_keys(&mut duplicate);
+            for (row, &id) in chunk.iter().enumerate() {
+                assert_eq!(duplicate[row], !model.insert(id), "batch {b}, row {row}, id {id}");
+            }
+        }
+        matches!(set.mode, Mode::Ordered { .. })
+    }
+
+    #[test]
+    fn ids_in_order_are_kept_in_order_and_any_order_finds_the_same_duplicates() {
+        let mut state = 7u64;
+        let mut random = |below: u64| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) % below
+        };
+        let n = 20_000u64;
+        let ascending: Vec<u64> = (0..n).map(|i| 3 * i + 1).collect();
+        // 0.2% of the rows take the id of another row, earlier or later (as gen_data.py plants
+        // them): the later copies jump ahead of the sequence.
+        let mut copied = ascending.clone();
+        for _ in 0..40 {
+            let (from, to) = (random(n) as usize, random(n) as usize);
+            copied[to] = ascending[from];
+        }
+        // Three rows in a row taking ids from far ahead.
+        let mut runs_ahead = ascending.clone();
+        for _ in 0..10 {
+            let to = random(n - 3) as usize;
+            for k in 0..3 {
+                runs_ahead[to + k] = ascending[(to + 1000 + random(5000) as usize).min(n as usize - 1)];
+            }
+        }
+        let mut swapped = ascending.clone();
+        for i in (0..n as usize - 1).step_by(97) {
+            swapped.swap(i, i + 1);
+        }
+        let shuffled: Vec<u64> = (0..n).map(|_| random(n / 2)).collect();
+        let descending: Vec<u64> = ascending.iter().rev().copied().collect();
+        // Each batch ascending, the batches out of order.
+        let blocks: Vec<u64> = [2u64, 0, 3, 1].iter().flat_map(|&b| b * 5000..(b + 1) * 5000).collect();
+        // In order, then repeating all of it.
+        let repeated: Vec<u64> = ascending.iter().chain(&ascending).copied().collect();
+        for batch in [1000, 4096, 20_000] {
+            assert!(duplicates_as_a_plain_set_finds(&ascending, batch));
+            assert!(duplicates_as_a_plain_set_finds(&copied, batch), "copied ids, batches of {batch}");
+            assert!(duplicates_as_a_plain_set_finds(&runs_ahead, batch), "runs ahead, batches of {batch}");
+            assert!(duplicates_as_a_plain_set_finds(&swapped, batch));
+            assert!(!duplicates_as_a_plain_set_finds(&shuffled, batch));
+            assert!(!duplicates_as_a_plain_set_finds(&descending, batch));
+            duplicates_as_a_plain_set_finds(&blocks, batch);
+            duplicates_as_a_plain_set_finds(&repeated, batch);
+        }
+    }
+
+    #[test]
+    fn text_keys_keep_the_order_of_counters_formatted_without_padding() {
+        let keys: Vec<u128> = (0..2000).map(|i| text_key(&format!("ev1-{i}"))).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        assert!(text_key("b") > text_key("a") && text_key("ab") > text_key("b"));
     }
 
     #[test]
