@@ -645,7 +645,9 @@ impl Accumulator {
             label_values: Vec::new(),
             timestamps: Vec::with_capacity(expected_rows),
             labels: Vec::with_capacity(expected_rows),
-            numbers: vec![Vec::with_capacity(expected_rows); spec.numeric.len()],
+            // (Each made on its own: `vec![v; n]` clones, and a clone of an empty vector has no
+            // capacity.)
+            numbers: spec.numeric.iter().map(|_| Vec::with_capacity(expected_rows)).collect(),
             dictionaries: spec.categorical.iter().map(|_| Dictionary::new(expected_rows)).collect(),
             quarantine: Quarantine { final_path: input.quarantine_path.to_path_buf(), temp, writer: None },
             error: None,
