@@ -315,7 +315,7 @@ fn long_strings_and_a_hundred_thousand_categories_are_handled() {
             ts.into_column(),
             Column::new("y".into(), (0..n).map(|i| i % 5 == 0).collect::<Vec<_>>()),
             Column::new("x".into(), (0..n).map(|i| (i % 10) as f64).collect::<Vec<_>>()),
-            Column::new("c".into(), c),
+            Column::new("c".into(), c.clone()),
         ],
     )
     .unwrap();
@@ -336,6 +336,11 @@ fn long_strings_and_a_hundred_thousand_categories_are_handled() {
     assert_eq!(out.report.quarantined_rows, 0);
     let events = out.events.unwrap();
     assert_eq!(events.categorical[0].levels.len(), 100_001);
+    // Every row coded to its own value (short values pass a cache of 1,024 slots, which a
+    // hundred thousand of them keep evicting from each other).
+    let column = &events.categorical[0];
+    let coded: Vec<&str> = column.codes.iter().map(|&code| column.levels[code as usize].as_str()).collect();
+    assert!(coded.iter().zip(&c).all(|(a, b)| a == b));
     let c = out.report.drift.iter().find(|d| d.feature == "c").unwrap();
     assert_eq!(c.bins.len(), config.quality.drift.max_categories + 1, "the tracked categories and 'other'");
 }
