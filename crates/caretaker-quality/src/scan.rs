@@ -469,17 +469,29 @@ struct Plain<T: PolarsNumericType> {
 }
 
 fn plain<T: PolarsNumericType>(values: &ChunkedArray<T>) -> Plain<T> {
-    let null = (values.null_count() > 0).then(|| {
+    Plain { array: values.clone(), null: null_rows(values) }
+}
+
+/// The rows of `values` that are null, or `None` when none is: read off the validity bitmaps 64
+/// rows at a time.
+fn null_rows<T: PolarsDataType>(values: &ChunkedArray<T>) -> Option<Vec<bool>> {
+    (values.null_count() > 0).then(|| {
         let mut null = Vec::with_capacity(values.len());
-        for array in values.downcast_iter() {
-            match array.validity() {
-                Some(validity) => null.extend(validity.iter().map(|valid| !valid)),
+        for (validity, array) in values.iter_validities().zip(values.chunks()) {
+            match validity {
+                Some(validity) => {
+                    let mut words = validity.chunks::<u64>();
+                    for word in words.by_ref() {
+                        null.extend((0..64).map(|bit| word >> bit & 1 == 0));
+                    }
+                    let rest = words.remainder();
+                    null.extend((0..words.remainder_len()).map(|bit| rest >> bit & 1 == 0));
+                }
                 None => null.extend(std::iter::repeat_n(false, array.len())),
             }
         }
         null
-    });
-    Plain { array: values.clone(), null }
+    })
 }
 
 impl<T: PolarsNumericType> Plain<T> {
@@ -736,13 +748,7 @@ impl Accumulator {
         let mut strings = Vec::with_capacity(self.categorical.len());
         for (k, (name, allowed)) in self.categorical.iter().enumerate() {
             let values = df.column(name)?.cast(&DataType::String)?.str()?.clone();
-            if values.null_count() > 0 {
-                mark(
-                    &mut broken,
-                    self.rule_index(Kind::Null, name),
-                    values.iter().map(|v| v.is_none()).collect::<Vec<_>>(),
-                );
-            }
+            mark(&mut broken, self.rule_index(Kind::Null, name), null_rows(&values));
             if let Some(allowed) = allowed {
                 let mask: Vec<bool> = values.iter().map(|v| v.is_some_and(|v| !allowed.contains(v))).collect();
                 let counts = &mut self.not_allowed[k];
@@ -1094,6 +1100,20 @@ mod tests {
         let keys: Vec<u128> = (0..2000).map(|i| text_key(&format!("ev1-{i}"))).collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
         assert!(text_key("b") > text_key("a") && text_key("ab") > text_key("b"));
+    }
+
+    #[test]
+    fn null_rows_are_read_off_the_bitmaps_whatever_their_offset_and_length() {
+        // A chunk sliced at an odd offset (its bitmap starts mid-byte), 64-row words and a
+        // remainder, then a chunk without nulls and one of strings.
+        let values: Vec<Option<f64>> = (0..300).map(|i| (i % 7 != 3 && i % 64 != 0).then_some(i as f64)).collect();
+        let mut column = Float64Chunked::from_slice_options("f".into(), &values).slice(5, 250);
+        column.append(&Float64Chunked::from_slice("f".into(), &[1.0, 2.0, 3.0])).unwrap();
+        let expected: Vec<bool> = values[5..255].iter().map(Option::is_none).chain([false, false, false]).collect();
+        assert_eq!(null_rows(&column), Some(expected));
+        assert_eq!(null_rows(&Float64Chunked::from_slice("f".into(), &[1.0])), None);
+        let strings = StringChunked::from_iter_options("s".into(), [Some("a"), None, Some("b")].into_iter());
+        assert_eq!(null_rows(&strings), Some(vec![false, true, false]));
     }
 
     #[test]
