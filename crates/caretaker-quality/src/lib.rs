@@ -8,11 +8,12 @@
 //! quarantine file with the rules each one broke, and appends the clean rows to the
 //! [`LabelledEvents`] that training uses. Memory holds the clean feature values and every id (an
 //! integer as itself, a text id in 16 bytes: itself up to 15 bytes, else a hash), never the raw
-//! file. Ids that arrive in ascending order, as sequences and time-ordered keys do, are kept in a
-//! sorted vector and cost a comparison each; others go to a hash set. Each batch uses two cores:
-//! the ids, which alone must follow row order, beside the other rules. Before the pass, [`integrity`] reads every file's footer with the `parquet`
-//! crate and [`schema`] checks the contract; after it, the column checks (outliers, freshness,
-//! label balance) and [`drift`] run on the clean rows.
+//! file. Ids that arrive in ascending order, as integer sequences and short text counters do, are
+//! kept in a sorted vector and cost a comparison each; others (and text ids of more than 15 bytes,
+//! which are hashed) go to a hash set. Each batch uses two cores: the ids, which alone must follow
+//! row order, beside the other rules. Before the pass, [`integrity`] reads every file's footer
+//! with the `parquet` crate and [`schema`] checks the contract; after it, the column checks
+//! (outliers, freshness, label balance) and [`drift`] run on the clean rows.
 //!
 //! Every check is reported with its measured value, its threshold and pass or fail. A failed check
 //! is a finding in the report, not an error: errors are for data that cannot be read at all.

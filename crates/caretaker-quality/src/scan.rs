@@ -194,8 +194,9 @@ fn rule(name: String, kind: Kind, column: Option<&str>) -> Rule {
     Rule { name, kind, column: column.map(str::to_string), count: 0 }
 }
 
-/// The ids seen so far, each by a key whose order is the ids' order: an integer id by its value
-/// (8 bytes a row), a text id by [`text_key`] (16).
+/// The ids seen so far, each by a key: an integer id by its value with the sign bit flipped, so
+/// that keys ascend as the ids do (8 bytes a row); a text id by [`text_key`] (16), which ascends
+/// with length, then bytes, up to 15 bytes, and is a hash beyond.
 enum Seen {
     Integers(Ids<u64>),
     Text(Ids<u128>),
@@ -226,11 +227,14 @@ const OUT_OF_ORDER_EIGHTHS: usize = 1;
 /// early: more than this, and the new id goes to the set itself.
 const JUMPS_AHEAD: usize = 4;
 
-/// The ids seen so far. Ids usually come in ascending order (a sequence, a counter formatted into
-/// text, a time-ordered key), and while they do they are kept in a sorted vector: an id above the
-/// last one is new without any lookup, and only the few below it (a repeated id, one out of place)
-/// are looked up, by binary search and in a small set beside the vector. A batch with more than an
-/// eighth of its ids out of order moves every id to a hash set in parts ([`Parts`]), for good.
+/// The ids seen so far. Ids often come in ascending order (an integer sequence or time-ordered
+/// integer key, a counter formatted into a short text), and while they do they are kept in a
+/// sorted vector: an id above every id kept is new without any lookup (one above the last id of
+/// the vector but not above the ids moved to the set is looked up there), and only the few below
+/// it (a repeated id, one out of place) are looked up, by binary search and in a small set beside
+/// the vector. A batch with more than an eighth of its ids out of order (not above the id before
+/// it, a repeat on the next row included) moves every id to a hash set in parts ([`Parts`]), for
+/// good. Text ids of more than 15 bytes (UUIDs, ULIDs) are keyed by a hash and so take that path.
 struct Ids<K> {
     mode: Mode<K>,
     /// The ids the footers announce, to size the parts if they are needed.
