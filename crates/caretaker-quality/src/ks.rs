@@ -54,14 +54,13 @@ pub struct Measured {
 /// sorted instead (in `f64::total_cmp`'s order: a NaN then counts as above every edge).
 pub fn measure(reference: &[f64], current: &[f64], edges: &[f64]) -> Measured {
     let mut search = Search { n: reference.len() as f64, m: current.len() as f64, best: 0.0 };
+    let empty = reference.is_empty() || current.is_empty();
     let (below_a, below_b) = match joint_range(reference, current) {
-        Some(range) if !reference.is_empty() && !current.is_empty() => {
-            search.bucketed(reference, current, range, 0, 0, 0, edges)
-        }
+        Some(range) if !empty => search.bucketed(reference, current, range, 0, 0, 0, edges),
         _ => search.by_sorting(reference, current, 0, 0, edges),
     };
     Measured {
-        ks: if reference.is_empty() || current.is_empty() { f64::NAN } else { search.best },
+        ks: if empty { f64::NAN } else { search.best },
         reference_counts: counts_from_below(below_a, reference.len()),
         current_counts: counts_from_below(below_b, current.len()),
     }

@@ -95,21 +95,25 @@ impl Dictionary {
     /// Codes the value at row `i` of `array`.
     fn push_at(&mut self, array: &<StringType as PolarsDataType>::Array, i: usize) {
         let view = array.views()[i];
-        if !view.is_inline() {
-            return self.push(array.value(i));
-        }
-        let key = view.as_u128();
-        let slot = (mixed(key as u64 ^ (key >> 64) as u64) >> 54) as usize;
-        let (recent, code) = self.recent[slot];
-        if recent == key {
-            self.codes.push(code);
+        let code = if view.is_inline() {
+            let key = view.as_u128();
+            let slot = (key.mixed() >> 54) as usize;
+            match self.recent[slot] {
+                (recent, code) if recent == key => code,
+                _ => {
+                    let code = self.code(array.value(i));
+                    self.recent[slot] = (key, code);
+                    code
+                }
+            }
         } else {
-            self.push(array.value(i));
-            self.recent[slot] = (key, *self.codes.last().expect("just pushed"));
-        }
+            self.code(array.value(i))
+        };
+        self.codes.push(code);
     }
 
-    fn push(&mut self, value: &str) {
+    /// The code of `value`, a new one for a value not seen before.
+    fn code(&mut self, value: &str) -> u32 {
         use std::collections::hash_map::Entry;
         let next = self.levels.len() as u32;
         let (code, new) = match short_key(value) {
@@ -128,7 +132,7 @@ impl Dictionary {
         if new {
             self.levels.push(value.to_string());
         }
-        self.codes.push(code);
+        code
     }
 
     /// Levels sorted, so that the coding does not depend on row order.
