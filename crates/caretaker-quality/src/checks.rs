@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 /// one pass counts the values per 16-bit prefix of their order key (sign, exponent and 4 bits of
 /// mantissa), then one more pass copies out the values of the prefixes holding an order
 /// statistic, to select among: usually a small share of the column, but most of it when the
-/// values cluster (a 0/1 column). Small inputs are copied whole. Selection is successive, O(n)
-/// per order statistic on a shrinking slice; no full sort.
+/// values cluster (a 0/1 column, counts; when one or two prefixes hold more than an eighth of the
+/// values, they are copied out without a branch). Small inputs are copied whole. Selection is
+/// successive, O(n) per order statistic on a shrinking slice; no full sort.
 pub(crate) fn order_stats(values: &[f64], ks: &[usize]) -> Vec<f64> {
     const PREFIX_BITS: u32 = 16;
     // (The histogram counts in u32: more values than that take the plain path.)
@@ -39,6 +40,11 @@ pub(crate) fn order_stats(values: &[f64], ks: &[usize]) -> Vec<f64> {
     if buckets.len() >= u16::MAX as usize {
         return select_successively(&mut values.to_vec(), ks);
     }
+    // (Branches are cheaper while few values are wanted: they are then predicted right.)
+    let wanted_values: usize = buckets.iter().map(|&b| counts[b] as usize).sum();
+    if buckets.len() <= 2 && wanted_values * 8 > values.len() {
+        return select_in_few(values, &counts, &buckets, &wanted, prefix);
+    }
     const NONE: u16 = u16::MAX;
     let mut slot = vec![NONE; 1 << PREFIX_BITS];
     for (s, &b) in buckets.iter().enumerate() {
@@ -55,6 +61,37 @@ pub(crate) fn order_stats(values: &[f64], ks: &[usize]) -> Vec<f64> {
     for (b, members) in buckets.iter().zip(&mut members) {
         let ranks: Vec<usize> = wanted.iter().filter(|w| w.0 == *b).map(|w| w.1).collect();
         out.extend(select_successively(members, &ranks));
+    }
+    out
+}
+
+/// The order statistics of at most two wanted prefixes. Every value is written at the end of both
+/// prefixes' members, and only its own prefix's end moves on: no branch, whose outcome would be a
+/// coin toss when the values cluster on a few prefixes (an integer feature's).
+fn select_in_few(
+    values: &[f64],
+    counts: &[u32],
+    buckets: &[usize],
+    wanted: &[(usize, usize)],
+    prefix: impl Fn(f64) -> usize,
+) -> Vec<f64> {
+    let (b0, b1) = (buckets[0], *buckets.last().expect("a wanted prefix"));
+    let mut first = vec![0.0f64; counts[b0] as usize + 1];
+    let mut second = vec![0.0f64; if b1 != b0 { counts[b1] as usize + 1 } else { 1 }];
+    let (mut n0, mut n1) = (0usize, 0usize);
+    for &v in values {
+        let p = prefix(v);
+        first[n0] = v;
+        second[n1] = v;
+        n0 += (p == b0) as usize;
+        n1 += (p == b1 && b1 != b0) as usize;
+    }
+    let mut out = Vec::with_capacity(wanted.len());
+    for (b, members) in [(b0, &mut first[..n0]), (b1, &mut second[..n1])] {
+        let ranks: Vec<usize> = wanted.iter().filter(|w| w.0 == b).map(|w| w.1).collect();
+        if !ranks.is_empty() && !members.is_empty() {
+            out.extend(select_successively(members, &ranks));
+        }
     }
     out
 }
@@ -267,5 +304,37 @@ mod tests {
         let v = vec![4.0, 3.0, 2.0, 1.0];
         let q = quantiles(&v, &[0.1, 0.9]);
         assert!((q[0] - 1.3).abs() < 1e-12 && (q[1] - 3.7).abs() < 1e-12, "{q:?}");
+    }
+
+    #[test]
+    fn quantiles_of_clustered_values_match_a_full_sort() {
+        // Values that crowd one or two histogram prefixes (a 0/1 column, counts, one value, a
+        // cluster with a few far values), where the quartiles' members are picked without a
+        // branch, against a full sort.
+        let mut rng = caretaker_core::rng::SplitMix64::new(9);
+        let mut u = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let n = 50_000;
+        let shapes: Vec<Vec<f64>> = vec![
+            (0..n).map(|_| (u() < 0.3) as u8 as f64).collect(),
+            (0..n).map(|_| (u() * u() * 15.0).floor()).collect(),
+            (0..n).map(|_| if u() < 0.95 { (u() * 4.0).floor() } else { u() * 4.0 }).collect(),
+            vec![2.5; n],
+            (0..n).map(|_| if u() < 0.99 { 1.0 + u() * 1e-12 } else { -1e6 * u() }).collect(),
+        ];
+        for (shape, values) in shapes.iter().enumerate() {
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            for qs in [&[0.25, 0.75][..], &[0.5], &[0.1, 0.9], &[0.0, 1.0]] {
+                let expected: Vec<f64> = qs
+                    .iter()
+                    .map(|q| {
+                        let pos = q * (n - 1) as f64;
+                        let (a, b) = (sorted[pos.floor() as usize], sorted[(pos.floor() as usize + 1).min(n - 1)]);
+                        a + (b - a) * (pos - pos.floor())
+                    })
+                    .collect();
+                assert_eq!(quantiles(values, qs), expected, "shape {shape}, quantiles {qs:?}");
+            }
+        }
     }
 }
