@@ -14,7 +14,7 @@
 //! plus the values of that bucket below the edge, compared one by one.
 
 /// Values below this many (both windows together) are sorted instead of bucketed.
-const SORT_BELOW: usize = 2048;
+const SORT_BELOW: usize = 128;
 /// Bucketing levels before the rest is sorted (adversarial spacing cannot recurse for long).
 const MAX_DEPTH: u32 = 6;
 
@@ -386,7 +386,7 @@ mod tests {
         // either side of the sort threshold.
         let mut rng = SplitMix64::new(11);
         let mut cases = 0;
-        for size in [3usize, 100, 2_000, 2_100, 20_000, 120_000] {
+        for size in [3usize, 90, 100, 2_100, 20_000, 120_000] {
             for shape in 0..8 {
                 let draw = |rng: &mut SplitMix64, shift: f64| -> f64 {
                     let u = uniform(rng);
