@@ -408,6 +408,17 @@ fn text_key(id: &str) -> u128 {
     short_key(id).unwrap_or_else(|| xxhash_rust::xxh3::xxh3_128(id.as_bytes()) | 0xFF << 120)
 }
 
+/// [`short_key`] of a value of at most 12 bytes, from the fields of its Arrow view: its length,
+/// then the bytes held inline in the other three fields, each little-endian. The bytes after the
+/// value are masked off, whatever they hold.
+fn inline_key(length: u32, inline: [u32; 3]) -> u128 {
+    let key = (length as u128) << 120
+        | (inline[0].swap_bytes() as u128) << 88
+        | (inline[1].swap_bytes() as u128) << 56
+        | (inline[2].swap_bytes() as u128) << 24;
+    key & !0u128 << (8 * (15 - length.min(12)))
+}
+
 /// A multiplicative hash of an id's bits, whose high bits choose its part: consecutive ids
 /// spread over all parts.
 fn mixed(bits: u64) -> u64 {
@@ -456,10 +467,23 @@ impl Seen {
             }
             Seen::Text(ids) => {
                 let column = column.cast(&DataType::String)?;
-                for (row, v) in column.str()?.iter().enumerate() {
-                    match v {
-                        None => null[row] = true,
-                        Some(v) => ids.keys.push((text_key(v), row as u32)),
+                let mut row = 0u32;
+                let column = column.str()?;
+                for (array, validity) in column.downcast_iter().zip(column.iter_validities()) {
+                    let validity = validity.filter(|v| v.unset_bits() > 0);
+                    for (i, view) in array.views().iter().enumerate() {
+                        if validity.is_some_and(|v| !v.get_bit(i)) {
+                            null[row as usize] = true;
+                        } else {
+                            // An id of at most 12 bytes is read off its view, without the string.
+                            let key = if view.is_inline() {
+                                inline_key(view.length, [view.prefix, view.buffer_idx, view.offset])
+                            } else {
+                                text_key(array.value(i))
+                            };
+                            ids.keys.push((key, row));
+                        }
+                        row += 1;
                     }
                 }
                 ids.insert_keys(duplicate);
@@ -1131,5 +1155,26 @@ mod tests {
         let long = "an-id-of-more-than-fifteen-bytes";
         assert_eq!(text_key(long) >> 120, 0xFF);
         assert!((0..16).map(|n| "x".repeat(n)).all(|id| text_key(&id) >> 120 == id.len() as u128));
+    }
+
+    #[test]
+    fn an_inline_view_gives_the_short_key_of_its_value() {
+        let values = ["", "a", "ev1-9", "ev1-10", "héllo wörld", "123456789012", "1234567890123", "\u{10FFFF}xyz"];
+        let array = StringChunked::from_iter_values("id".into(), values.iter().copied());
+        let array = array.downcast_iter().next().expect("one chunk");
+        for (i, view) in array.views().iter().enumerate() {
+            let value = array.value(i);
+            if value.len() <= 12 {
+                let key = inline_key(view.length, [view.prefix, view.buffer_idx, view.offset]);
+                assert_eq!(Some(key), short_key(value), "{value:?}");
+            } else {
+                assert!(!view.is_inline(), "{value:?}");
+            }
+        }
+        // Bytes after the value do not count: a view with the same value and other padding.
+        let ev = array.views()[2];
+        assert_eq!(array.value(2), "ev1-9");
+        let padded = inline_key(ev.length, [ev.prefix, ev.buffer_idx | 0xFFFF_FF00, u32::MAX]);
+        assert_eq!(padded, short_key("ev1-9").expect("short"));
     }
 }
