@@ -289,8 +289,8 @@ impl Search {
         for (e, k) in edge_bucket.iter().enumerate() {
             if let Some(k) = k {
                 let m = &members[tag[*k] as usize];
-                for side in 0..2 {
-                    edge_below[side][e] = m.below(side, edges[e]);
+                for (side, below) in edge_below.iter_mut().enumerate() {
+                    below[e] = m.below(side, edges[e]);
                 }
             }
         }
