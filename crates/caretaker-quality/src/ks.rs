@@ -229,7 +229,10 @@ impl Search {
             self.best = self.best.max(self.term(i0 + a.len(), j0 + b.len()));
             return (below(a), below(b));
         }
-        let buckets = ((a.len() + b.len()) / 8).next_power_of_two().clamp(64, 1 << 15);
+        // About 16 values a bucket, up to 131,072 buckets (two count arrays of 512 KiB): with fewer,
+        // a narrow bulk inside a wide range (a skewed or clipped feature) leaves big buckets to
+        // search further on large windows.
+        let buckets = ((a.len() + b.len()) / 16).next_power_of_two().clamp(64, 1 << 17);
         let scale = buckets as f64 / (hi - lo);
         // (The bucket counts are u32: more values than that are sorted too.)
         let sort = a.len() + b.len() < SORT_BELOW || a.len() + b.len() > u32::MAX as usize;
