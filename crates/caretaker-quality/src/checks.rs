@@ -145,13 +145,15 @@ fn interpolated(n: usize, qs: &[f64], select: impl FnOnce(&[usize]) -> Vec<f64>)
         .collect()
 }
 
-/// Outliers per numeric column, counted and reported, never dropped.
+/// Outliers per numeric column, counted and reported, never dropped; a thread per column.
 pub(crate) fn outliers(events: &LabelledEvents, policy: &QualityPolicy) -> Vec<QualityCheck> {
     let rows = events.len();
-    events
-        .numeric
-        .iter()
-        .map(|column| {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = events
+            .numeric
+            .iter()
+            .map(|column| {
+                scope.spawn(move || {
             let (count, detail) = match policy.outlier_rule {
                 OutlierRule::Iqr => {
                     let q = quantiles(&column.values, &[0.25, 0.75]);
@@ -197,7 +199,10 @@ pub(crate) fn outliers(events: &LabelledEvents, policy: &QualityPolicy) -> Vec<Q
                 detail,
             )
         })
-        .collect()
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("an outlier thread does not panic")).collect()
+    })
 }
 
 /// The newest event against the run time.

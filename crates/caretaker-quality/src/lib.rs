@@ -125,7 +125,8 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
     data.newest_event = events.timestamps.iter().max().and_then(|&t| DateTime::from_timestamp_micros(t));
     checks.extend(pass.checks);
 
-    // Column checks and drift, on the clean rows; the outliers on a core of their own beside drift.
+    // Column checks and drift, on the clean rows: the outliers (a thread per column) beside drift
+    // (a thread per numeric feature).
     let phase = std::time::Instant::now();
     let ((outliers, outliers_seconds), drift) = std::thread::scope(|scope| {
         let outliers = scope.spawn(|| {
