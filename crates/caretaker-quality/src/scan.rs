@@ -536,7 +536,8 @@ impl<T: PolarsNumericType> Plain<T> {
     }
 
     /// The rows whose value fails `test` (a null never does), or `None` when no row does: a
-    /// clean batch allocates nothing.
+    /// clean batch allocates nothing. (The tests here combine their comparisons with `&` and `|`,
+    /// not `&&` and `||`: without branches, the loops are vectorised.)
     fn failing(&self, test: impl Fn(T::Native) -> bool) -> Option<Vec<bool>> {
         if !self.any_fails(&test) {
             return None;
@@ -547,7 +548,7 @@ impl<T: PolarsNumericType> Plain<T> {
         for chunk in self.chunks() {
             match null {
                 None => mask.extend(chunk.iter().map(|&v| test(v))),
-                Some(null) => mask.extend(chunk.iter().zip(&null[start..]).map(|(&v, &null)| !null && test(v))),
+                Some(null) => mask.extend(chunk.iter().zip(&null[start..]).map(|(&v, &null)| !null & test(v))),
             }
             start += chunk.len();
         }
@@ -737,7 +738,7 @@ impl Accumulator {
         let label_column = df.column(&self.label)?;
         let (labels, label_null): (Vec<bool>, Option<Vec<bool>>) = if label_column.dtype().is_integer() {
             let ints = plain(label_column.cast(&DataType::Int64)?.i64()?);
-            let not_binary = ints.failing(|v| v != 0 && v != 1);
+            let not_binary = ints.failing(|v| (v != 0) & (v != 1));
             if let Some(not_binary) = &not_binary {
                 for (v, &bad) in ints.values().zip(not_binary) {
                     if bad && self.label_values.len() < 5 {
@@ -762,13 +763,13 @@ impl Accumulator {
             // With a range, one pass finds whether any value is out of it or not finite (NaN
             // fails both comparisons); the two masks are made only then.
             let (lo, hi) = range.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
-            if values.any_fails(|v| !(v >= lo && v <= hi && v.is_finite())) {
+            if values.any_fails(|v| !((v >= lo) & (v <= hi) & v.is_finite())) {
                 mark(&mut broken, self.rule_index(Kind::NotFinite, name), values.failing(|v| !v.is_finite()));
                 if range.is_some() {
                     mark(
                         &mut broken,
                         self.rule_index(Kind::Range, name),
-                        values.failing(|v| v.is_finite() && (v < lo || v > hi)),
+                        values.failing(|v| v.is_finite() & ((v < lo) | (v > hi))),
                     );
                 }
             }
