@@ -229,7 +229,9 @@ pub(crate) fn freshness(
 pub(crate) fn labels(events: &LabelledEvents, windows: &Windows, policy: &QualityPolicy) -> Vec<QualityCheck> {
     let rows = events.len();
     let positives = events.positives();
-    let rate = |idx: &[usize]| idx.iter().filter(|&&i| events.labels[i]).count() as f64 / idx.len().max(1) as f64;
+    let rate = |rows: &crate::drift::Rows| {
+        rows.pick(&events.labels).iter().filter(|&&positive| positive).count() as f64 / rows.len().max(1) as f64
+    };
     let mut checks = vec![check(
         "label.both_classes",
         None,

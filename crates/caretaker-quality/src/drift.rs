@@ -27,37 +27,70 @@ pub const FILE: &str = "drift_reference.json";
 const DAY: i64 = 86_400_000_000;
 const OTHER: &str = "<other>";
 
-/// Row indices of the two windows (ascending), anchored at the newest clean event.
+/// The rows of the two windows, anchored at the newest clean event.
 pub struct Windows {
-    pub reference: Vec<usize>,
-    pub current: Vec<usize>,
+    pub reference: Rows,
+    pub current: Rows,
+}
+
+/// The rows of one window, ascending: a run of consecutive rows, as in data stored in time order
+/// (nothing to list, the values read in place), or the rows listed one by one.
+#[derive(Debug, PartialEq)]
+pub enum Rows {
+    Run(std::ops::Range<usize>),
+    Listed(Vec<usize>),
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Run(run) => run.len(),
+            Rows::Listed(rows) => rows.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values of these rows: borrowed for a run.
+    pub fn pick<'a, T: Copy>(&self, values: &'a [T]) -> std::borrow::Cow<'a, [T]> {
+        match self {
+            Rows::Run(run) => values[run.clone()].into(),
+            Rows::Listed(rows) => rows.iter().map(|&i| values[i]).collect::<Vec<T>>().into(),
+        }
+    }
 }
 
 impl Windows {
     pub fn of(events: &LabelledEvents, policy: &DriftPolicy) -> Windows {
         let Some(&newest) = events.timestamps.iter().max() else {
-            return Windows { reference: Vec::new(), current: Vec::new() };
+            return Windows { reference: Rows::Run(0..0), current: Rows::Run(0..0) };
         };
         let current_from = newest - policy.current_days as i64 * DAY;
         let reference_from = current_from - policy.reference_days as i64 * DAY;
-        let (mut reference, mut current) = (Vec::new(), Vec::new());
-        for (i, &t) in events.timestamps.iter().enumerate() {
-            if t > current_from {
-                current.push(i);
-            } else if t > reference_from {
-                reference.push(i);
+        let in_current = |t: i64| t > current_from;
+        let in_reference = |t: i64| t <= current_from && t > reference_from;
+        let rows = |within: &dyn Fn(i64) -> bool| {
+            // The first and last row of the window and how many rows it has: a run when they
+            // agree, else (rows out of time order) a second pass lists them.
+            let (mut first, mut last, mut count) = (usize::MAX, 0, 0);
+            for (i, &t) in events.timestamps.iter().enumerate() {
+                if within(t) {
+                    first = first.min(i);
+                    last = i;
+                    count += 1;
+                }
             }
-        }
-        Windows { reference, current }
-    }
-}
-
-/// The values of the rows `rows` (ascending): borrowed when the rows are consecutive, as they are
-/// in data stored in time order.
-fn pick<'a>(rows: &[usize], values: &'a [f64]) -> std::borrow::Cow<'a, [f64]> {
-    match (rows.first(), rows.last()) {
-        (Some(&first), Some(&last)) if last - first + 1 == rows.len() => values[first..=last].into(),
-        _ => rows.iter().map(|&i| values[i]).collect::<Vec<f64>>().into(),
+            if count == 0 {
+                Rows::Run(0..0)
+            } else if last - first + 1 == count {
+                Rows::Run(first..last + 1)
+            } else {
+                Rows::Listed((first..=last).filter(|&i| within(events.timestamps[i])).collect())
+            }
+        };
+        Windows { reference: rows(&in_reference), current: rows(&in_current) }
     }
 }
 
@@ -197,8 +230,8 @@ pub fn measure(
     for column in &events.categorical {
         if !matches!(frozen.features.get(&column.name), Some(Bins::Categorical { .. })) {
             let mut counts = vec![0u64; column.levels.len()];
-            for &i in &windows.reference {
-                counts[column.codes[i] as usize] += 1;
+            for &code in windows.reference.pick(&column.codes).iter() {
+                counts[code as usize] += 1;
             }
             let mut order: Vec<usize> = (0..counts.len()).filter(|&k| counts[k] > 0).collect();
             order.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then_with(|| column.levels[a].cmp(&column.levels[b])));
@@ -224,7 +257,7 @@ pub fn measure(
                 let qs = &qs;
                 scope.spawn(move || {
                     let (reference, current) =
-                        (pick(&windows.reference, &column.values), pick(&windows.current, &column.values));
+                        (windows.reference.pick(&column.values), windows.current.pick(&column.values));
                     let fresh = edges.is_none();
                     let edges = edges.unwrap_or_else(|| {
                         let mut edges = quantiles(&reference, qs);
@@ -275,8 +308,8 @@ pub fn measure(
         let slot: Vec<usize> =
             column.levels.iter().map(|l| index.get(l.as_str()).copied().unwrap_or(categories.len())).collect();
         let (mut rc, mut cc) = (vec![0u64; categories.len() + 1], vec![0u64; categories.len() + 1]);
-        windows.reference.iter().for_each(|&i| rc[slot[column.codes[i] as usize]] += 1);
-        windows.current.iter().for_each(|&i| cc[slot[column.codes[i] as usize]] += 1);
+        windows.reference.pick(&column.codes).iter().for_each(|&code| rc[slot[code as usize]] += 1);
+        windows.current.pick(&column.codes).iter().for_each(|&code| cc[slot[code as usize]] += 1);
         let psi = psi(&rc, &cc);
         let js = js_distance(&rc, &cc);
         let mut bins = categories.clone();
@@ -331,5 +364,48 @@ mod tests {
         // Disjoint distributions are at the maximum JS distance, identical ones at 0.
         assert!((js_distance(&[10, 0], &[0, 10]) - 1.0).abs() < 1e-12);
         assert_eq!(js_distance(&[3, 7], &[30, 70]), 0.0);
+    }
+
+    #[test]
+    fn windows_are_runs_in_time_order_and_lists_out_of_it() {
+        // Ten days, a row every twelve hours; the newest row anchors both windows.
+        let policy = DriftPolicy {
+            reference_days: 3,
+            current_days: 2,
+            psi_alarm: 0.2,
+            ks_alarm: 0.1,
+            js_alarm: 0.1,
+            max_drifted_share: 0.3,
+            bins: 10,
+            max_categories: 20,
+        };
+        let ordered: Vec<i64> = (0..20).map(|k| k * DAY / 2).collect();
+        let windows_of = |timestamps: Vec<i64>| {
+            let events = LabelledEvents { labels: vec![false; timestamps.len()], timestamps, ..Default::default() };
+            Windows::of(&events, &policy)
+        };
+        // The current window: after day 9.5 - 2 = 7.5 (rows 16-19); the reference: the 3 days
+        // before (rows 10-15).
+        let w = windows_of(ordered.clone());
+        assert_eq!((w.reference, w.current), (Rows::Run(10..16), Rows::Run(16..20)));
+        // The same rows out of order: the rows of each window, whether a run or a list.
+        let mut shuffled = ordered.clone();
+        shuffled.swap(0, 19);
+        shuffled.swap(10, 16);
+        let w = windows_of(shuffled.clone());
+        let row_numbers: Vec<usize> = (0..20).collect();
+        let rows_of =
+            |within: &dyn Fn(i64) -> bool| -> Vec<usize> { (0..20).filter(|&i| within(shuffled[i])).collect() };
+        let current_from = 19 * DAY / 2 - 2 * DAY;
+        assert_eq!(w.current, Rows::Listed(vec![0, 10, 17, 18]));
+        assert_eq!(w.current.pick(&row_numbers).to_vec(), rows_of(&|t| t > current_from));
+        assert_eq!(w.reference, Rows::Run(11..17));
+        assert_eq!(
+            w.reference.pick(&row_numbers).to_vec(),
+            rows_of(&|t| t <= current_from && t > current_from - 3 * DAY)
+        );
+        // No row in a window: an empty run.
+        assert!(windows_of(vec![0]).reference.is_empty());
+        assert!(windows_of(Vec::new()).current.is_empty());
     }
 }
