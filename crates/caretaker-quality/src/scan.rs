@@ -409,13 +409,14 @@ fn text_key(id: &str) -> u128 {
 }
 
 /// [`short_key`] of a value of at most 12 bytes, from the fields of its Arrow view: its length,
-/// then the bytes held inline in the other three fields, each little-endian. The bytes after the
-/// value are masked off, whatever they hold.
+/// then the bytes held inline in the other three fields, in memory order (so each field is read
+/// as big-endian, whatever the machine's order). The bytes after the value are masked off,
+/// whatever they hold.
 fn inline_key(length: u32, inline: [u32; 3]) -> u128 {
     let key = (length as u128) << 120
-        | (inline[0].swap_bytes() as u128) << 88
-        | (inline[1].swap_bytes() as u128) << 56
-        | (inline[2].swap_bytes() as u128) << 24;
+        | (u32::from_be(inline[0]) as u128) << 88
+        | (u32::from_be(inline[1]) as u128) << 56
+        | (u32::from_be(inline[2]) as u128) << 24;
     key & !0u128 << (8 * (15 - length.min(12)))
 }
 
@@ -1175,7 +1176,9 @@ mod tests {
         // Bytes after the value do not count: a view with the same value and other padding.
         let ev = array.views()[2];
         assert_eq!(array.value(2), "ev1-9");
-        let padded = inline_key(ev.length, [ev.prefix, ev.buffer_idx | 0xFFFF_FF00, u32::MAX]);
+        // ("ev1-9": "ev1-" in the prefix, "9" first in the next field, in memory order.)
+        assert_eq!(ev.buffer_idx, u32::from_ne_bytes([b'9', 0, 0, 0]));
+        let padded = inline_key(ev.length, [ev.prefix, u32::from_ne_bytes([b'9', 0xFF, 0xFF, 0xFF]), u32::MAX]);
         assert_eq!(padded, short_key("ev1-9").expect("short"));
     }
 }
