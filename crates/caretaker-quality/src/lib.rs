@@ -125,8 +125,8 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
     data.newest_event = events.timestamps.iter().max().and_then(|&t| DateTime::from_timestamp_micros(t));
     checks.extend(pass.checks);
 
-    // Column checks and drift, on the clean rows: the outliers (a thread per column) beside drift
-    // (a thread per numeric feature).
+    // Column checks and drift, on the clean rows: the outliers (up to 16 threads, a column at a
+    // time each) beside drift (a thread per numeric feature).
     let phase = std::time::Instant::now();
     let ((outliers, outliers_seconds), drift) = std::thread::scope(|scope| {
         let outliers = scope.spawn(|| {
