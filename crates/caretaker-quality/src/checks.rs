@@ -145,35 +145,11 @@ fn interpolated(n: usize, qs: &[f64], select: impl FnOnce(&[usize]) -> Vec<f64>)
         .collect()
 }
 
-/// Threads for the outlier check, at most. It runs beside drift's thread per feature; with
-/// fewer threads than drift's it gets less of the cores and finishes last (two threads made the
-/// stage 15-25% slower on 1M rows), with more, many columns would hold their copies at once.
-const OUTLIER_THREADS: usize = 16;
-
-/// Outliers per numeric column, counted and reported, never dropped. Up to [`OUTLIER_THREADS`]
-/// threads, each taking the next column.
+/// Outliers per numeric column, counted and reported, never dropped; columns side by side
+/// ([`crate::each_in_threads`]).
 pub(crate) fn outliers(events: &LabelledEvents, policy: &QualityPolicy) -> Vec<QualityCheck> {
     let rows = events.len();
-    let columns = &events.numeric;
-    let workers = columns.len().min(OUTLIER_THREADS);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut found: Vec<(usize, QualityCheck)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut found = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(column) = columns.get(i) else { break found };
-                        found.push((i, column_outliers(column, rows, policy)));
-                    }
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("an outlier thread does not panic")).collect()
-    });
-    found.sort_by_key(|(i, _)| *i);
-    found.into_iter().map(|(_, check)| check).collect()
+    crate::each_in_threads(&events.numeric, |column| column_outliers(column, rows, policy))
 }
 
 /// One column's outliers, among `rows` clean rows.

@@ -225,7 +225,7 @@ pub fn measure(
     let mut frozen = FrozenBins::load(state_dir)?;
     let mut changed = false;
 
-    // Freeze what is missing, from this reference window (numeric features in their threads
+    // Freeze what is missing, from this reference window (numeric features in the threads
     // below).
     for column in &events.categorical {
         if !matches!(frozen.features.get(&column.name), Some(Bins::Categorical { .. })) {
@@ -241,51 +241,39 @@ pub fn measure(
             changed = true;
         }
     }
-    // Numeric features: one thread per feature at a time. A feature without bins (`None`) freezes
-    // them from its reference window.
+    // Numeric features side by side ([`crate::each_in_threads`]). A feature without bins (`None`)
+    // freezes them from its reference window.
     let qs: Vec<f64> = (1..p.bins).map(|k| k as f64 / p.bins as f64).collect();
-    let measured: Vec<(DriftResult, Option<Vec<f64>>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = events
-            .numeric
-            .iter()
-            .map(|column| {
-                let edges = match frozen.features.get(&column.name) {
-                    Some(Bins::Numeric { edges }) => Some(edges.clone()),
-                    _ if spec.numeric.contains(&column.name) => None,
-                    _ => Some(Vec::new()),
-                };
-                let qs = &qs;
-                scope.spawn(move || {
-                    let (reference, current) =
-                        (windows.reference.pick(&column.values), windows.current.pick(&column.values));
-                    let fresh = edges.is_none();
-                    let edges = edges.unwrap_or_else(|| {
-                        let mut edges = quantiles(&reference, qs);
-                        edges.dedup();
-                        edges
-                    });
-                    let ks::Measured { ks, reference_counts: rc, current_counts: cc } =
-                        ks::measure(&reference, &current, &edges);
-                    let psi = psi(&rc, &cc);
-                    let result = DriftResult {
-                        feature: column.name.clone(),
-                        kind: "numeric".into(),
-                        psi,
-                        ks: Some(ks),
-                        js: None,
-                        psi_threshold: Some(p.psi_alarm),
-                        ks_threshold: Some(p.ks_alarm),
-                        js_threshold: None,
-                        alarm: psi > p.psi_alarm || ks > p.ks_alarm,
-                        bins: numeric_labels(&edges),
-                        reference_share: shares(&rc),
-                        current_share: shares(&cc),
-                    };
-                    (result, fresh.then_some(edges))
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("a drift thread does not panic")).collect()
+    let measured: Vec<(DriftResult, Option<Vec<f64>>)> = crate::each_in_threads(&events.numeric, |column| {
+        let edges = match frozen.features.get(&column.name) {
+            Some(Bins::Numeric { edges }) => Some(edges.clone()),
+            _ if spec.numeric.contains(&column.name) => None,
+            _ => Some(Vec::new()),
+        };
+        let (reference, current) = (windows.reference.pick(&column.values), windows.current.pick(&column.values));
+        let fresh = edges.is_none();
+        let edges = edges.unwrap_or_else(|| {
+            let mut edges = quantiles(&reference, &qs);
+            edges.dedup();
+            edges
+        });
+        let ks::Measured { ks, reference_counts: rc, current_counts: cc } = ks::measure(&reference, &current, &edges);
+        let psi = psi(&rc, &cc);
+        let result = DriftResult {
+            feature: column.name.clone(),
+            kind: "numeric".into(),
+            psi,
+            ks: Some(ks),
+            js: None,
+            psi_threshold: Some(p.psi_alarm),
+            ks_threshold: Some(p.ks_alarm),
+            js_threshold: None,
+            alarm: psi > p.psi_alarm || ks > p.ks_alarm,
+            bins: numeric_labels(&edges),
+            reference_share: shares(&rc),
+            current_share: shares(&cc),
+        };
+        (result, fresh.then_some(edges))
     });
     let mut results = Vec::with_capacity(measured.len() + events.categorical.len());
     for (result, fresh) in measured {
