@@ -75,16 +75,18 @@ fn select_in_few(
     wanted: &[(usize, usize)],
     prefix: impl Fn(f64) -> usize,
 ) -> Vec<f64> {
-    let (b0, b1) = (buckets[0], *buckets.last().expect("a wanted prefix"));
+    // (With one wanted prefix, the second is one no value has.)
+    let b0 = buckets[0];
+    let b1 = buckets.get(1).copied().unwrap_or(usize::MAX);
     let mut first = vec![0.0f64; counts[b0] as usize + 1];
-    let mut second = vec![0.0f64; if b1 != b0 { counts[b1] as usize + 1 } else { 1 }];
+    let mut second = vec![0.0f64; counts.get(b1).map_or(0, |&c| c as usize) + 1];
     let (mut n0, mut n1) = (0usize, 0usize);
     for &v in values {
         let p = prefix(v);
         first[n0] = v;
         second[n1] = v;
         n0 += (p == b0) as usize;
-        n1 += (p == b1 && b1 != b0) as usize;
+        n1 += (p == b1) as usize;
     }
     let mut out = Vec::with_capacity(wanted.len());
     for (b, members) in [(b0, &mut first[..n0]), (b1, &mut second[..n1])] {

@@ -53,6 +53,27 @@ impl Rows {
         self.len() == 0
     }
 
+    /// The rows whose timestamp is `within` the window: the first and last of them and how many
+    /// there are make a run when they agree, else (rows out of time order) a second pass lists
+    /// them.
+    fn within(timestamps: &[i64], within: impl Fn(i64) -> bool) -> Rows {
+        let (mut first, mut last, mut count) = (usize::MAX, 0, 0);
+        for (i, &t) in timestamps.iter().enumerate() {
+            if within(t) {
+                first = first.min(i);
+                last = i;
+                count += 1;
+            }
+        }
+        if count == 0 {
+            Rows::Run(0..0)
+        } else if last - first + 1 == count {
+            Rows::Run(first..last + 1)
+        } else {
+            Rows::Listed((first..=last).filter(|&i| within(timestamps[i])).collect())
+        }
+    }
+
     /// The values of these rows: borrowed for a run.
     pub fn pick<'a, T: Copy>(&self, values: &'a [T]) -> std::borrow::Cow<'a, [T]> {
         match self {
@@ -69,28 +90,11 @@ impl Windows {
         };
         let current_from = newest - policy.current_days as i64 * DAY;
         let reference_from = current_from - policy.reference_days as i64 * DAY;
-        let in_current = |t: i64| t > current_from;
-        let in_reference = |t: i64| t <= current_from && t > reference_from;
-        let rows = |within: &dyn Fn(i64) -> bool| {
-            // The first and last row of the window and how many rows it has: a run when they
-            // agree, else (rows out of time order) a second pass lists them.
-            let (mut first, mut last, mut count) = (usize::MAX, 0, 0);
-            for (i, &t) in events.timestamps.iter().enumerate() {
-                if within(t) {
-                    first = first.min(i);
-                    last = i;
-                    count += 1;
-                }
-            }
-            if count == 0 {
-                Rows::Run(0..0)
-            } else if last - first + 1 == count {
-                Rows::Run(first..last + 1)
-            } else {
-                Rows::Listed((first..=last).filter(|&i| within(events.timestamps[i])).collect())
-            }
-        };
-        Windows { reference: rows(&in_reference), current: rows(&in_current) }
+        let timestamps = &events.timestamps;
+        Windows {
+            reference: Rows::within(timestamps, |t| t <= current_from && t > reference_from),
+            current: Rows::within(timestamps, |t| t > current_from),
+        }
     }
 }
 
