@@ -34,7 +34,6 @@ pub mod fs;
 pub mod ids;
 pub mod lock;
 pub mod maintenance;
-pub mod memory;
 pub mod metrics;
 pub mod report;
 pub mod rng;

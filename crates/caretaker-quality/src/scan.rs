@@ -2,7 +2,6 @@
 
 use crate::{QualityInput, Result, check};
 use caretaker_core::events::{CategoricalColumn, LabelledEvents, NumericColumn};
-use caretaker_core::memory::huge_vec;
 use caretaker_core::report::QualityCheck;
 use caretaker_data::Error;
 use caretaker_data::dataset::timestamp_micros;
@@ -87,7 +86,7 @@ impl Dictionary {
             short: HashMap::with_hasher(RandomState::default()),
             index: HashMap::with_hasher(RandomState::default()),
             levels: Vec::new(),
-            codes: huge_vec(expected_rows),
+            codes: Vec::with_capacity(expected_rows),
             // A view of length 2^32 - 1 is never a short value's.
             recent: vec![(u128::MAX, 0); RECENT],
         }
@@ -262,7 +261,7 @@ enum Mode<K> {
 impl<K: IdKey> Ids<K> {
     fn new(expected: usize) -> Ids<K> {
         Ids {
-            mode: Mode::Ordered { ascending: huge_vec(expected), rest: HashSet::default(), rest_max: None },
+            mode: Mode::Ordered { ascending: Vec::with_capacity(expected), rest: HashSet::default(), rest_max: None },
             expected,
             keys: Vec::new(),
         }
@@ -690,11 +689,11 @@ impl Accumulator {
             duplicate_examples: Vec::new(),
             not_allowed: vec![Default::default(); spec.categorical.len()],
             label_values: Vec::new(),
-            timestamps: huge_vec(expected_rows),
-            labels: huge_vec(expected_rows),
+            timestamps: Vec::with_capacity(expected_rows),
+            labels: Vec::with_capacity(expected_rows),
             // (Each made on its own: `vec![v; n]` clones, and a clone of an empty vector has no
             // capacity.)
-            numbers: spec.numeric.iter().map(|_| huge_vec(expected_rows)).collect(),
+            numbers: spec.numeric.iter().map(|_| Vec::with_capacity(expected_rows)).collect(),
             dictionaries: spec.categorical.iter().map(|_| Dictionary::new(expected_rows)).collect(),
             quarantine: Quarantine { final_path: input.quarantine_path.to_path_buf(), temp, writer: None },
             error: None,
