@@ -32,6 +32,9 @@ print(f"caretaker quality      {both['quality_median']:8.3f} s   peak {mib(qual[
 if both.get("cpu_ratio") is not None:
     print(f"processor time         scan {both['scan_cpu_seconds']:.3f} s, caretaker {both['quality_cpu_seconds']:.3f} s per repeat "
           f"(all threads): ratio {both['cpu_ratio']:.2f}")
+if both.get("quality_page_faults") is not None:
+    print(f"of which in the kernel scan {both['scan_system_seconds']:.3f} s, caretaker {both['quality_system_seconds']:.3f} s; "
+          f"page faults scan {both['scan_page_faults']:,.0f}, caretaker {both['quality_page_faults']:,.0f} per repeat")
 print(f"reference quality      {peer['quality_median']:8.3f} s   peak {peer['peak_rss_mib']:8.0f} MiB   "
       f"(+ {peer['load_seconds']:.3f} s to load the file first)")
 print(f"reference / caretaker  {peer['quality_median'] / both['quality_median']:8.1f}x   "

@@ -299,5 +299,12 @@ fn the_bench_commands_write_the_example_data_on_first_use() {
     let pipeline = other.pipeline("");
     let quality = other.caretaker(&["bench", "quality", pipeline.to_str().unwrap(), "--repeats", "1", "--json"]);
     quality.assert_code(0);
-    assert_eq!(quality.json()["rows"], 3_000);
+    let quality = quality.json();
+    assert_eq!(quality["rows"], 3_000);
+    // Each side's kernel time, within its processor time, and its page faults.
+    for side in ["scan", "quality"] {
+        let (cpu, system) = (&quality[format!("{side}_cpu_seconds")], &quality[format!("{side}_system_seconds")]);
+        assert!(system.as_f64().unwrap() <= cpu.as_f64().unwrap(), "{quality:#}");
+        assert!(quality[format!("{side}_page_faults")].as_f64().unwrap() > 0.0, "{quality:#}");
+    }
 }

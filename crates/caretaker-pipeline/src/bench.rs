@@ -104,6 +104,12 @@ pub struct QualityBench {
     pub scan_cpu_seconds: Option<f64>,
     pub quality_cpu_seconds: Option<f64>,
     pub cpu_ratio: Option<f64>,
+    /// Of those, the seconds in the kernel, and the page faults per repeat: on a machine where
+    /// fresh memory is slow (a virtual machine), what the memory a side fills costs.
+    pub scan_system_seconds: Option<f64>,
+    pub quality_system_seconds: Option<f64>,
+    pub scan_page_faults: Option<f64>,
+    pub quality_page_faults: Option<f64>,
     pub quality_score: f64,
     pub peak_rss_bytes: Option<u64>,
 }
@@ -124,13 +130,17 @@ pub fn quality(config: &PipelineConfig, repeats: usize, only: Option<&str>) -> R
     let (mut scan_seconds, mut quality_seconds) = (Vec::new(), Vec::new());
     let mut rows = 0u64;
     let mut score = f64::NAN;
-    let (mut scan_cpu, mut quality_cpu) = (Some(0.0), Some(0.0));
-    let add_cpu = |total: &mut Option<f64>, before: Option<f64>| {
-        *total = total.zip(before).zip(cpu_seconds()).map(|((t, b), a)| t + a - b);
+    let (mut scan_usage, mut quality_usage) = (Some(Usage::default()), Some(Usage::default()));
+    let add_usage = |total: &mut Option<Usage>, before: Option<Usage>| {
+        *total = total.zip(before).zip(Usage::now()).map(|((t, b), a)| Usage {
+            cpu_seconds: t.cpu_seconds + a.cpu_seconds - b.cpu_seconds,
+            system_seconds: t.system_seconds + a.system_seconds - b.system_seconds,
+            page_faults: t.page_faults + a.page_faults - b.page_faults,
+        });
     };
     for _ in 0..repeats.max(1) {
         if only != Some("quality") {
-            let cpu = cpu_seconds();
+            let usage = Usage::now();
             let started = Instant::now();
             let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             let sink = counted.clone();
@@ -147,24 +157,26 @@ pub fn quality(config: &PipelineConfig, repeats: usize, only: Option<&str>) -> R
                 .and_then(|plan| plan.collect_with_engine(Engine::Streaming))
                 .map_err(|e| files.read_error(e))?;
             scan_seconds.push(started.elapsed().as_secs_f64());
-            add_cpu(&mut scan_cpu, cpu);
+            add_usage(&mut scan_usage, usage);
             rows = counted.load(std::sync::atomic::Ordering::Relaxed);
         }
         if only != Some("scan") {
-            let cpu = cpu_seconds();
+            let usage = Usage::now();
             let started = Instant::now();
             let outcome = crate::run::assess_quality_in_scratch(config, &files, chrono::Utc::now(), scratch.path())?;
             quality_seconds.push(started.elapsed().as_secs_f64());
-            add_cpu(&mut quality_cpu, cpu);
+            add_usage(&mut quality_usage, usage);
             rows = outcome.report.rows;
             score = outcome.report.score;
             // Bins are frozen by the first repeat; later repeats measure the nightly case.
         }
     }
     let (scan_median, quality_median) = (self::median(&scan_seconds), self::median(&quality_seconds));
-    let per_repeat = |total: Option<f64>, n: usize| total.filter(|_| n > 0).map(|t| t / n as f64);
+    let per_repeat =
+        |total: Option<Usage>, n: usize, of: fn(&Usage) -> f64| total.filter(|_| n > 0).map(|t| of(&t) / n as f64);
+    let (scans, qualities) = (scan_seconds.len(), quality_seconds.len());
     let (scan_cpu_seconds, quality_cpu_seconds) =
-        (per_repeat(scan_cpu, scan_seconds.len()), per_repeat(quality_cpu, quality_seconds.len()));
+        (per_repeat(scan_usage, scans, |u| u.cpu_seconds), per_repeat(quality_usage, qualities, |u| u.cpu_seconds));
     Ok(QualityBench {
         dataset: config.dataset.path.display().to_string(),
         rows,
@@ -178,27 +190,49 @@ pub fn quality(config: &PipelineConfig, repeats: usize, only: Option<&str>) -> R
         scan_cpu_seconds,
         quality_cpu_seconds,
         cpu_ratio: quality_cpu_seconds.zip(scan_cpu_seconds).map(|(q, s)| q / s),
+        scan_system_seconds: per_repeat(scan_usage, scans, |u| u.system_seconds),
+        quality_system_seconds: per_repeat(quality_usage, qualities, |u| u.system_seconds),
+        scan_page_faults: per_repeat(scan_usage, scans, |u| u.page_faults),
+        quality_page_faults: per_repeat(quality_usage, qualities, |u| u.page_faults),
         quality_score: score,
         peak_rss_bytes: crate::progress::peak_rss_bytes(),
     })
 }
 
-/// This process's processor time so far, user and system, all its threads, from `/proc/self/stat`
-/// (in clock ticks of 1/100 s, Linux's fixed `USER_HZ`); `None` where there is no such file.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The fields after the command name, which is in parentheses and may hold spaces: state is
-    // the first, utime the 12th, stime the 13th.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
-    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+/// What this process has used so far, all its threads, from `/proc/self/stat`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    /// Processor seconds, user and system.
+    cpu_seconds: f64,
+    /// Of those, in the kernel.
+    system_seconds: f64,
+    /// Minor and major page faults.
+    page_faults: f64,
+}
+
+impl Usage {
+    /// `None` where there is no such file. Times are in clock ticks of 1/100 s, Linux's fixed
+    /// `USER_HZ`.
+    fn now() -> Option<Usage> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The fields after the command name, which is in parentheses and may hold spaces: state
+        // is the first, minflt the 8th, majflt the 10th, utime the 12th, stime the 13th.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let field = |i: usize| fields.get(i)?.parse::<u64>().ok();
+        let (user, system) = (field(11)?, field(12)?);
+        Some(Usage {
+            cpu_seconds: (user + system) as f64 / 100.0,
+            system_seconds: system as f64 / 100.0,
+            page_faults: (field(7)? + field(9)?) as f64,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn processor_time_grows_with_work() {
-        let Some(before) = super::cpu_seconds() else { return };
+        let Some(before) = super::Usage::now().map(|u| u.cpu_seconds) else { return };
         // Busy until the process has used 0.05 s more (other tests' threads count too), within
         // a generous wall-time limit.
         let started = std::time::Instant::now();
@@ -208,11 +242,23 @@ mod tests {
             for _ in 0..1_000_000 {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(std::hint::black_box(1));
             }
-            now = super::cpu_seconds().expect("read before");
+            now = super::Usage::now().expect("read before").cpu_seconds;
         }
         std::hint::black_box(x);
         assert!(now - before >= 0.05, "{before} s -> {now} s after {:?}", started.elapsed());
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         assert!(now - before <= started.elapsed().as_secs_f64() * cores + 0.05, "more than all cores could do");
+    }
+
+    #[test]
+    fn page_faults_grow_when_fresh_memory_is_filled() {
+        let Some(before) = super::Usage::now() else { return };
+        // 64 MiB written: 16,384 pages of 4 KiB, or 32 huge pages where the system uses them for
+        // every allocation.
+        let filled = std::hint::black_box(vec![7u8; 64 << 20]);
+        let after = super::Usage::now().expect("read before");
+        assert_eq!(filled.iter().step_by(4096).map(|&b| b as usize).sum::<usize>(), 7 * (16 << 10));
+        assert!(after.page_faults - before.page_faults >= 32.0, "{before:?} -> {after:?}");
+        assert!(after.system_seconds >= before.system_seconds && after.system_seconds <= after.cpu_seconds);
     }
 }

@@ -86,6 +86,17 @@ pub fn bench(cmd: BenchCommand) -> Result<ExitCode> {
                     b.ratio,
                     b.peak_rss_bytes.map(|b| (b >> 20).to_string()).unwrap_or_else(|| "?".into())
                 );
+                let side = |cpu: Option<f64>, system: Option<f64>, faults: Option<f64>| match (cpu, system, faults) {
+                    (Some(cpu), Some(system), Some(faults)) => {
+                        format!("{cpu:.3} s ({system:.3} s in the kernel, {faults:.0} page faults)")
+                    }
+                    _ => "-".into(),
+                };
+                println!(
+                    "per repeat, all threads: bare scan {}, quality stage {}",
+                    side(b.scan_cpu_seconds, b.scan_system_seconds, b.scan_page_faults),
+                    side(b.quality_cpu_seconds, b.quality_system_seconds, b.quality_page_faults)
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
