@@ -67,7 +67,9 @@ pub(crate) fn order_stats(values: &[f64], ks: &[usize]) -> Vec<f64> {
 
 /// The order statistics of at most two wanted prefixes. Every value is written at the end of both
 /// prefixes' members, and only its own prefix's end moves on: no branch, whose outcome would be a
-/// coin toss when the values cluster on a few prefixes (an integer feature's).
+/// coin toss when the values cluster on a few prefixes (an integer feature's). The copies of each
+/// prefix's first value are counted instead of kept, so that a prefix of one repeated value (an
+/// integer feature's, 2.0) writes nothing and needs no selection.
 fn select_in_few(
     values: &[f64],
     counts: &[u32],
@@ -78,21 +80,31 @@ fn select_in_few(
     // (With one wanted prefix, the second is one no value has.)
     let b0 = buckets[0];
     let b1 = buckets.get(1).copied().unwrap_or(usize::MAX);
-    let mut first = vec![0.0f64; counts[b0] as usize + 1];
-    let mut second = vec![0.0f64; counts.get(b1).map_or(0, |&c| c as usize) + 1];
+    let first_of = |b: usize| values.iter().find(|&&v| prefix(v) == b).map_or(0, |v| v.to_bits());
+    let (c0, c1) = (first_of(b0), if b1 == usize::MAX { 0 } else { first_of(b1) });
+    let len = |b: usize| counts.get(b).map_or(0, |&c| c as usize);
+    let mut first = vec![0.0f64; len(b0) + 1];
+    let mut second = vec![0.0f64; len(b1) + 1];
     let (mut n0, mut n1) = (0usize, 0usize);
     for &v in values {
         let p = prefix(v);
         first[n0] = v;
         second[n1] = v;
-        n0 += (p == b0) as usize;
-        n1 += (p == b1) as usize;
+        n0 += ((p == b0) & (v.to_bits() != c0)) as usize;
+        n1 += ((p == b1) & (v.to_bits() != c1)) as usize;
     }
     let mut out = Vec::with_capacity(wanted.len());
-    for (b, members) in [(b0, &mut first[..n0]), (b1, &mut second[..n1])] {
+    for (b, members, others, repeated) in [(b0, &mut first, n0, c0), (b1, &mut second, n1, c1)] {
         let ranks: Vec<usize> = wanted.iter().filter(|w| w.0 == b).map(|w| w.1).collect();
-        if !ranks.is_empty() && !members.is_empty() {
-            out.extend(select_successively(members, &ranks));
+        if ranks.is_empty() || len(b) == 0 {
+            continue;
+        }
+        if others == 0 {
+            // One value, repeated: every order statistic of the prefix is that value.
+            out.extend(ranks.iter().map(|_| f64::from_bits(repeated)));
+        } else {
+            members[others..len(b)].fill(f64::from_bits(repeated));
+            out.extend(select_successively(&mut members[..len(b)], &ranks));
         }
     }
     out
