@@ -301,10 +301,14 @@ fn the_bench_commands_write_the_example_data_on_first_use() {
     quality.assert_code(0);
     let quality = quality.json();
     assert_eq!(quality["rows"], 3_000);
-    // Each side's kernel time, within its processor time, and its page faults.
-    for side in ["scan", "quality"] {
-        let (cpu, system) = (&quality[format!("{side}_cpu_seconds")], &quality[format!("{side}_system_seconds")]);
-        assert!(system.as_f64().unwrap() <= cpu.as_f64().unwrap(), "{quality:#}");
-        assert!(quality[format!("{side}_page_faults")].as_f64().unwrap() > 0.0, "{quality:#}");
+    // Each side's kernel time and page faults, under their own names (the kernel's share is
+    // part of the processor time, so a swap of the two fields shows), on Linux where
+    // /proc/self/stat tells them.
+    if cfg!(target_os = "linux") {
+        for side in ["scan", "quality"] {
+            let (cpu, system) = (&quality[format!("{side}_cpu_seconds")], &quality[format!("{side}_system_seconds")]);
+            assert!(system.as_f64().unwrap() <= cpu.as_f64().unwrap(), "{quality:#}");
+            assert!(quality[format!("{side}_page_faults")].as_f64().unwrap() > 0.0, "{quality:#}");
+        }
     }
 }

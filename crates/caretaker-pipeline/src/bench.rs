@@ -259,6 +259,5 @@ mod tests {
         let after = super::Usage::now().expect("read before");
         assert_eq!(filled.iter().step_by(4096).map(|&b| b as usize).sum::<usize>(), 7 * (16 << 10));
         assert!(after.page_faults - before.page_faults >= 32.0, "{before:?} -> {after:?}");
-        assert!(after.system_seconds >= before.system_seconds && after.system_seconds <= after.cpu_seconds);
     }
 }
