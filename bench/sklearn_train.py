@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.naive_bayes import GaussianNB
@@ -76,7 +76,14 @@ def model(c, seed):
     if fam == "random_forest":
         return RandomForestClassifier(n_estimators=c.get("n_trees", 100), max_depth=c.get("max_depth"),
                                       min_samples_leaf=c.get("min_samples_leaf", 1),
-                                      max_features=c.get("features_per_split", "sqrt"), n_jobs=2, random_state=seed)
+                                      max_features=c.get("features_per_split", "sqrt"),
+                                      max_samples=c.get("max_samples"), n_jobs=2, random_state=seed)
+    if fam == "gradient_boosting":
+        return HistGradientBoostingClassifier(
+            learning_rate=c.get("learning_rate", 0.1), max_iter=c.get("max_iterations", 100),
+            max_leaf_nodes=c.get("max_leaf_nodes", 31), max_depth=c.get("max_depth"),
+            min_samples_leaf=c.get("min_samples_leaf", 20), l2_regularization=c.get("l2_regularization", 0.0),
+            early_stopping=c.get("early_stopping", "auto"), random_state=seed)
     raise SystemExit(f"unknown family {fam}")
 
 

@@ -58,6 +58,13 @@ fn issue_6_two_nights_write_pages_textfiles_comparisons_and_an_export() {
         "{text}"
     );
     assert!(sample(&text, "caretaker_run_duration_seconds", &[p]).unwrap() > 0.0);
+    // Each stage's own peak memory, as report.json gives it (Linux reads it from /proc).
+    if cfg!(target_os = "linux") {
+        let retrain = night1["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "retrain").unwrap();
+        let peak = retrain["peak_rss_bytes"].as_f64().expect("the retrain stage's peak memory");
+        assert!(peak > 1e6, "{retrain}");
+        assert_eq!(sample(&text, "caretaker_stage_peak_rss_bytes", &[p, "stage=\"retrain\""]), Some(peak), "{text}");
+    }
 
     ctx.set_now("2026-11-29T02:00:00Z");
     let second = ctx.caretaker(&["run", pipeline]);

@@ -138,6 +138,7 @@ struct RawTraining {
     one_hot_max_levels: Option<usize>,
     validation_days: Option<u32>,
     tune_threshold: Option<bool>,
+    max_rows: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +167,16 @@ enum RawCandidate {
         min_samples_leaf: Option<usize>,
         features_per_split: Option<usize>,
         max_samples: Option<usize>,
+    },
+    GradientBoosting {
+        name: String,
+        learning_rate: Option<f64>,
+        max_iterations: Option<usize>,
+        max_leaf_nodes: Option<usize>,
+        max_depth: Option<usize>,
+        min_samples_leaf: Option<usize>,
+        l2_regularization: Option<f64>,
+        early_stopping: Option<bool>,
     },
 }
 
@@ -342,6 +353,9 @@ pub struct TrainingSpec {
     /// Choose each candidate's decision threshold on the validation rows to maximise the primary
     /// metric (F1 when the primary metric does not depend on a threshold).
     pub tune_threshold: bool,
+    /// Above this many training rows, the candidates train on a seeded sample of this many,
+    /// stratified by label; `None`: every row.
+    pub max_rows: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -381,11 +395,25 @@ pub enum ModelParams {
         n_trees: u16,
         max_depth: Option<u16>,
         min_samples_leaf: usize,
-        /// Features drawn at each split; default max(sqrt(k), k/3) of the k encoded features.
+        /// Encoded columns weighed at each split, drawn at random (columns that do not vary in the
+        /// node are passed over and not counted); default the square root of the k encoded columns,
+        /// as scikit-learn's `max_features = "sqrt"`.
         features_per_split: Option<usize>,
-        /// Rows each group of trees is grown from (a subsample without replacement when the training
-        /// window holds more), bounding fit time on large windows.
-        max_samples: usize,
+        /// Rows each tree's bootstrap sample draws (with replacement); default as many as the
+        /// training window holds, as scikit-learn's `max_samples = None`.
+        max_samples: Option<usize>,
+    },
+    /// Gradient boosting on histograms, with scikit-learn's HistGradientBoostingClassifier's
+    /// parameters and defaults.
+    GradientBoosting {
+        learning_rate: f64,
+        max_iterations: usize,
+        max_leaf_nodes: usize,
+        max_depth: Option<usize>,
+        min_samples_leaf: usize,
+        l2_regularization: f64,
+        /// Hold out a tenth of the rows to stop the rounds early; `None`: above 10,000 rows.
+        early_stopping: Option<bool>,
     },
 }
 
@@ -396,6 +424,7 @@ impl ModelParams {
             ModelParams::DecisionTree { .. } => "decision_tree",
             ModelParams::GaussianNb { .. } => "gaussian_nb",
             ModelParams::RandomForest { .. } => "random_forest",
+            ModelParams::GradientBoosting { .. } => "gradient_boosting",
         }
     }
 }
@@ -669,6 +698,7 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
         one_hot_max_levels: check.at_least("training.one_hot_max_levels", t.one_hot_max_levels.unwrap_or(20), 1),
         validation_days: t.validation_days.unwrap_or(7),
         tune_threshold: t.tune_threshold.unwrap_or(true),
+        max_rows: t.max_rows.map(|m| check.at_least("training.max_rows", m, 100)),
     };
     let train_days = window_days.saturating_sub(holdout_days);
     if window_days > holdout_days && (training.validation_days < 1 || training.validation_days >= train_days) {
@@ -967,7 +997,8 @@ fn validate_candidate(
         RawCandidate::LogisticRegression { name, .. }
         | RawCandidate::DecisionTree { name, .. }
         | RawCandidate::GaussianNb { name, .. }
-        | RawCandidate::RandomForest { name, .. } => name.clone(),
+        | RawCandidate::RandomForest { name, .. }
+        | RawCandidate::GradientBoosting { name, .. } => name.clone(),
     };
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         check.fail(key("name"), format!("{name:?} must be non-empty letters, digits, '_' or '-'"));
@@ -1022,7 +1053,38 @@ fn validate_candidate(
                 max_depth: *max_depth,
                 min_samples_leaf: check.at_least(&key("min_samples_leaf"), min_samples_leaf.unwrap_or(1), 1),
                 features_per_split: *features_per_split,
-                max_samples: check.at_least(&key("max_samples"), max_samples.unwrap_or(100_000), 100),
+                max_samples: max_samples.map(|m| check.at_least(&key("max_samples"), m, 1)),
+            }
+        }
+        RawCandidate::GradientBoosting {
+            learning_rate,
+            max_iterations,
+            max_leaf_nodes,
+            max_depth,
+            min_samples_leaf,
+            l2_regularization,
+            early_stopping,
+            ..
+        } => {
+            let learning_rate = learning_rate.unwrap_or(0.1);
+            if !(learning_rate.is_finite() && learning_rate > 0.0) {
+                check.fail(key("learning_rate"), format!("must be a number above 0, got {learning_rate}"));
+            }
+            let l2_regularization = l2_regularization.unwrap_or(0.0);
+            if !(l2_regularization.is_finite() && l2_regularization >= 0.0) {
+                check.fail(key("l2_regularization"), format!("must be a number >= 0, got {l2_regularization}"));
+            }
+            if let Some(d) = max_depth {
+                check.at_least(&key("max_depth"), *d, 1);
+            }
+            ModelParams::GradientBoosting {
+                learning_rate,
+                max_iterations: check.at_least(&key("max_iterations"), max_iterations.unwrap_or(100), 1),
+                max_leaf_nodes: check.at_least(&key("max_leaf_nodes"), max_leaf_nodes.unwrap_or(31), 2),
+                max_depth: *max_depth,
+                min_samples_leaf: check.at_least(&key("min_samples_leaf"), min_samples_leaf.unwrap_or(20), 1),
+                l2_regularization,
+                early_stopping: *early_stopping,
             }
         }
     };

@@ -154,6 +154,10 @@ pub struct SplitSummary {
     pub window_from: DateTime<Utc>,
     /// Content hash of the training rows.
     pub train_hash: String,
+    /// The window's training rows before `training.max_rows` sampled them (with
+    /// `training.seed`), when it did; `train_rows` is then the sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled_from: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -317,8 +321,8 @@ pub struct StageTiming {
     pub stage: String,
     pub seconds: f64,
     pub rows: Option<u64>,
-    /// The process's peak resident memory when the stage ended (Linux `VmHWM`): it only grows, so
-    /// the stage that raised it is the one where it jumps.
+    /// The process's peak resident memory during the stage (Linux `VmHWM`, reset when the stage
+    /// starts); the largest of the stages' is the run's peak.
     #[serde(default)]
     pub peak_rss_bytes: Option<u64>,
 }

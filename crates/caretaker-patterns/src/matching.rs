@@ -72,6 +72,17 @@ impl RowSet {
         out
     }
 
+    /// Rows in every one of `sets` (all of the same length), without building the intersection.
+    pub fn all_count(sets: &[&RowSet]) -> u64 {
+        match sets {
+            [] => 0,
+            [one] => one.count(),
+            [first, rest @ ..] => (0..first.words.len())
+                .map(|w| rest.iter().fold(first.words[w], |acc, s| acc & s.words[w]).count_ones() as u64)
+                .sum(),
+        }
+    }
+
     /// Rows in both sets, without building the intersection.
     pub fn and_count(&self, other: &RowSet) -> u64 {
         self.words.iter().zip(&other.words).map(|(a, b)| (a & b).count_ones() as u64).sum()

@@ -53,10 +53,29 @@ pub fn mine(events: &LabelledEvents, spec: &DiscoverySpec) -> Mined {
     if n == 0 {
         return mined;
     }
+    // Each feature's cut points sort its values: the features are cut on all cores.
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut all_cuts: Vec<(usize, Vec<f64>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(col) = events.numeric.get(j) else { break };
+                        done.push((j, cut_points(&col.values, &events.labels, spec.max_bins)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("cutting does not panic")).collect()
+    });
+    all_cuts.sort_by_key(|(j, _)| *j);
     let mut items = Vec::new();
     let mut feature = 0;
-    for col in &events.numeric {
-        let cuts = cut_points(&col.values, &events.labels, spec.max_bins);
+    for (col, (_, cuts)) in events.numeric.iter().zip(all_cuts) {
         for &cut in &cuts {
             let value = format_number(cut);
             for (op, le) in [("<=", true), (">", false)] {
@@ -81,9 +100,15 @@ pub fn mine(events: &LabelledEvents, spec: &DiscoverySpec) -> Mined {
         feature += 1;
     }
     let positive = RowSet::from_fn(n, |i| events.labels[i]);
-    for (predicts, label_rows) in [(true, positive.clone()), (false, positive.not())] {
-        mined.rules.extend(rules_for_label(&items, &label_rows, predicts, n, spec));
-    }
+    let negative = positive.not();
+    // The two labels' rules are independent: mined side by side, kept in label order.
+    let (for_positive, for_negative) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| rules_for_label(&items, &negative, false, n, spec));
+        let first = rules_for_label(&items, &positive, true, n, spec);
+        (first, other.join().expect("mining does not panic"))
+    });
+    mined.rules.extend(for_positive);
+    mined.rules.extend(for_negative);
     mined
 }
 
@@ -105,13 +130,15 @@ fn rules_for_label(
         return Vec::new();
     }
     let min_count = ((spec.min_support * n as f64).ceil() as u64).max(1);
-    // Itemsets (sorted item indices) with enough rows of this label, and their rows.
-    let mut level: Vec<(Vec<usize>, RowSet)> = items
+    // Itemsets (sorted item indices) with enough rows of this label, and that count. No itemset
+    // keeps its rows: on a million rows a row set is 125 KB, and a level can hold thousands of
+    // itemsets, so counts are taken by intersecting the items' sets word by word instead.
+    let mut level: Vec<(Vec<usize>, u64)> = items
         .iter()
         .enumerate()
         .filter_map(|(i, item)| {
-            let rows = item.rows.and(label_rows);
-            (rows.count() >= min_count).then(|| (vec![i], rows))
+            let hits = item.rows.and_count(label_rows);
+            (hits >= min_count).then(|| (vec![i], hits))
         })
         .collect();
     // For each itemset seen, the best confidence of it and all its subsets.
@@ -119,24 +146,21 @@ fn rules_for_label(
     let mut rules = Vec::new();
     let mut size = 1;
     while !level.is_empty() {
-        for (set, rows) in &level {
-            let hits = rows.count();
-            let mut matching = items[set[0]].rows.clone();
-            for &i in &set[1..] {
-                matching.and_assign(&items[i].rows);
-            }
-            let conf = hits as f64 / matching.count() as f64;
+        for (set, hits) in &level {
+            let sets: Vec<&RowSet> = set.iter().map(|&i| &items[i].rows).collect();
+            let matching = RowSet::all_count(&sets);
+            let conf = *hits as f64 / matching as f64;
             // The best confidence among the proper subsets, the empty one (the base rate) included.
             let best_subset = subsets(set).filter_map(|s| best.get(&s).copied()).fold(base_rate, f64::max);
             best.insert(set.clone(), conf.max(best_subset));
             let lift = conf / base_rate;
-            let noise = 2.0 * (best_subset * (1.0 - best_subset) / matching.count() as f64).sqrt();
+            let noise = 2.0 * (best_subset * (1.0 - best_subset) / matching as f64).sqrt();
             let improves = conf - best_subset >= MIN_IMPROVEMENT.max(noise);
             if conf >= spec.min_confidence && lift >= spec.min_lift && improves {
                 rules.push(MinedRule {
                     conditions: set.iter().map(|&i| items[i].condition.clone()).collect(),
                     predicts,
-                    support: hits as f64 / n as f64,
+                    support: *hits as f64 / n as f64,
                     confidence: conf,
                     lift,
                 });
@@ -146,7 +170,7 @@ fn rules_for_label(
             break;
         }
         size += 1;
-        level = next_level(items, &level, min_count);
+        level = next_level(items, label_rows, &level, min_count);
     }
     rules
 }
@@ -160,12 +184,19 @@ fn subsets(set: &[usize]) -> impl Iterator<Item = Vec<usize>> + '_ {
 }
 
 /// Apriori join: itemsets sharing all but their last item, on distinct features, whose every
-/// one-shorter subset is frequent.
-fn next_level(items: &[Item], level: &[(Vec<usize>, RowSet)], min_count: u64) -> Vec<(Vec<usize>, RowSet)> {
+/// one-shorter subset is frequent, with their rows of the label.
+fn next_level(
+    items: &[Item],
+    label_rows: &RowSet,
+    level: &[(Vec<usize>, u64)],
+    min_count: u64,
+) -> Vec<(Vec<usize>, u64)> {
     let frequent: HashSet<&[usize]> = level.iter().map(|(s, _)| s.as_slice()).collect();
     let mut next = Vec::new();
-    for (a, (set_a, rows_a)) in level.iter().enumerate() {
+    for (a, (set_a, _)) in level.iter().enumerate() {
         let prefix = &set_a[..set_a.len() - 1];
+        // The rows of `set_a` with the label, built once for every candidate that extends it.
+        let mut rows_a: Option<RowSet> = None;
         for (set_b, _) in &level[a + 1..] {
             if &set_b[..set_b.len() - 1] != prefix {
                 break; // `level` is sorted, so sets sharing a prefix are adjacent
@@ -184,9 +215,16 @@ fn next_level(items: &[Item], level: &[(Vec<usize>, RowSet)], min_count: u64) ->
             if !all_frequent {
                 continue;
             }
-            let rows = rows_a.and(&items[last].rows);
-            if rows.count() >= min_count {
-                next.push((candidate, rows));
+            let rows_a = rows_a.get_or_insert_with(|| {
+                let mut rows = label_rows.clone();
+                for &i in set_a {
+                    rows.and_assign(&items[i].rows);
+                }
+                rows
+            });
+            let hits = rows_a.and_count(&items[last].rows);
+            if hits >= min_count {
+                next.push((candidate, hits));
             }
         }
     }

@@ -33,10 +33,11 @@ pub(crate) fn train_and_score(
 ) -> (Vec<CandidateReport>, Vec<Option<Scored>>) {
     let mut reports = Vec::with_capacity(config.candidates.len());
     let mut scored = Vec::with_capacity(config.candidates.len());
+    // Shared by the candidates: the validation split and the tree families' binned window.
+    let rows = caretaker_train::select::TrainingRows::new(&split.train, &config.training);
     for spec in &config.candidates {
         let started = Instant::now();
-        let selected =
-            caretaker_train::select::train_candidate(spec, &config.training, config.gate.primary_metric, &split.train);
+        let selected = caretaker_train::select::train_candidate(spec, config.gate.primary_metric, &rows);
         let train_seconds = started.elapsed().as_secs_f64();
         let mut candidate = CandidateReport {
             name: spec.name.clone(),

@@ -124,6 +124,8 @@ fn stages_of_the_run(
         report.gate = GateReport::skipped("no clean rows to train on");
         return Ok(());
     };
+    // The split holds copies of the rows it keeps: the clean rows are not needed past here.
+    drop(events);
     let train_hash = split.train.content_hash();
     report.split = Some(split.summary(train_hash.clone()));
     if let Some(reason) = too_little_data(&split.train, &split.holdout, config.training.min_rows) {

@@ -405,9 +405,12 @@ fn data_rows(report: &RunReport) -> Vec<(String, String)> {
         rows.push((
             "training".into(),
             format!(
-                "{} rows from {}, positive rate {:.1}%",
+                "{} rows from {}{}, positive rate {:.1}%",
                 count(s.train_rows),
                 s.window_from.format("%Y-%m-%d"),
+                s.sampled_from
+                    .map(|n| format!(" (a sample of the {} in the window: training.max_rows)", count(n)))
+                    .unwrap_or_default(),
                 s.train_positive_rate * 100.0
             ),
         ));

@@ -117,8 +117,9 @@ pub fn summary(report: &RunReport) -> String {
     if let Some(split) = &report.split {
         let _ = writeln!(
             out,
-            "models    trained on {} rows, holdout {} rows from {}",
+            "models    trained on {} rows{}, holdout {} rows from {}",
             split.train_rows,
+            split.sampled_from.map(|n| format!(" (sampled from {n}: training.max_rows)")).unwrap_or_default(),
             split.holdout_rows,
             split.holdout_from.format("%Y-%m-%d %H:%M")
         );

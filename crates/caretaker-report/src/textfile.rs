@@ -46,6 +46,18 @@ pub fn render(report: &RunReport) -> String {
     for s in &report.stages {
         stages.with_label_values(&[s.stage.as_str()]).set(s.seconds);
     }
+    if report.stages.iter().any(|s| s.peak_rss_bytes.is_some()) {
+        let peaks = metrics.vec(
+            "stage_peak_rss_bytes",
+            "Peak resident memory of the process during each stage of the last run.",
+            &["stage"],
+        );
+        for s in &report.stages {
+            if let Some(p) = s.peak_rss_bytes {
+                peaks.with_label_values(&[s.stage.as_str()]).set(p as f64);
+            }
+        }
+    }
 
     if let Some(q) = &report.quality {
         metrics.gauge("quality_score", "The 0-1 quality score of the last run's data.", q.score);

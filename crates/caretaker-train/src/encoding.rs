@@ -34,6 +34,7 @@ pub struct OneHot {
 }
 
 impl Encoding {
+    /// Fits the encoding on `train`, numeric features standardised.
     pub fn fit(train: &LabelledEvents, max_levels: usize) -> Encoding {
         let numeric = train
             .numeric
@@ -66,6 +67,17 @@ impl Encoding {
             })
             .collect();
         Encoding { numeric, categorical }
+    }
+
+    /// As [`Encoding::fit`], numeric features kept in their own units (a mean of 0 and a standard
+    /// deviation of 1 leave every value as it is, to the bit): the tree families split on raw
+    /// values, so a split reads `latency_ms <= 1200` in the model card, not a z-score.
+    pub fn fit_raw(train: &LabelledEvents, max_levels: usize) -> Encoding {
+        let mut encoding = Encoding::fit(train, max_levels);
+        for s in &mut encoding.numeric {
+            (s.mean, s.std) = (0.0, 1.0);
+        }
+        encoding
     }
 
     /// Column names of the encoded matrix.

@@ -22,9 +22,12 @@
 //! # }
 //! ```
 
+pub mod binned;
+pub mod boosting;
 pub mod encoding;
 mod families;
-pub mod grow;
+mod hist_tree;
+pub mod linear;
 pub mod select;
 pub mod trees;
 
@@ -75,6 +78,18 @@ impl TrainedModel {
         training: &TrainingSpec,
         train: &LabelledEvents,
     ) -> Result<TrainedModel> {
+        Self::fit_from(name, params, training, train, None)
+    }
+
+    /// As [`TrainedModel::fit_params`], starting from `near` where the family can (see
+    /// `families::fit`).
+    pub(crate) fn fit_from(
+        name: &str,
+        params: &ModelParams,
+        training: &TrainingSpec,
+        train: &LabelledEvents,
+        near: Option<&TrainedModel>,
+    ) -> Result<TrainedModel> {
         let fail = |reason: String| Error::Fit { name: name.to_string(), family: params.family(), reason };
         if train.is_empty() {
             return Err(fail("no training rows".into()));
@@ -86,9 +101,15 @@ impl TrainedModel {
                 train.len()
             )));
         }
+        if families::is_binned(params) {
+            let (encoding, window) = binned_window(train, training)?;
+            let pool: Vec<u32> = (0..train.len() as u32).collect();
+            return Ok(Self::from_binned(name, params, encoding, &window, &pool, training.seed));
+        }
         let encoding = encoding::Encoding::fit(train, training.one_hot_max_levels);
-        let x = encoding.transform(train)?;
-        let classifier = families::fit(params, &x, &train.labels, training.seed).map_err(fail)?;
+        let design = linear::Design::new(&encoding, train)?;
+        let start = near.filter(|m| m.encoding.names() == encoding.names()).map(|m| &m.classifier);
+        let classifier = families::fit(params, &design, &train.labels, start).map_err(fail)?;
         Ok(TrainedModel {
             format: MODEL_FORMAT,
             name: name.to_string(),
@@ -97,6 +118,26 @@ impl TrainedModel {
             classifier,
             threshold: 0.5,
         })
+    }
+
+    /// A tree family fitted on the rows `pool` of `window`, binned from rows encoded by `encoding`.
+    fn from_binned(
+        name: &str,
+        params: &ModelParams,
+        encoding: encoding::Encoding,
+        window: &binned::BinnedWindow,
+        pool: &[u32],
+        seed: u64,
+    ) -> TrainedModel {
+        let fit = families::fit_binned(params, window, pool, seed);
+        TrainedModel {
+            format: MODEL_FORMAT,
+            name: name.to_string(),
+            params: params.clone(),
+            encoding,
+            classifier: fit.into_classifier(params),
+            threshold: 0.5,
+        }
     }
 
     /// The probability that each row is positive.
@@ -121,10 +162,26 @@ impl TrainedModel {
     }
 }
 
+/// The encoding of the tree families (numeric values in their own units) fitted on `train`, and
+/// `train` binned by it.
+fn binned_window(
+    train: &LabelledEvents,
+    training: &TrainingSpec,
+) -> Result<(encoding::Encoding, binned::BinnedWindow)> {
+    let encoding = encoding::Encoding::fit_raw(train, training.one_hot_max_levels);
+    let window = binned::BinnedWindow::new(&encoding, train, training.seed)?;
+    Ok((encoding, window))
+}
+
+/// The cores this process may use.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
 /// Runs `f` on `0..items` on every core and returns the results in index order: which thread
 /// ran which item does not show in the result.
 pub(crate) fn on_all_cores<R: Send>(items: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(items.max(1));
+    let threads = cores().min(items.max(1));
     if threads <= 1 {
         return (0..items).map(f).collect();
     }
@@ -155,14 +212,14 @@ pub(crate) fn on_all_cores<R: Send>(items: usize, f: impl Fn(usize) -> R + Sync)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use caretaker_core::config::SplitQuality;
     use caretaker_core::events::{CategoricalColumn, NumericColumn};
     use caretaker_core::rng::SplitMix64;
 
     /// `n` rows: failures when `load` is high on service "b", plus 5% noise.
-    fn events(n: usize, seed: u64) -> LabelledEvents {
+    pub(crate) fn events(n: usize, seed: u64) -> LabelledEvents {
         let mut rng = SplitMix64::new(seed);
         let mut u = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
         let (mut load, mut noise, mut codes, mut labels) = (vec![], vec![], vec![], vec![]);
@@ -189,7 +246,7 @@ mod tests {
         }
     }
 
-    fn training() -> TrainingSpec {
+    pub(crate) fn training() -> TrainingSpec {
         TrainingSpec {
             window_days: 60,
             holdout_days: 7,
@@ -198,10 +255,11 @@ mod tests {
             one_hot_max_levels: 5,
             validation_days: 1,
             tune_threshold: false,
+            max_rows: None,
         }
     }
 
-    fn families() -> Vec<ModelParams> {
+    pub(crate) fn families() -> Vec<ModelParams> {
         vec![
             ModelParams::LogisticRegression { alpha: 1.0, max_iterations: 100, gradient_tolerance: 1e-4 },
             ModelParams::DecisionTree { max_depth: Some(4), min_samples_leaf: 5, split_quality: SplitQuality::Gini },
@@ -211,7 +269,16 @@ mod tests {
                 max_depth: Some(5),
                 min_samples_leaf: 3,
                 features_per_split: None,
-                max_samples: 100_000,
+                max_samples: None,
+            },
+            ModelParams::GradientBoosting {
+                learning_rate: 0.1,
+                max_iterations: 50,
+                max_leaf_nodes: 31,
+                max_depth: None,
+                min_samples_leaf: 20,
+                l2_regularization: 0.0,
+                early_stopping: None,
             },
         ]
     }
@@ -234,19 +301,19 @@ mod tests {
     }
 
     #[test]
-    fn a_forest_on_a_window_larger_than_max_samples_subsamples_and_still_learns() {
+    fn a_forest_whose_trees_draw_max_samples_rows_still_learns() {
         let (train, test) = (events(4000, 4), events(1000, 5));
         let params = ModelParams::RandomForest {
             n_trees: 10,
             max_depth: Some(5),
             min_samples_leaf: 3,
             features_per_split: None,
-            max_samples: 500,
+            max_samples: Some(500),
         };
         let model = TrainedModel::fit_params("f", &params, &training(), &train).unwrap();
         let Classifier::RandomForest(trees) = &model.classifier else { panic!() };
         assert_eq!(trees.len(), 10);
-        // Calibrated on in-bag rows of a 500-row subsample: no leaf counts more rows than that.
+        // Each tree draws 500 rows (with replacement): no leaf counts more rows than that.
         let most: u64 = trees
             .iter()
             .flat_map(|t| &t.nodes)
@@ -260,68 +327,6 @@ mod tests {
         let p = model.predict_proba(&test).unwrap();
         let m = caretaker_evaluate::metrics::classification_metrics(&test.labels, &p, 0.5);
         assert!(m.roc_auc.unwrap() > 0.75, "{:?}", m.roc_auc);
-    }
-
-    /// vendor/smartcore changes how smartcore's tree finds its splits (each node searches only its
-    /// own rows), not which splits it finds. The two forests below, over numeric and one-hot
-    /// columns full of tied values, were fitted with smartcore 0.7.0 as published; each digest is
-    /// of a forest's trees as Caretaker stores them. A patch that changes one split or one leaf
-    /// fails.
-    #[test]
-    fn the_patched_smartcore_grows_the_same_forest_as_smartcore_0_7_0() {
-        // Six numeric columns with tied values and two categorical ones; a noisy label on all.
-        let mut rng = SplitMix64::new(21);
-        let mut u = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
-        let n = 5000;
-        let numeric: Vec<Vec<f64>> = (0..6).map(|_| (0..n).map(|_| (u() * 20.0).round() / 2.0).collect()).collect();
-        let codes: Vec<Vec<u32>> = (0..2).map(|_| (0..n).map(|_| (u() * 4.0) as u32).collect()).collect();
-        let labels = (0..n)
-            .map(|i| {
-                let score = numeric.iter().enumerate().map(|(j, c)| c[i] * (j as f64 - 2.5)).sum::<f64>()
-                    + codes[0][i] as f64 * 3.0
-                    - codes[1][i] as f64 * 2.0;
-                (score > 0.0) != (u() < 0.2)
-            })
-            .collect();
-        let train = LabelledEvents {
-            timestamps: (0..n as i64).map(|i| i * 60_000_000).collect(),
-            labels,
-            numeric: numeric
-                .into_iter()
-                .enumerate()
-                .map(|(j, values)| NumericColumn { name: format!("x{j}"), values })
-                .collect(),
-            categorical: codes
-                .into_iter()
-                .enumerate()
-                .map(|(j, codes)| CategoricalColumn {
-                    name: format!("c{j}"),
-                    levels: vec!["a".into(), "b".into(), "c".into(), "d".into()],
-                    codes,
-                })
-                .collect(),
-        };
-        // Deep trees from a 3,000-row subsample, down to single-row leaves; then trees on every
-        // row whose splits must leave at least 25 rows on each side (smartcore's own check at
-        // each split, and its split search skipping thresholds that would leave fewer).
-        let cases = [
-            (Some(12), 1, 3000, (7456, "fa26b1e50beeceb4fd294d64a5f839e29391764663f9a78ac32bf6f0c7694764")),
-            (None, 25, 100_000, (2364, "c0f58089bde14e5bd31c0a7eaea88121701badbe1578c7e0a13edd547ae992ca")),
-        ];
-        for (max_depth, min_samples_leaf, max_samples, expected) in cases {
-            let params = ModelParams::RandomForest {
-                n_trees: 10,
-                max_depth,
-                min_samples_leaf,
-                features_per_split: None,
-                max_samples,
-            };
-            let model = TrainedModel::fit_params("f", &params, &training(), &train).unwrap();
-            let Classifier::RandomForest(trees) = &model.classifier else { panic!() };
-            let digest = blake3::hash(&rmp_serde::to_vec(trees).unwrap()).to_hex().to_string();
-            let nodes: usize = trees.iter().map(|t| t.nodes.len()).sum();
-            assert_eq!((nodes, digest.as_str()), expected, "{params:?}");
-        }
     }
 
     #[test]

@@ -1,13 +1,22 @@
 //! Choosing a candidate's hyperparameters (from its grid) and decision threshold on a validation
 //! slice of the training window: the newest `validation_days` of the training rows. The holdout is
 //! never seen here; it belongs to the gate.
+//!
+//! The candidates of a run share one [`TrainingRows`]: the split into fitting and validation rows,
+//! and the binned window of the tree families, built once on first use. A tree family's
+//! validation fit grows on the fitting rows of that window and scores the validation rows by their
+//! bins. The window's bins are placed on every training row's feature values (no label is read to
+//! place them), so the validation fit sees where the newest rows' values lie, never their labels.
 
-use crate::{Result, TrainedModel};
+use crate::binned::BinnedWindow;
+use crate::encoding::Encoding;
+use crate::{Result, TrainedModel, families};
 use caretaker_core::config::{CandidateSpec, ModelParams, TrainingSpec};
 use caretaker_core::events::LabelledEvents;
 use caretaker_core::metrics::Metric;
 use caretaker_evaluate::metrics::{best_threshold, classification_metrics};
 use serde::Serialize;
+use std::sync::OnceLock;
 
 /// One grid point and how it scored on the validation rows.
 #[derive(Debug, Clone, Serialize)]
@@ -29,15 +38,84 @@ pub struct Selected {
     pub note: Option<String>,
 }
 
-/// Splits the training rows: older rows fit, the newest `days` validate.
-fn validation_split(train: &LabelledEvents, days: u32) -> (LabelledEvents, LabelledEvents) {
-    let newest = train.timestamps.iter().copied().max().unwrap_or(0);
-    let from = newest - days as i64 * 86_400_000_000;
-    let (mut fit, mut validate) = (Vec::new(), Vec::new());
-    for (i, &t) in train.timestamps.iter().enumerate() {
-        if t > from { validate.push(i) } else { fit.push(i) }
+/// The training rows of one run and what its candidates share.
+pub struct TrainingRows<'a> {
+    events: &'a LabelledEvents,
+    training: &'a TrainingSpec,
+    /// Every training row, and the older rows that fit and the newest that validate (ascending).
+    all: Vec<u32>,
+    fit: Vec<u32>,
+    validate: Vec<u32>,
+    /// The fitting and validation rows as events of their own, for the families fitted on a
+    /// matrix.
+    parts: OnceLock<(LabelledEvents, LabelledEvents)>,
+    binned: OnceLock<(Encoding, BinnedWindow)>,
+}
+
+impl<'a> TrainingRows<'a> {
+    pub fn new(events: &'a LabelledEvents, training: &'a TrainingSpec) -> TrainingRows<'a> {
+        let newest = events.timestamps.iter().copied().max().unwrap_or(0);
+        let from = newest - training.validation_days as i64 * 86_400_000_000;
+        let (validate, fit) = (0..events.len() as u32).partition(|&i| events.timestamps[i as usize] > from);
+        TrainingRows {
+            events,
+            training,
+            all: (0..events.len() as u32).collect(),
+            fit,
+            validate,
+            parts: OnceLock::new(),
+            binned: OnceLock::new(),
+        }
     }
-    (train.take(&fit), train.take(&validate))
+
+    fn parts(&self) -> &(LabelledEvents, LabelledEvents) {
+        self.parts.get_or_init(|| {
+            let take = |rows: &[u32]| self.events.take(&rows.iter().map(|&r| r as usize).collect::<Vec<_>>());
+            (take(&self.fit), take(&self.validate))
+        })
+    }
+
+    fn binned(&self) -> Result<&(Encoding, BinnedWindow)> {
+        if let Some(b) = self.binned.get() {
+            return Ok(b);
+        }
+        let b = crate::binned_window(self.events, self.training)?;
+        Ok(self.binned.get_or_init(|| b))
+    }
+
+    fn positives(&self, rows: &[u32]) -> usize {
+        rows.iter().filter(|&&r| self.events.labels[r as usize]).count()
+    }
+
+    /// A model of `params` fitted on every training row, from `near` (the validation fit) where
+    /// the family can start from a model.
+    fn fit_all(&self, name: &str, params: &ModelParams, near: Option<&TrainedModel>) -> Result<TrainedModel> {
+        if families::is_binned(params) {
+            let (encoding, window) = self.binned()?;
+            return Ok(TrainedModel::from_binned(
+                name,
+                params,
+                encoding.clone(),
+                window,
+                &self.all,
+                self.training.seed,
+            ));
+        }
+        TrainedModel::fit_from(name, params, self.training, self.events, near)
+    }
+
+    /// The validation rows' probabilities under a model of `params` fitted on the older rows, and
+    /// that model when it was fitted on a matrix.
+    fn validation_fit(&self, name: &str, params: &ModelParams) -> Result<(Vec<f64>, Option<TrainedModel>)> {
+        if families::is_binned(params) {
+            let (_, window) = self.binned()?;
+            let fit = families::fit_binned(params, window, &self.fit, self.training.seed);
+            return Ok((fit.predict_binned(window, &self.validate), None));
+        }
+        let (fit, validate) = self.parts();
+        let model = TrainedModel::fit_params(name, params, self.training, fit)?;
+        Ok((model.predict_proba(validate)?, Some(model)))
+    }
 }
 
 fn score(metric: Metric, labels: &[bool], p: &[f64], tune: bool) -> (f64, f64) {
@@ -57,46 +135,39 @@ fn score(metric: Metric, labels: &[bool], p: &[f64], tune: bool) -> (f64, f64) {
     (metric.value(&m).map(|v| if metric.higher_is_better() { v } else { -v }).unwrap_or(f64::NEG_INFINITY), 0.5)
 }
 
-/// Trains `spec` on `train`: when it has a grid or thresholds are tuned, every grid point is fitted
+/// Trains `spec` on `rows`: when it has a grid or thresholds are tuned, every grid point is fitted
 /// on the older training rows and scored on the validation rows; the best is refitted on all
 /// training rows and keeps the threshold chosen on validation.
-pub fn train_candidate(
-    spec: &CandidateSpec,
-    training: &TrainingSpec,
-    metric: Metric,
-    train: &LabelledEvents,
-) -> Result<Selected> {
+pub fn train_candidate(spec: &CandidateSpec, metric: Metric, rows: &TrainingRows) -> Result<Selected> {
+    let training = rows.training;
     let choices: Vec<ModelParams> = if spec.grid.is_empty() { vec![spec.params.clone()] } else { spec.grid.clone() };
     if choices.len() == 1 && !training.tune_threshold {
-        let model = TrainedModel::fit_params(&spec.name, &choices[0], training, train)?;
+        let model = rows.fit_all(&spec.name, &choices[0], None)?;
         return Ok(Selected { model, grid: Vec::new(), validation_rows: 0, note: None });
     }
-    let (fit, validate) = validation_split(train, training.validation_days);
-    let positives = validate.positives();
-    let usable = fit.len() >= training.min_rows
-        && positives > 0
-        && positives < validate.len()
-        && fit.positives() > 0
-        && fit.positives() < fit.len();
+    let (fit, validate) = (rows.fit.len(), rows.validate.len());
+    let (fit_positives, positives) = (rows.positives(&rows.fit), rows.positives(&rows.validate));
+    let usable =
+        fit >= training.min_rows && positives > 0 && positives < validate && fit_positives > 0 && fit_positives < fit;
     if !usable {
-        let model = TrainedModel::fit_params(&spec.name, &spec.params, training, train)?;
+        let model = rows.fit_all(&spec.name, &spec.params, None)?;
         return Ok(Selected {
             model,
             grid: Vec::new(),
-            validation_rows: validate.len(),
+            validation_rows: validate,
             note: Some(format!(
-                "no grid search or threshold tuning: the validation rows ({} rows, {positives} positive) or the rows before them ({} rows) are too few or hold one class",
-                validate.len(),
-                fit.len()
+                "no grid search or threshold tuning: the validation rows ({validate} rows, {positives} positive) or the rows before them ({fit} rows) are too few or hold one class"
             )),
         });
     }
+    let labels: Vec<bool> = rows.validate.iter().map(|&r| rows.events.labels[r as usize]).collect();
     let mut grid = Vec::with_capacity(choices.len());
+    let mut fitted = Vec::with_capacity(choices.len());
     for params in &choices {
-        let model = TrainedModel::fit_params(&spec.name, params, training, &fit)?;
-        let p = model.predict_proba(&validate)?;
-        let (validation_score, threshold) = score(metric, &validate.labels, &p, training.tune_threshold);
+        let (p, model) = rows.validation_fit(&spec.name, params)?;
+        let (validation_score, threshold) = score(metric, &labels, &p, training.tune_threshold);
         grid.push(GridPoint { params: params.clone(), validation_score, threshold });
+        fitted.push(model);
     }
     let best = grid
         .iter()
@@ -104,7 +175,57 @@ pub fn train_candidate(
         .max_by(|a, b| a.1.validation_score.total_cmp(&b.1.validation_score).then(b.0.cmp(&a.0)))
         .map(|(i, _)| i)
         .expect("at least one grid point");
-    let mut model = TrainedModel::fit_params(&spec.name, &grid[best].params, training, train)?;
+    let mut model = rows.fit_all(&spec.name, &grid[best].params, fitted[best].as_ref())?;
     model.threshold = grid[best].threshold;
-    Ok(Selected { model, grid, validation_rows: validate.len(), note: None })
+    Ok(Selected { model, grid, validation_rows: validate, note: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{events, families, training};
+
+    fn tuned() -> TrainingSpec {
+        TrainingSpec { tune_threshold: true, ..training() }
+    }
+
+    #[test]
+    fn every_family_tunes_its_threshold_on_the_newest_rows_and_refits_on_all() {
+        // 3,000 rows a minute apart: the newest day (1,440 rows) validates.
+        let train = events(3000, 11);
+        let spec = tuned();
+        let rows = TrainingRows::new(&train, &spec);
+        for params in families() {
+            let candidate = CandidateSpec { name: "c".into(), params: params.clone(), grid: Vec::new() };
+            let selected = train_candidate(&candidate, Metric::F1, &rows).unwrap();
+            assert_eq!(selected.validation_rows, 1440, "{}", params.family());
+            assert_eq!(selected.grid.len(), 1);
+            assert_eq!(selected.model.threshold, selected.grid[0].threshold);
+            assert!(selected.grid[0].validation_score > 0.5, "{}: {:?}", params.family(), selected.grid);
+            // The final model is fitted on every training row: the same as fitting it directly.
+            let direct = TrainedModel::fit_params("c", &params, &spec, &train).unwrap();
+            if !matches!(params, ModelParams::LogisticRegression { .. }) {
+                assert_eq!(selected.model.predict_proba(&train).unwrap(), direct.predict_proba(&train).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn the_validation_fit_never_reads_the_labels_of_the_validation_rows() {
+        let train = events(3000, 12);
+        let mut flipped = train.clone();
+        let spec = tuned();
+        let newest = train.timestamps.iter().max().copied().unwrap();
+        for (label, t) in flipped.labels.iter_mut().zip(&train.timestamps) {
+            if *t > newest - 86_400_000_000 {
+                *label = !*label;
+            }
+        }
+        let (a, b) = (TrainingRows::new(&train, &spec), TrainingRows::new(&flipped, &spec));
+        for params in families() {
+            let (pa, _) = a.validation_fit("c", &params).unwrap();
+            let (pb, _) = b.validation_fit("c", &params).unwrap();
+            assert_eq!(pa, pb, "{}", params.family());
+        }
+    }
 }

@@ -1,2 +1,0 @@
-pub mod neighbour;
-pub(crate) mod sort;

@@ -1,2 +1,0 @@
-pub mod heap_select;
-pub mod quick_sort;

@@ -1,4 +1,0 @@
-/// matrix bindings
-pub mod matrix;
-/// vector bindings
-pub mod vector;

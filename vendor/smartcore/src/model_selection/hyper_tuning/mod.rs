@@ -1,2 +1,0 @@
-mod grid_search;
-pub use grid_search::{GridSearchCV, GridSearchCVParameters};
