@@ -42,16 +42,23 @@ pub fn holdout_precision(rules: &[MinedRule], holdout: &LabelledEvents) -> (u64,
 
 /// Events in time order, for counting uses after a watermark. Events after `now` are left out:
 /// a wrong clock upstream must not push a pattern's `last_used_at` into the future.
-struct Timeline {
-    events: LabelledEvents,
+struct Timeline<'a> {
+    events: std::borrow::Cow<'a, LabelledEvents>,
 }
 
-impl Timeline {
-    fn new(events: &LabelledEvents, now: DateTime<Utc>) -> Timeline {
+impl<'a> Timeline<'a> {
+    /// The events up to `now`, in time order: the events themselves when they already are (data
+    /// stored in time order), else a sorted copy.
+    fn new(events: &'a LabelledEvents, now: DateTime<Utc>) -> Timeline<'a> {
+        let now = now.timestamp_micros();
+        let ts = &events.timestamps;
+        if ts.windows(2).all(|w| w[0] <= w[1]) && ts.last().is_none_or(|&t| t <= now) {
+            return Timeline { events: std::borrow::Cow::Borrowed(events) };
+        }
         let mut order: Vec<usize> = (0..events.len()).collect();
-        order.sort_by_key(|&i| events.timestamps[i]);
-        order.retain(|&i| events.timestamps[i] <= now.timestamp_micros());
-        Timeline { events: events.take(&order) }
+        order.sort_by_key(|&i| ts[i]);
+        order.retain(|&i| ts[i] <= now);
+        Timeline { events: std::borrow::Cow::Owned(events.take(&order)) }
     }
 
     /// First row newer than `micros`.
@@ -88,9 +95,17 @@ pub fn run(
         archived.extend(archive::file_ids(&archive::absolute(&policy.archive, &e.path))?);
     }
 
-    // Upsert.
-    let ids = store::ids(&df).map_err(&err)?;
-    let row_of: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    // Upsert. The store's row of each mined rule: one pass over the store's ids, keeping only those
+    // the rules name (a store can hold a million patterns, a night mines a few thousand rules).
+    let mined_ids: HashSet<String> = mined.rules.iter().map(|r| pattern_id(&r.conditions, r.predicts)).collect();
+    let row_of: HashMap<String, usize> = df
+        .column("pattern_id")
+        .and_then(|c| c.str().cloned())
+        .map_err(&err)?
+        .iter()
+        .enumerate()
+        .filter_map(|(row, id)| id.filter(|id| mined_ids.contains(*id)).map(|id| (id.to_string(), row)))
+        .collect();
     let floats =
         |df: &DataFrame, name: &str| -> PolarsResult<Vec<Option<f64>>> { Ok(df.column(name)?.f64()?.iter().collect()) };
     let times = |df: &DataFrame, name: &str| -> PolarsResult<Vec<Option<i64>>> {
@@ -144,7 +159,7 @@ pub fn run(
     }
 
     // Count uses on the window's events, newer than each pattern's last use and not after now.
-    let conditions = store::conditions(&df).map_err(&err)?;
+    let conditions = store::ConditionColumns::new(&df).map_err(&err)?;
     let mut usage: Vec<u64> = df
         .column("usage_count")
         .and_then(|c| c.u64().map(|c| c.iter().map(|v| v.unwrap_or(0)).collect()))
@@ -152,7 +167,8 @@ pub fn run(
     let mut last_used = times(&df, "last_used_at").map_err(&err)?;
     let timelines = [Timeline::new(train, now), Timeline::new(holdout, now)];
     let mut matchers: Vec<EventMatcher> = timelines.iter().map(|t| EventMatcher::new(&t.events)).collect();
-    for (row, conds) in conditions.iter().enumerate() {
+    for row in 0..conditions.len() {
+        let conds = &conditions.row(row);
         let mut uses = 0;
         let mut newest = last_used[row];
         let mut unmatchable = false;

@@ -72,15 +72,16 @@ impl RowSet {
         out
     }
 
-    /// Rows in every one of `sets` (all of the same length), without building the intersection.
-    pub fn all_count(sets: &[&RowSet]) -> u64 {
-        match sets {
-            [] => 0,
-            [one] => one.count(),
-            [first, rest @ ..] => (0..first.words.len())
-                .map(|w| rest.iter().fold(first.words[w], |acc, s| acc & s.words[w]).count_ones() as u64)
-                .sum(),
+    /// Rows in both this set and `other`, and of those the rows also in `third`, in one pass and
+    /// without building either intersection.
+    pub fn and_counts(&self, other: &RowSet, third: &RowSet) -> (u64, u64) {
+        let (mut both, mut all) = (0u64, 0u64);
+        for ((a, b), c) in self.words.iter().zip(&other.words).zip(&third.words) {
+            let ab = a & b;
+            both += ab.count_ones() as u64;
+            all += (ab & c).count_ones() as u64;
         }
+        (both, all)
     }
 
     /// Rows in both sets, without building the intersection.
@@ -126,7 +127,10 @@ pub enum Unmatchable {
 /// Evaluates conditions on one set of events, caching one row set per distinct condition.
 pub struct EventMatcher<'a> {
     events: &'a LabelledEvents,
-    cache: HashMap<(String, String, String), Result<RowSet, Unmatchable>>,
+    /// The rows of each condition evaluated so far. Only conditions that can be evaluated are
+    /// kept: one that cannot says why at once, and a store can hold a million of those (patterns
+    /// on a feature the data no longer has), each its own key.
+    cache: HashMap<Condition, RowSet>,
 }
 
 impl<'a> EventMatcher<'a> {
@@ -141,9 +145,11 @@ impl<'a> EventMatcher<'a> {
     /// The rows where the condition holds. `=`, `!=` on categorical features; `<=`, `<`, `>`,
     /// `>=`, `=`, `!=` on numeric ones (a NaN value matches no comparison).
     pub fn condition(&mut self, c: &Condition) -> Result<&RowSet, Unmatchable> {
-        let key = (c.feature.clone(), c.op.clone(), c.value.clone());
-        let events = self.events;
-        self.cache.entry(key).or_insert_with(|| evaluate(events, c)).as_ref().map_err(Clone::clone)
+        if !self.cache.contains_key(c) {
+            let rows = evaluate(self.events, c)?;
+            self.cache.insert(c.clone(), rows);
+        }
+        Ok(&self.cache[c])
     }
 
     /// The rows where every condition holds; an empty list of conditions is unmatchable (a

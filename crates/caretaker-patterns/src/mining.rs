@@ -15,7 +15,8 @@ use crate::matching::RowSet;
 use crate::pattern::Condition;
 use caretaker_core::config::DiscoverySpec;
 use caretaker_core::events::LabelledEvents;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
+use std::collections::BTreeMap;
 
 /// How much more confident a rule must be than any rule made of a subset of its conditions.
 pub const MIN_IMPROVEMENT: f64 = 0.02;
@@ -130,15 +131,16 @@ fn rules_for_label(
         return Vec::new();
     }
     let min_count = ((spec.min_support * n as f64).ceil() as u64).max(1);
-    // Itemsets (sorted item indices) with enough rows of this label, and that count. No itemset
-    // keeps its rows: on a million rows a row set is 125 KB, and a level can hold thousands of
-    // itemsets, so counts are taken by intersecting the items' sets word by word instead.
-    let mut level: Vec<(Vec<usize>, u64)> = items
+    // Itemsets (sorted item indices) with enough rows of this label: that count and the count of
+    // rows matching them. No itemset keeps its rows: on a million rows a row set is 125 KB, and a
+    // level can hold thousands of itemsets, so both counts are taken when the itemset is made,
+    // intersecting its rows word by word.
+    let mut level: Vec<(Vec<usize>, u64, u64)> = items
         .iter()
         .enumerate()
         .filter_map(|(i, item)| {
             let hits = item.rows.and_count(label_rows);
-            (hits >= min_count).then(|| (vec![i], hits))
+            (hits >= min_count).then(|| (vec![i], hits, item.rows.count()))
         })
         .collect();
     // For each itemset seen, the best confidence of it and all its subsets.
@@ -146,9 +148,8 @@ fn rules_for_label(
     let mut rules = Vec::new();
     let mut size = 1;
     while !level.is_empty() {
-        for (set, hits) in &level {
-            let sets: Vec<&RowSet> = set.iter().map(|&i| &items[i].rows).collect();
-            let matching = RowSet::all_count(&sets);
+        for (set, hits, matching) in &level {
+            let matching = *matching;
             let conf = *hits as f64 / matching as f64;
             // The best confidence among the proper subsets, the empty one (the base rate) included.
             let best_subset = subsets(set).filter_map(|s| best.get(&s).copied()).fold(base_rate, f64::max);
@@ -188,16 +189,16 @@ fn subsets(set: &[usize]) -> impl Iterator<Item = Vec<usize>> + '_ {
 fn next_level(
     items: &[Item],
     label_rows: &RowSet,
-    level: &[(Vec<usize>, u64)],
+    level: &[(Vec<usize>, u64, u64)],
     min_count: u64,
-) -> Vec<(Vec<usize>, u64)> {
-    let frequent: HashSet<&[usize]> = level.iter().map(|(s, _)| s.as_slice()).collect();
+) -> Vec<(Vec<usize>, u64, u64)> {
+    let frequent: HashSet<&[usize]> = level.iter().map(|(s, _, _)| s.as_slice()).collect();
     let mut next = Vec::new();
-    for (a, (set_a, _)) in level.iter().enumerate() {
+    for (a, (set_a, _, _)) in level.iter().enumerate() {
         let prefix = &set_a[..set_a.len() - 1];
-        // The rows of `set_a` with the label, built once for every candidate that extends it.
+        // The rows of `set_a`, built once for every candidate that extends it.
         let mut rows_a: Option<RowSet> = None;
-        for (set_b, _) in &level[a + 1..] {
+        for (set_b, _, _) in &level[a + 1..] {
             if &set_b[..set_b.len() - 1] != prefix {
                 break; // `level` is sorted, so sets sharing a prefix are adjacent
             }
@@ -216,15 +217,15 @@ fn next_level(
                 continue;
             }
             let rows_a = rows_a.get_or_insert_with(|| {
-                let mut rows = label_rows.clone();
-                for &i in set_a {
+                let mut rows = items[set_a[0]].rows.clone();
+                for &i in &set_a[1..] {
                     rows.and_assign(&items[i].rows);
                 }
                 rows
             });
-            let hits = rows_a.and_count(&items[last].rows);
+            let (matching, hits) = rows_a.and_counts(&items[last].rows, label_rows);
             if hits >= min_count {
-                next.push((candidate, hits));
+                next.push((candidate, hits, matching));
             }
         }
     }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use polars::prelude::*;
 
 /// One condition of a pattern: `feature op value`, with `op` one of `=`, `!=`, `<=`, `>`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Condition {
     pub feature: String,
     pub op: String,

@@ -109,29 +109,55 @@ pub fn canonical(df: DataFrame, path: &Path) -> Result<DataFrame> {
 
 /// Each row's conditions, read from the `conditions` column in one pass.
 pub fn conditions(df: &DataFrame) -> PolarsResult<Vec<Vec<crate::pattern::Condition>>> {
-    let list = df.column("conditions")?.list()?.rechunk();
-    let offsets = list.offsets()?;
-    let inner = list.get_inner();
-    let fields = inner.struct_()?.fields_as_series();
-    let get = |name: &str| -> PolarsResult<StringChunked> {
-        let s =
-            fields.iter().find(|f| f.name().as_str() == name).ok_or_else(|| polars_err!(ColumnNotFound: "{name}"))?;
-        Ok(s.str()?.rechunk().into_owned())
-    };
-    let (feature, op, value) = (get("feature")?, get("op")?, get("value")?);
-    let text = |a: &StringChunked, i: usize| a.get(i).unwrap_or("").to_string();
-    Ok(offsets
-        .windows(2)
-        .map(|w| {
-            (w[0] as usize..w[1] as usize)
-                .map(|i| crate::pattern::Condition {
-                    feature: text(&feature, i),
-                    op: text(&op, i),
-                    value: text(&value, i),
-                })
-                .collect()
-        })
-        .collect())
+    let columns = ConditionColumns::new(df)?;
+    Ok((0..columns.len()).map(|row| columns.row(row)).collect())
+}
+
+/// The `conditions` column, read a row at a time: a store of a million patterns holds a million
+/// condition lists, which as owned strings cost some hundreds of megabytes at once.
+pub struct ConditionColumns {
+    offsets: Vec<i64>,
+    feature: StringChunked,
+    op: StringChunked,
+    value: StringChunked,
+}
+
+impl ConditionColumns {
+    pub fn new(df: &DataFrame) -> PolarsResult<ConditionColumns> {
+        let list = df.column("conditions")?.list()?.rechunk();
+        let offsets = list.offsets()?.to_vec();
+        let inner = list.get_inner();
+        let fields = inner.struct_()?.fields_as_series();
+        let get = |name: &str| -> PolarsResult<StringChunked> {
+            let s = fields
+                .iter()
+                .find(|f| f.name().as_str() == name)
+                .ok_or_else(|| polars_err!(ColumnNotFound: "{name}"))?;
+            Ok(s.str()?.rechunk().into_owned())
+        };
+        Ok(ConditionColumns { offsets, feature: get("feature")?, op: get("op")?, value: get("value")? })
+    }
+
+    /// Rows (patterns).
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Row `row`'s conditions.
+    pub fn row(&self, row: usize) -> Vec<crate::pattern::Condition> {
+        let text = |a: &StringChunked, i: usize| a.get(i).unwrap_or("").to_string();
+        (self.offsets[row] as usize..self.offsets[row + 1] as usize)
+            .map(|i| crate::pattern::Condition {
+                feature: text(&self.feature, i),
+                op: text(&self.op, i),
+                value: text(&self.value, i),
+            })
+            .collect()
+    }
 }
 
 /// Replaces the store atomically.

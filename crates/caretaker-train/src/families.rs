@@ -37,24 +37,28 @@ fn linfa_matrix(x: &FeatureMatrix) -> ArrayView2<'_, f64> {
     ArrayView2::from_shape((x.rows, x.cols()).f(), &x.values).expect("rows x cols values")
 }
 
-/// Fits logistic regression or naive Bayes on `design`. `start`, a model of the same family fitted
-/// on similar rows (the validation fit of the same candidate), is where logistic regression starts
-/// its search: the objective is convex, so the start changes how many steps it takes, not where it
-/// ends (to the tolerance).
+/// Where logistic regression on columns `to` starts from `near`, a model fitted on columns `from`
+/// (the validation fit of the same candidate, whose encoding was fitted on fewer rows: its one-hot
+/// columns may come in another order, or miss a level): each weight by its column's name, 0 for a
+/// column `near` did not have, then the intercept. `None` for another family.
+pub(crate) fn start_from(near: &Classifier, from: &[String], to: &[String]) -> Option<Vec<f64>> {
+    let Classifier::Logistic(near) = near else { return None };
+    let weight: std::collections::HashMap<&str, f64> =
+        from.iter().map(String::as_str).zip(near.weights.iter().copied()).collect();
+    Some(to.iter().map(|c| weight.get(c.as_str()).copied().unwrap_or(0.0)).chain([near.intercept]).collect())
+}
+
+/// Fits logistic regression or naive Bayes on `design`. `start` (weights, then the intercept; see
+/// [`start_from`]) is where logistic regression starts its search: the objective is convex, so the
+/// start changes how many steps it takes, not where it ends (to the tolerance).
 pub(crate) fn fit(
     params: &ModelParams,
     design: &Design,
     labels: &[bool],
-    start: Option<&Classifier>,
+    start: Option<Vec<f64>>,
 ) -> Result<Classifier, String> {
     match *params {
         ModelParams::LogisticRegression { alpha, max_iterations, gradient_tolerance } => {
-            let start = match start {
-                Some(Classifier::Logistic(near)) => {
-                    Some(near.weights.iter().copied().chain([near.intercept]).collect::<Vec<f64>>())
-                }
-                _ => None,
-            };
             let tolerance = summed_loss_tolerance(gradient_tolerance, labels.len());
             linear::fit_logistic(design, labels, alpha, max_iterations, tolerance, start).map(Classifier::Logistic)
         }

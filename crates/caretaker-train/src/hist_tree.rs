@@ -53,15 +53,31 @@ impl Sample {
 
     /// `draws` rows of `pool` drawn with replacement: each drawn row once, weighted by how often
     /// it was drawn.
+    #[cfg(test)]
     pub fn bootstrap(pool: &[u32], draws: usize, rng: &mut SplitMix64) -> Sample {
-        let mut counts = vec![0u32; pool.len()];
+        let mut sample = Sample { rows: Vec::new(), weights: Vec::new() };
+        sample.redraw(pool, draws, rng, &mut Vec::new());
+        sample
+    }
+
+    /// Replaces this sample by a bootstrap draw (as [`Sample::bootstrap`]), reusing its buffers
+    /// and `counts`: a forest's worker draws tree after tree without allocating again.
+    fn redraw(&mut self, pool: &[u32], draws: usize, rng: &mut SplitMix64, counts: &mut Vec<u32>) {
+        counts.clear();
+        counts.resize(pool.len(), 0);
         if !pool.is_empty() {
             for _ in 0..draws {
                 counts[rng.below(pool.len())] += 1;
             }
         }
-        let (rows, weights) = pool.iter().zip(&counts).filter(|(_, c)| **c > 0).map(|(&r, &c)| (r, c)).unzip();
-        Sample { rows, weights }
+        self.rows.clear();
+        self.weights.clear();
+        for (&r, &c) in pool.iter().zip(counts.iter()) {
+            if c > 0 {
+                self.rows.push(r);
+                self.weights.push(c);
+            }
+        }
     }
 }
 
@@ -189,8 +205,22 @@ struct Grower<'a> {
 /// Grows a tree on `sample` of `window`. `threads` build the histograms of large nodes (a forest
 /// grows its trees on the cores instead, one thread each).
 pub(crate) fn grow(window: &BinnedWindow, sample: Sample, params: &TreeParams, seed: u64, threads: usize) -> Grown {
-    let positive =
-        sample.rows.iter().zip(&sample.weights).map(|(&r, &w)| if window.labels[r as usize] { w } else { 0 }).collect();
+    grow_in(window, sample, Vec::new(), params, seed, threads).0
+}
+
+/// [`grow`] in buffers handed back with the tree (the sample's, reordered, and `positive`'s), so
+/// the next tree can reuse them.
+fn grow_in(
+    window: &BinnedWindow,
+    sample: Sample,
+    mut positive: Vec<u32>,
+    params: &TreeParams,
+    seed: u64,
+    threads: usize,
+) -> (Grown, Sample, Vec<u32>) {
+    positive.clear();
+    positive
+        .extend(sample.rows.iter().zip(&sample.weights).map(|(&r, &w)| if window.labels[r as usize] { w } else { 0 }));
     let mut grower = Grower {
         window,
         params: *params,
@@ -200,7 +230,8 @@ pub(crate) fn grow(window: &BinnedWindow, sample: Sample, params: &TreeParams, s
         positive,
         threads: threads.max(1),
     };
-    grower.run(seed)
+    let grown = grower.run(seed);
+    (grown, Sample { rows: grower.rows, weights: grower.weights }, grower.positive)
 }
 
 impl Grower<'_> {
@@ -476,6 +507,8 @@ fn is_constant(kind: &FeatureKind, column: u32, h: &[Bin], totals: &Bin) -> bool
 
 /// A forest's trees: each grown on its own bootstrap draw of `draws` rows of `pool` (with
 /// replacement), with its own seed, on all cores. Which core grows which tree does not change it.
+/// Each core's worker keeps its buffers from tree to tree: drawing and growing a tree allocates
+/// nothing new, so a forest does not leave the allocator's free lists full of tree-sized holes.
 pub(crate) fn forest(
     window: &BinnedWindow,
     pool: &[u32],
@@ -484,11 +517,35 @@ pub(crate) fn forest(
     params: &TreeParams,
     seed: u64,
 ) -> Vec<Grown> {
-    crate::on_all_cores(n_trees, |t| {
-        let mut rng = SplitMix64::new(seed.wrapping_add((t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-        let sample = Sample::bootstrap(pool, draws, &mut rng);
-        grow(window, sample, params, rng.next(), 1)
-    })
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = crate::cores().clamp(1, n_trees.max(1));
+    let mut grown: Vec<(usize, Grown)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    let (mut sample, mut positive) = (Sample { rows: Vec::new(), weights: Vec::new() }, Vec::new());
+                    let mut counts = Vec::new();
+                    loop {
+                        let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if t >= n_trees {
+                            break;
+                        }
+                        let mut rng =
+                            SplitMix64::new(seed.wrapping_add((t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+                        sample.redraw(pool, draws, &mut rng, &mut counts);
+                        let tree;
+                        (tree, sample, positive) = grow_in(window, sample, positive, params, rng.next(), 1);
+                        done.push((t, tree));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("growing a tree does not panic")).collect()
+    });
+    grown.sort_by_key(|(t, _)| *t);
+    grown.into_iter().map(|(_, g)| g).collect()
 }
 
 #[cfg(test)]

@@ -108,7 +108,7 @@ impl TrainedModel {
         }
         let encoding = encoding::Encoding::fit(train, training.one_hot_max_levels);
         let design = linear::Design::new(&encoding, train)?;
-        let start = near.filter(|m| m.encoding.names() == encoding.names()).map(|m| &m.classifier);
+        let start = near.and_then(|m| families::start_from(&m.classifier, &m.encoding.names(), &encoding.names()));
         let classifier = families::fit(params, &design, &train.labels, start).map_err(fail)?;
         Ok(TrainedModel {
             format: MODEL_FORMAT,

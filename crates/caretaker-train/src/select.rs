@@ -183,6 +183,7 @@ pub fn train_candidate(spec: &CandidateSpec, metric: Metric, rows: &TrainingRows
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Classifier;
     use crate::tests::{events, families, training};
 
     fn tuned() -> TrainingSpec {
@@ -204,8 +205,16 @@ mod tests {
             assert!(selected.grid[0].validation_score > 0.5, "{}: {:?}", params.family(), selected.grid);
             // The final model is fitted on every training row: the same as fitting it directly.
             let direct = TrainedModel::fit_params("c", &params, &spec, &train).unwrap();
-            if !matches!(params, ModelParams::LogisticRegression { .. }) {
-                assert_eq!(selected.model.predict_proba(&train).unwrap(), direct.predict_proba(&train).unwrap());
+            let (ours, theirs) = (selected.model.predict_proba(&train).unwrap(), direct.predict_proba(&train).unwrap());
+            match (&selected.model.classifier, &direct.classifier) {
+                // Logistic regression starts from its validation fit: the same optimum (to the
+                // tolerance), in fewer steps.
+                (Classifier::Logistic(warm), Classifier::Logistic(cold)) => {
+                    assert!(warm.iterations < cold.iterations, "{} against {}", warm.iterations, cold.iterations);
+                    let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                    assert!(worst < 0.01, "{worst}");
+                }
+                _ => assert_eq!(ours, theirs, "{}", params.family()),
             }
         }
     }
