@@ -177,6 +177,13 @@ pub(crate) fn fit(window: &BinnedWindow, pool: &[u32], params: &BoostParams, see
             break;
         }
     }
+    tracing::debug!(
+        rounds = grown.len(),
+        stopped_early,
+        rows = train.len(),
+        held_out = held_out.len(),
+        "boosting fitted"
+    );
     let model =
         Boosted { baseline, trees: grown.iter().map(|t| t.tree.clone()).collect(), rounds: grown.len(), stopped_early };
     BoostedFit { model, grown }
