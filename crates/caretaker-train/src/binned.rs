@@ -194,7 +194,13 @@ impl Router<'_> {
     /// Left unless the row's code is in `lo ..= lo + span` (one comparison, no branch).
     #[inline]
     pub fn goes_left(&self, row: usize) -> bool {
-        self.codes[row].wrapping_sub(self.lo) > self.span
+        self.code_goes_left(self.codes[row])
+    }
+
+    /// Whether a row of code `code` (in this split's feature) goes left.
+    #[inline]
+    pub fn code_goes_left(&self, code: u8) -> bool {
+        code.wrapping_sub(self.lo) > self.span
     }
 }
 

@@ -93,7 +93,12 @@ impl Encoding {
     }
 
     pub fn transform(&self, events: &LabelledEvents) -> Result<FeatureMatrix> {
-        let rows = events.len();
+        self.transform_rows(events, 0..events.len())
+    }
+
+    /// The rows `range` of `events`, encoded.
+    pub fn transform_rows(&self, events: &LabelledEvents, range: std::ops::Range<usize>) -> Result<FeatureMatrix> {
+        let rows = range.len();
         let names = self.names();
         let mut values = Vec::with_capacity(rows * names.len());
         for s in &self.numeric {
@@ -102,7 +107,7 @@ impl Encoding {
                 .iter()
                 .find(|c| c.name == s.feature)
                 .ok_or_else(|| Error::MissingFeature { feature: s.feature.clone() })?;
-            values.extend(column.values.iter().map(|v| (v - s.mean) / s.std));
+            values.extend(column.values[range.clone()].iter().map(|v| (v - s.mean) / s.std));
         }
         for oh in &self.categorical {
             let column = events
@@ -120,7 +125,7 @@ impl Encoding {
                 .collect();
             let start = values.len();
             values.resize(start + rows * width, 0.0);
-            for (row, &code) in column.codes.iter().enumerate() {
+            for (row, &code) in column.codes[range.clone()].iter().enumerate() {
                 if let Some(j) = target[code as usize] {
                     values[start + j * rows + row] = 1.0;
                 }

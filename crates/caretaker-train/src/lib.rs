@@ -140,10 +140,21 @@ impl TrainedModel {
         }
     }
 
-    /// The probability that each row is positive.
+    /// The probability that each row is positive. Rows are encoded and scored a block at a time:
+    /// a holdout of millions of rows as one dense matrix of its encoded columns would take
+    /// gigabytes.
     pub fn predict_proba(&self, events: &LabelledEvents) -> Result<Vec<f64>> {
-        let x = self.encoding.transform(events)?;
-        Ok(self.classifier.predict_proba(&x))
+        const BLOCK: usize = 16_384;
+        let mut out = Vec::with_capacity(events.len());
+        for start in (0..events.len()).step_by(BLOCK) {
+            let x = self.encoding.transform_rows(events, start..(start + BLOCK).min(events.len()))?;
+            out.extend(self.classifier.predict_proba(&x));
+        }
+        if events.is_empty() {
+            // A model still names a feature the data lacks.
+            self.encoding.transform(events)?;
+        }
+        Ok(out)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -327,6 +338,16 @@ pub(crate) mod tests {
         let p = model.predict_proba(&test).unwrap();
         let m = caretaker_evaluate::metrics::classification_metrics(&test.labels, &p, 0.5);
         assert!(m.roc_auc.unwrap() > 0.75, "{:?}", m.roc_auc);
+    }
+
+    #[test]
+    fn scoring_in_blocks_gives_every_row_what_the_whole_matrix_gives() {
+        let (train, test) = (events(3000, 8), events(40_000, 9));
+        for params in families() {
+            let model = TrainedModel::fit_params("m", &params, &training(), &train).unwrap();
+            let whole = model.classifier.predict_proba(&model.encoding.transform(&test).unwrap());
+            assert_eq!(model.predict_proba(&test).unwrap(), whole, "{}", params.family());
+        }
     }
 
     #[test]
