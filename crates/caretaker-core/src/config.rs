@@ -399,8 +399,8 @@ pub enum ModelParams {
         /// node are passed over and not counted); default the square root of the k encoded columns,
         /// as scikit-learn's `max_features = "sqrt"`.
         features_per_split: Option<usize>,
-        /// Rows each tree's bootstrap sample draws (with replacement); default as many as the
-        /// training window holds, as scikit-learn's `max_samples = None`.
+        /// Rows each tree's bootstrap sample draws on average (each row a Poisson number of times);
+        /// default as many as the training window holds, as scikit-learn's `max_samples = None`.
         max_samples: Option<usize>,
     },
     /// Gradient boosting on histograms, with scikit-learn's HistGradientBoostingClassifier's

@@ -321,8 +321,9 @@ pub struct StageTiming {
     pub stage: String,
     pub seconds: f64,
     pub rows: Option<u64>,
-    /// The process's peak resident memory during the stage (Linux `VmHWM`, reset when the stage
-    /// starts); the largest of the stages' is the run's peak.
+    /// The process's peak resident memory during the stage (Linux: `VmHWM` when the stage raised
+    /// the process's peak, else the largest `VmRSS` sampled every 5 ms during it); the largest of
+    /// the stages' is the run's peak.
     #[serde(default)]
     pub peak_rss_bytes: Option<u64>,
 }
