@@ -33,8 +33,8 @@ if [ -z "${REFERENCE+set}" ]; then
     echo "set REFERENCE to the reference pipeline (peer_pipeline.py), or REFERENCE= to run Caretaker alone" >&2
     exit 2
 fi
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+work="$(mktemp -d)"; [ -n "${KEEP_WORK:-}" ] && echo "work directory: $work" >&2
+trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
 if [ -z "${CARETAKER_BIN:-}" ]; then
     cargo build --release -q -p caretaker
 fi

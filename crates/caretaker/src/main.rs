@@ -9,6 +9,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    return_freed_memory();
     quiet_on_broken_pipe();
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
@@ -18,6 +19,22 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Has glibc hand freed heap back to the system at once. By default it keeps what a thread frees
+/// in that thread's arena (up to 128 KiB above each arena's top, and all the chunks below it), so
+/// the memory the training stage's threads freed stayed resident through the pattern stage: the
+/// 1M-row nightly benchmark (`bench/nightly.sh`) peaked at 756 MiB, and at 572 MiB with this, in
+/// the same time. (mimalloc as the global allocator peaked at 844 MiB; `malloc_trim` between
+/// stages at 750 MiB, as the pattern stage's own threads hold on to theirs.)
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: mallopt takes two integers and changes only glibc's policy for trimming free
+    // memory; it runs first thing in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 0);
     }
 }
 
