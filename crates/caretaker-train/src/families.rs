@@ -121,22 +121,47 @@ impl BinnedFit {
 const EARLY_STOPPING_MIN_ROWS: usize = 10_000;
 
 /// Fits a family on the rows `pool` (ascending) of `window`.
+/// A forest's number of trees, rows drawn per tree and tree parameters; `None` for another family.
+fn forest_params(params: &ModelParams, window: &BinnedWindow, pool: &[u32]) -> Option<(usize, usize, TreeParams)> {
+    let ModelParams::RandomForest { n_trees, max_depth, min_samples_leaf, features_per_split, max_samples } = *params
+    else {
+        return None;
+    };
+    let k = window.columns();
+    let p = TreeParams {
+        max_depth: max_depth.map(usize::from),
+        min_samples_leaf,
+        criterion: caretaker_core::config::SplitQuality::Gini,
+        features_per_split: Some(features_per_split.unwrap_or_else(|| default_mtry(k)).clamp(1, k.max(1))),
+    };
+    let draws = max_samples.map_or(pool.len(), |m| m.min(pool.len()));
+    Some((n_trees as usize, draws, p))
+}
+
+/// A random forest of `params` grown on every row of `pool`, and the out-of-bag probability of
+/// each row of `rows` (ascending rows of `pool`; `None` for a row every tree drew). `None` for the
+/// other families.
+pub(crate) fn fit_forest_out_of_bag(
+    params: &ModelParams,
+    window: &BinnedWindow,
+    pool: &[u32],
+    rows: &[u32],
+    seed: u64,
+) -> Option<(BinnedFit, Vec<Option<f64>>)> {
+    let (n_trees, draws, p) = forest_params(params, window, pool)?;
+    let (trees, oob) = hist_tree::forest_out_of_bag(window, pool, n_trees, draws, &p, seed, rows);
+    Some((BinnedFit::Trees(trees), oob))
+}
+
 pub(crate) fn fit_binned(params: &ModelParams, window: &BinnedWindow, pool: &[u32], seed: u64) -> BinnedFit {
     match *params {
         ModelParams::DecisionTree { max_depth, min_samples_leaf, split_quality } => {
             let p = TreeParams { max_depth, min_samples_leaf, criterion: split_quality, features_per_split: None };
             BinnedFit::Trees(vec![hist_tree::grow(window, Sample::all(pool), &p, seed, crate::cores())])
         }
-        ModelParams::RandomForest { n_trees, max_depth, min_samples_leaf, features_per_split, max_samples } => {
-            let k = window.columns();
-            let p = TreeParams {
-                max_depth: max_depth.map(usize::from),
-                min_samples_leaf,
-                criterion: caretaker_core::config::SplitQuality::Gini,
-                features_per_split: Some(features_per_split.unwrap_or_else(|| default_mtry(k)).clamp(1, k.max(1))),
-            };
-            let draws = max_samples.map_or(pool.len(), |m| m.min(pool.len()));
-            BinnedFit::Trees(hist_tree::forest(window, pool, n_trees as usize, draws, &p, seed))
+        ModelParams::RandomForest { .. } => {
+            let (n_trees, draws, p) = forest_params(params, window, pool).expect("a forest");
+            BinnedFit::Trees(hist_tree::forest(window, pool, n_trees, draws, &p, seed))
         }
         ModelParams::GradientBoosting {
             learning_rate,

@@ -109,18 +109,20 @@ impl Grown {
     /// Adds each row's leaf probability to `out`.
     pub fn add_binned(&self, window: &BinnedWindow, rows: &[u32], out: &mut [f64]) {
         for (&row, o) in rows.iter().zip(out.iter_mut()) {
-            let mut i = 0;
-            loop {
-                match (&self.tree.nodes[i], self.splits[i]) {
-                    (FlatNode::Split { left, right, .. }, Some(split)) => {
-                        i = if window.goes_left(&split, row as usize) { *left } else { *right } as usize;
-                    }
-                    (FlatNode::Split { .. }, None) => unreachable!("every split node has its bin split"),
-                    (leaf, _) => {
-                        *o += leaf.leaf_value();
-                        break;
-                    }
+            *o += self.leaf_binned(window, row);
+        }
+    }
+
+    /// The leaf probability of row `row` of the window.
+    fn leaf_binned(&self, window: &BinnedWindow, row: u32) -> f64 {
+        let mut i = 0;
+        loop {
+            match (&self.tree.nodes[i], self.splits[i]) {
+                (FlatNode::Split { left, right, .. }, Some(split)) => {
+                    i = if window.goes_left(&split, row as usize) { *left } else { *right } as usize;
                 }
+                (FlatNode::Split { .. }, None) => unreachable!("every split node has its bin split"),
+                (leaf, _) => return leaf.leaf_value(),
             }
         }
     }
@@ -565,6 +567,53 @@ fn is_constant(kind: &FeatureKind, column: u32, h: &[Bin], totals: &Bin) -> bool
     }
 }
 
+/// Out-of-bag sums of a forest's probabilities for some rows of its pool: per row, the sum of the
+/// leaf probabilities of the trees whose bootstrap draw left the row out, and how many there were.
+/// Sums are kept in fixed point, so that they do not depend on the order in which the cores
+/// finish their trees (the threshold chosen from them is saved with the model).
+#[derive(Debug, Clone, Default)]
+struct OutOfBag {
+    sums: Vec<u64>,
+    trees: Vec<u32>,
+}
+
+/// Fixed-point scale of [`OutOfBag`] sums: a leaf probability to 2^-40.
+const OOB_SCALE: f64 = (1u64 << 40) as f64;
+
+impl OutOfBag {
+    fn new(rows: usize) -> OutOfBag {
+        OutOfBag { sums: vec![0; rows], trees: vec![0; rows] }
+    }
+
+    /// Adds `tree`'s probability for each row of `rows` its draw `sample` left out (both
+    /// ascending).
+    fn add(&mut self, window: &BinnedWindow, tree: &Grown, sample_rows: &[u32], rows: &[u32]) {
+        let mut drawn = sample_rows.iter().peekable();
+        for (i, &row) in rows.iter().enumerate() {
+            while drawn.next_if(|&&d| d < row).is_some() {}
+            if drawn.peek() == Some(&&row) {
+                continue;
+            }
+            self.sums[i] += (tree.leaf_binned(window, row) * OOB_SCALE).round() as u64;
+            self.trees[i] += 1;
+        }
+    }
+
+    fn merge(&mut self, other: &OutOfBag) {
+        for (a, b) in self.sums.iter_mut().zip(&other.sums) {
+            *a += b;
+        }
+        for (a, b) in self.trees.iter_mut().zip(&other.trees) {
+            *a += b;
+        }
+    }
+
+    /// Each row's mean out-of-bag probability; `None` for a row every tree drew.
+    fn probabilities(&self) -> Vec<Option<f64>> {
+        self.sums.iter().zip(&self.trees).map(|(&s, &t)| (t > 0).then(|| s as f64 / OOB_SCALE / t as f64)).collect()
+    }
+}
+
 /// A forest's trees: each grown on its own bootstrap draw of `draws` rows of `pool` (with
 /// replacement), with its own seed, on all cores. Which core grows which tree does not change it.
 /// Each core's worker keeps its buffers from tree to tree: drawing and growing a tree allocates
@@ -577,15 +626,33 @@ pub(crate) fn forest(
     params: &TreeParams,
     seed: u64,
 ) -> Vec<Grown> {
+    forest_out_of_bag(window, pool, n_trees, draws, params, seed, &[]).0
+}
+
+/// [`forest`], and the out-of-bag probability of each row of `rows` (ascending, rows of `pool`):
+/// the mean over the trees whose bootstrap draw left the row out (about 37 of 100 trees when
+/// each tree draws as many rows as the pool holds), as scikit-learn's `oob_decision_function_`.
+/// `None` for a row that every tree drew.
+pub(crate) fn forest_out_of_bag(
+    window: &BinnedWindow,
+    pool: &[u32],
+    n_trees: usize,
+    draws: usize,
+    params: &TreeParams,
+    seed: u64,
+    rows: &[u32],
+) -> (Vec<Grown>, Vec<Option<f64>>) {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let workers = crate::cores().clamp(1, n_trees.max(1));
-    let mut grown: Vec<(usize, Grown)> = std::thread::scope(|scope| {
+    let done: Vec<(Vec<(usize, Grown)>, OutOfBag)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
                     let mut done = Vec::new();
+                    let mut oob = OutOfBag::new(rows.len());
                     let (mut sample, mut buffers) =
                         (Sample { rows: Vec::new(), weights: Vec::new() }, Buffers::default());
+                    let mut drawn = Vec::new();
                     loop {
                         let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if t >= n_trees {
@@ -594,18 +661,30 @@ pub(crate) fn forest(
                         let mut rng =
                             SplitMix64::new(seed.wrapping_add((t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
                         sample.redraw(pool, draws, &mut rng);
+                        if !rows.is_empty() {
+                            drawn.clone_from(&sample.rows);
+                        }
                         let tree;
                         (tree, sample, buffers) = grow_in(window, sample, buffers, params, rng.next(), 1);
+                        if !rows.is_empty() {
+                            oob.add(window, &tree, &drawn, rows);
+                        }
                         done.push((t, tree));
                     }
-                    done
+                    (done, oob)
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("growing a tree does not panic")).collect()
+        handles.into_iter().map(|h| h.join().expect("growing a tree does not panic")).collect()
     });
+    let mut oob = OutOfBag::new(rows.len());
+    let mut grown = Vec::with_capacity(n_trees);
+    for (trees, theirs) in done {
+        oob.merge(&theirs);
+        grown.extend(trees);
+    }
     grown.sort_by_key(|(t, _)| *t);
-    grown.into_iter().map(|(_, g)| g).collect()
+    (grown.into_iter().map(|(_, g)| g).collect(), oob.probabilities())
 }
 
 #[cfg(test)]

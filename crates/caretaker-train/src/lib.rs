@@ -130,6 +130,16 @@ impl TrainedModel {
         seed: u64,
     ) -> TrainedModel {
         let fit = families::fit_binned(params, window, pool, seed);
+        TrainedModel::from_fit(name, params, encoding, fit)
+    }
+
+    /// A model of a family grown on the binned window, from its fit.
+    fn from_fit(
+        name: &str,
+        params: &ModelParams,
+        encoding: encoding::Encoding,
+        fit: families::BinnedFit,
+    ) -> TrainedModel {
         TrainedModel {
             format: MODEL_FORMAT,
             name: name.to_string(),

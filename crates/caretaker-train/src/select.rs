@@ -7,6 +7,11 @@
 //! validation fit grows on the fitting rows of that window and scores the validation rows by their
 //! bins. The window's bins are placed on every training row's feature values (no label is read to
 //! place them), so the validation fit sees where the newest rows' values lie, never their labels.
+//!
+//! A random forest is not fitted twice: it is grown once on every training row, and each of its
+//! grid points is scored on the validation rows out of bag (each row by the trees whose bootstrap
+//! draw left it out, as scikit-learn's `oob_score`). No row's score comes from a tree that saw its
+//! label; a fit on the older rows and a refit on all cost the nightly run's forest twice its time.
 
 use crate::binned::BinnedWindow;
 use crate::encoding::Encoding;
@@ -104,6 +109,27 @@ impl<'a> TrainingRows<'a> {
         TrainedModel::fit_from(name, params, self.training, self.events, near)
     }
 
+    /// For a random forest: the forest grown on every training row, and the validation rows'
+    /// out-of-bag probabilities (each from the trees whose draw left the row out) with their
+    /// labels; a row that every tree drew is left out. `None` for the other families.
+    fn out_of_bag_fit(&self, name: &str, params: &ModelParams) -> Result<Option<OutOfBagFit>> {
+        if !matches!(params, ModelParams::RandomForest { .. }) {
+            return Ok(None);
+        }
+        let (encoding, window) = self.binned()?;
+        let (fit, oob) = families::fit_forest_out_of_bag(params, window, &self.all, &self.validate, self.training.seed)
+            .expect("a forest");
+        let (mut p, mut labels) = (Vec::with_capacity(oob.len()), Vec::with_capacity(oob.len()));
+        for (&row, prob) in self.validate.iter().zip(oob) {
+            if let Some(prob) = prob {
+                p.push(prob);
+                labels.push(self.events.labels[row as usize]);
+            }
+        }
+        let model = TrainedModel::from_fit(name, params, encoding.clone(), fit);
+        Ok(Some((p, labels, model)))
+    }
+
     /// The validation rows' probabilities under a model of `params` fitted on the older rows, and
     /// that model when it was fitted on a matrix.
     fn validation_fit(&self, name: &str, params: &ModelParams) -> Result<(Vec<f64>, Option<TrainedModel>)> {
@@ -116,6 +142,17 @@ impl<'a> TrainingRows<'a> {
         let model = TrainedModel::fit_params(name, params, self.training, fit)?;
         Ok((model.predict_proba(validate)?, Some(model)))
     }
+}
+
+/// A forest grown on every training row: its validation rows' out-of-bag probabilities, their
+/// labels, and the model.
+type OutOfBagFit = (Vec<f64>, Vec<bool>, TrainedModel);
+
+/// What scoring a grid point on the validation rows left: the final model (a forest, grown on
+/// every row and scored out of bag), or a fit on the older rows that the final fit may start from.
+enum Fitted {
+    Final(TrainedModel),
+    Near(Option<TrainedModel>),
 }
 
 fn score(metric: Metric, labels: &[bool], p: &[f64], tune: bool) -> (f64, f64) {
@@ -164,10 +201,20 @@ pub fn train_candidate(spec: &CandidateSpec, metric: Metric, rows: &TrainingRows
     let mut grid = Vec::with_capacity(choices.len());
     let mut fitted = Vec::with_capacity(choices.len());
     for params in &choices {
-        let (p, model) = rows.validation_fit(&spec.name, params)?;
-        let (validation_score, threshold) = score(metric, &labels, &p, training.tune_threshold);
+        let (validation_score, threshold, model) = match rows.out_of_bag_fit(&spec.name, params)? {
+            // A forest is grown once, on every row, and scored out of bag.
+            Some((p, oob_labels, model)) => {
+                let (v, t) = score(metric, &oob_labels, &p, training.tune_threshold);
+                (v, t, Fitted::Final(model))
+            }
+            None => {
+                let (p, model) = rows.validation_fit(&spec.name, params)?;
+                let (v, t) = score(metric, &labels, &p, training.tune_threshold);
+                (v, t, Fitted::Near(model))
+            }
+        };
         grid.push(GridPoint { params: params.clone(), validation_score, threshold });
-        fitted.push(model);
+        fitted.push(Some(model));
     }
     let best = grid
         .iter()
@@ -175,7 +222,10 @@ pub fn train_candidate(spec: &CandidateSpec, metric: Metric, rows: &TrainingRows
         .max_by(|a, b| a.1.validation_score.total_cmp(&b.1.validation_score).then(b.0.cmp(&a.0)))
         .map(|(i, _)| i)
         .expect("at least one grid point");
-    let mut model = rows.fit_all(&spec.name, &grid[best].params, fitted[best].as_ref())?;
+    let mut model = match fitted[best].take().expect("each grid point's fit") {
+        Fitted::Final(model) => model,
+        Fitted::Near(near) => rows.fit_all(&spec.name, &grid[best].params, near.as_ref())?,
+    };
     model.threshold = grid[best].threshold;
     Ok(Selected { model, grid, validation_rows: validate, note: None })
 }
@@ -231,10 +281,53 @@ mod tests {
             }
         }
         let (a, b) = (TrainingRows::new(&train, &spec), TrainingRows::new(&flipped, &spec));
-        for params in families() {
+        // (A forest has no validation fit: it is scored out of bag, below.)
+        for params in families().into_iter().filter(|p| !matches!(p, ModelParams::RandomForest { .. })) {
             let (pa, _) = a.validation_fit("c", &params).unwrap();
             let (pb, _) = b.validation_fit("c", &params).unwrap();
             assert_eq!(pa, pb, "{}", params.family());
         }
+    }
+
+    #[test]
+    fn a_forest_is_grown_once_and_scores_each_validation_row_by_the_trees_that_did_not_draw_it() {
+        let train = events(3000, 13);
+        let spec = tuned();
+        let forest = families().into_iter().find(|p| matches!(p, ModelParams::RandomForest { .. })).unwrap();
+        let rows = TrainingRows::new(&train, &spec);
+        let (p, labels, model) = rows.out_of_bag_fit("c", &forest).unwrap().unwrap();
+        // 12 trees each drawing 3,000 of 3,000 rows: a row is left out by about 12 e^-1 = 4.4 of
+        // them, and drawn by all 12 with probability (1 - e^-1)^12, 0.4%.
+        assert!(p.len() > 1400 && p.len() <= 1440, "{}", p.len());
+        assert_eq!(labels.len(), p.len());
+        // A validation row's label changes the trees that drew it, never its own probability: the
+        // trees that score it never saw it.
+        let validate: Vec<usize> = (0..train.len())
+            .filter(|&i| train.timestamps[i] > train.timestamps.iter().max().unwrap() - 86_400_000_000)
+            .collect();
+        let mut flipped = train.clone();
+        let row = validate[100];
+        flipped.labels[row] = !flipped.labels[row];
+        let other = TrainingRows::new(&flipped, &spec);
+        let (q, _, flipped_model) = other.out_of_bag_fit("c", &forest).unwrap().unwrap();
+        let oob = |rows: &TrainingRows, p: &[f64]| -> Vec<Option<f64>> {
+            let (_, window) = rows.binned().unwrap();
+            let (_, oob) =
+                families::fit_forest_out_of_bag(&forest, window, &rows.all, &rows.validate, rows.training.seed)
+                    .unwrap();
+            assert_eq!(oob.iter().flatten().count(), p.len());
+            oob
+        };
+        let (before, after) = (oob(&rows, &p), oob(&other, &q));
+        let at = validate.iter().position(|&r| r == row).unwrap();
+        assert!(before[at].is_some());
+        assert_eq!(before[at], after[at]);
+        assert_ne!(before, after, "the flipped label reached the trees that drew the row");
+        assert_ne!(model.predict_proba(&train).unwrap(), flipped_model.predict_proba(&train).unwrap());
+        // The forest chosen is that one fit, with the threshold its out-of-bag scores gave.
+        let candidate = CandidateSpec { name: "c".into(), params: forest.clone(), grid: Vec::new() };
+        let selected = train_candidate(&candidate, Metric::F1, &rows).unwrap();
+        assert_eq!(selected.model.predict_proba(&train).unwrap(), model.predict_proba(&train).unwrap());
+        assert_eq!(selected.model.threshold, score(Metric::F1, &labels, &p, true).1);
     }
 }
