@@ -110,6 +110,52 @@ fn a_reset_needs_a_reason_and_leaves_someone_elses_maintenance_alone() {
     assert!(!ctx.path().join("models/champion.json").exists(), "nothing deployed");
 }
 
+#[test]
+fn a_killed_reset_does_not_leave_the_pipeline_in_maintenance() {
+    let ctx = context();
+    let pipeline = ctx.pipeline("");
+    let pipeline = pipeline.to_str().unwrap();
+    ctx.caretaker(&["run", pipeline]).assert_code(0);
+    let first = champion(&ctx);
+    // Killed while it holds maintenance mode: the mode stays behind, naming the dead process.
+    let killed = ctx.caretaker_with_env(
+        &["models", "reset", pipeline, "--reason", "bad champion"],
+        &[("CARETAKER_CRASH_AT", "reset:in_maintenance")],
+    );
+    assert_ne!(killed.code, Some(0));
+    let left: Value = serde_json::from_slice(&std::fs::read(maintenance_file(&ctx)).unwrap()).unwrap();
+    assert_eq!(left["by"], "models reset");
+    let pid = left["holder"]["pid"].as_u64().unwrap();
+    let state = ctx.path().join("state");
+    let state = state.to_str().unwrap();
+    let status = ctx.caretaker(&["maintenance", "status", "--state", state]);
+    status.assert_code(0).assert_stdout_contains("STALE").assert_stdout_contains(&format!("process {pid} on"));
+    let status = ctx.caretaker(&["maintenance", "status", "--state", state, "--json"]);
+    assert_eq!(status.json()["stale"], true);
+
+    // The next night's run deploys (nothing holds it back) and says whose mode it left.
+    let night = ctx.caretaker(&["run", pipeline, "--json"]);
+    night.assert_code(0);
+    let reasons = night.json()["gate"]["reasons"].to_string();
+    assert!(reasons.contains(&format!("recovered stale maintenance mode: process {pid} on")), "{reasons}");
+    assert!(!reasons.contains("maintenance mode is on"), "{reasons}");
+    assert!(!maintenance_file(&ctx).exists());
+    assert_eq!(champion(&ctx), first, "the champion the killed reset left is still the champion");
+
+    // Killed again; the next reset proceeds with no manual step.
+    let killed = ctx.caretaker_with_env(
+        &["models", "reset", pipeline, "--reason", "bad champion"],
+        &[("CARETAKER_CRASH_AT", "reset:in_maintenance")],
+    );
+    assert_ne!(killed.code, Some(0));
+    assert!(maintenance_file(&ctx).exists());
+    let reset = ctx.caretaker(&["models", "reset", pipeline, "--reason", "bad champion", "--json"]);
+    reset.assert_code(0).assert_stderr_contains("recovered stale maintenance mode");
+    assert_eq!(reset.json()["maintenance_left"], true);
+    assert!(!maintenance_file(&ctx).exists());
+    assert_ne!(champion(&ctx), first);
+}
+
 /// The example pipeline whose data lands as an hourly ingest would leave it: 4 files in each of the
 /// 61 daily partitions.
 fn ingested(ctx: &TestContext) -> String {

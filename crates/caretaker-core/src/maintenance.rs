@@ -3,8 +3,14 @@
 //! While it is on, the nightly pipeline does not deploy (the gate's choice is reported, not
 //! applied) and the scheduler holds back non-critical tasks. The flag is a file,
 //! `<state>/maintenance.json`, replaced atomically, so every process sharing the state directory
-//! sees the same mode and a crash leaves it as it was last set (on, with who set it and why,
-//! until someone turns it off).
+//! sees the same mode and a crash leaves it as it was last set.
+//!
+//! A mode entered by a process for the length of its work (a reset, a critical task) records that
+//! process as its [`Holder`]. When the holder is gone (killed, the machine restarted), the mode is
+//! stale: [`current_live`], which the pipeline, the scheduler and the commands read it through,
+//! leaves a stale mode and says whose it was, so that one killed process does not hold every
+//! deploy back for good. A mode turned on by hand (`caretaker maintenance on`) has no holder and
+//! stays on until turned off.
 
 use crate::fs::{FsError, write_atomic};
 use chrono::{DateTime, Utc};
@@ -19,6 +25,95 @@ pub struct MaintenanceMode {
     pub reason: String,
     /// Who turned it on: a task id, or `manual`.
     pub by: String,
+    /// The process that holds it while it works; none when it was turned on by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<Holder>,
+}
+
+/// A process holding maintenance mode: enough to tell, on its host, whether it is still alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub host: String,
+    pub pid: u32,
+    /// The process's start, in clock ticks after boot (`/proc/<pid>/stat`, field 22): a process
+    /// that the kernel later gave the same id has another.
+    pub start_ticks: Option<u64>,
+    /// The boot it ran in (`/proc/sys/kernel/random/boot_id`): after a restart it is gone.
+    pub boot_id: Option<String>,
+}
+
+impl Holder {
+    /// This process.
+    pub fn this_process() -> Holder {
+        let pid = std::process::id();
+        Holder { host: host_name(), pid, start_ticks: start_ticks(pid), boot_id: boot_id() }
+    }
+
+    /// Whether the holder is gone: `Some(true)` when this machine can tell it died (its boot
+    /// ended, its process id is free or belongs to another process, or it is a zombie),
+    /// `Some(false)` when it is alive, `None` when it cannot tell (another host, or a system
+    /// without `/proc`).
+    pub fn gone(&self) -> Option<bool> {
+        if self.host != host_name() {
+            return None;
+        }
+        let boot = boot_id()?;
+        if self.boot_id.as_deref().is_some_and(|b| b != boot) {
+            return Some(true);
+        }
+        let stat = match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Ok(stat) => stat,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(true),
+            Err(_) => return None,
+        };
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+            return Some(true);
+        }
+        let started: Option<u64> = fields.get(19).and_then(|f| f.parse().ok());
+        Some(matches!((self.start_ticks, started), (Some(a), Some(b)) if a != b))
+    }
+
+    pub fn describe(&self) -> String {
+        format!("process {} on {}", self.pid, self.host)
+    }
+}
+
+/// This machine's name (Linux); `localhost` where it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|b| b.trim().to_string())
+}
+
+/// A process's start in clock ticks after boot (`/proc/<pid>/stat`, field 22).
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl MaintenanceMode {
+    /// Whether its holder is known to be gone (never for a mode without holder).
+    pub fn is_stale(&self) -> bool {
+        self.holder.as_ref().and_then(Holder::gone) == Some(true)
+    }
+
+    /// What the next command says of a stale mode it left.
+    pub fn recovered_note(&self) -> String {
+        let holder = self.holder.as_ref().map_or_else(|| "its holder".into(), Holder::describe);
+        format!(
+            "recovered stale maintenance mode: {holder} ({}: {}), on since {}, is gone; maintenance mode left",
+            self.by,
+            self.reason,
+            self.since.format("%Y-%m-%d %H:%M:%S UTC")
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +134,40 @@ pub fn current(state_dir: &Path) -> Result<Option<MaintenanceMode>, MaintenanceE
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(FsError::new("read", path, e).into()),
     }
+}
+
+/// The current mode, after leaving it if its holder is gone: `(mode, recovered)`, where
+/// `recovered` is the stale mode that was left (its [`MaintenanceMode::recovered_note`] is what to
+/// record). A mode someone else replaced meanwhile is not touched.
+pub fn current_live(state_dir: &Path) -> Result<(Option<MaintenanceMode>, Option<MaintenanceMode>), MaintenanceError> {
+    let Some(mode) = current(state_dir)? else { return Ok((None, None)) };
+    if !mode.is_stale() {
+        return Ok((Some(mode), None));
+    }
+    // Moved aside first, so that a mode another process entered after our read is put back, not
+    // removed.
+    let path = state_dir.join(FILE);
+    let aside = state_dir.join(format!(".maintenance-stale-{}", std::process::id()));
+    match std::fs::rename(&path, &aside) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, None)),
+        Err(e) => return Err(FsError::new("move aside", path, e).into()),
+    }
+    let moved: Option<MaintenanceMode> =
+        std::fs::read(&aside).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    if moved.as_ref() == Some(&mode) {
+        std::fs::remove_file(&aside).map_err(|e| FsError::new("remove", &aside, e))?;
+        crate::fs::sync_dir(state_dir)?;
+        return Ok((None, Some(mode)));
+    }
+    // Not the stale mode any more: put it back, unless yet another was entered meanwhile.
+    match std::fs::hard_link(&aside, &path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(FsError::new("restore", path, e).into()),
+    }
+    std::fs::remove_file(&aside).map_err(|e| FsError::new("remove", &aside, e))?;
+    current_live(state_dir)
 }
 
 /// Turns maintenance mode on (replacing who and why if it was already on).
@@ -94,7 +223,8 @@ mod tests {
     fn on_and_off() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(current(dir.path()).unwrap(), None);
-        let mode = MaintenanceMode { since: Utc::now(), reason: "db upgrade".into(), by: "manual".into() };
+        let mode =
+            MaintenanceMode { since: Utc::now(), reason: "db upgrade".into(), by: "manual".into(), holder: None };
         enter(dir.path(), &mode).unwrap();
         assert_eq!(current(dir.path()).unwrap(), Some(mode.clone()));
         assert_eq!(leave(dir.path()).unwrap(), Some(mode));
@@ -105,8 +235,13 @@ mod tests {
     #[test]
     fn entering_if_off_leaves_someone_elses_mode_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let theirs = MaintenanceMode { since: Utc::now(), reason: "db upgrade".into(), by: "ops".into() };
-        let ours = MaintenanceMode { since: Utc::now(), reason: "model reset".into(), by: "models reset".into() };
+        let theirs = MaintenanceMode { since: Utc::now(), reason: "db upgrade".into(), by: "ops".into(), holder: None };
+        let ours = MaintenanceMode {
+            since: Utc::now(),
+            reason: "model reset".into(),
+            by: "models reset".into(),
+            holder: Some(Holder::this_process()),
+        };
         assert_eq!(enter_if_off(dir.path(), &theirs).unwrap(), Ok(()));
         assert_eq!(enter_if_off(dir.path(), &ours).unwrap(), Err(theirs.clone()));
         assert_eq!(current(dir.path()).unwrap(), Some(theirs));
@@ -115,5 +250,53 @@ mod tests {
         assert_eq!(current(dir.path()).unwrap(), Some(ours));
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from(FILE)], "no temporary file is left");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_mode_whose_holder_died_is_left_by_the_next_reader_and_a_live_or_manual_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |holder: Option<Holder>| MaintenanceMode {
+            since: Utc::now(),
+            reason: "models reset: bad model".into(),
+            by: "models reset".into(),
+            holder,
+        };
+        // A live holder (this process) and a mode turned on by hand stay.
+        let alive = mode(Some(Holder::this_process()));
+        assert_eq!(alive.holder.as_ref().unwrap().gone(), Some(false));
+        enter(dir.path(), &alive).unwrap();
+        assert_eq!(current_live(dir.path()).unwrap(), (Some(alive.clone()), None));
+        let manual = mode(None);
+        enter(dir.path(), &manual).unwrap();
+        assert_eq!(current_live(dir.path()).unwrap(), (Some(manual), None));
+
+        // A holder that exited.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let started = start_ticks(pid);
+        child.wait().unwrap();
+        let dead = mode(Some(Holder { pid, start_ticks: started, ..Holder::this_process() }));
+        assert!(dead.is_stale());
+        enter(dir.path(), &dead).unwrap();
+        let (now, recovered) = current_live(dir.path()).unwrap();
+        assert_eq!((now, recovered.as_ref()), (None, Some(&dead)));
+        assert!(dead.recovered_note().contains(&format!("process {pid} on")), "{}", dead.recovered_note());
+        assert_eq!(current(dir.path()).unwrap(), None);
+
+        // This process's id, but a process that started at another time (the id was reused).
+        let reused = mode(Some(Holder {
+            start_ticks: start_ticks(std::process::id()).map(|t| t + 1),
+            ..Holder::this_process()
+        }));
+        assert!(reused.is_stale());
+        // A holder from an earlier boot.
+        let rebooted = mode(Some(Holder { boot_id: Some("an earlier boot".into()), ..Holder::this_process() }));
+        assert!(rebooted.is_stale());
+        // On another host, this machine cannot tell: never stale.
+        let elsewhere = mode(Some(Holder { host: "another-host".into(), pid, ..Holder::this_process() }));
+        assert!(!elsewhere.is_stale());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(names.is_empty(), "nothing left aside: {names:?}");
     }
 }

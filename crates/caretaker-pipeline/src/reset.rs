@@ -78,9 +78,18 @@ pub fn reset(config: &PipelineConfig, clock: Clock, reason: &str) -> Result<Rese
     }
     let state = &config.output.state;
     let _lock = ProcessLock::acquire(&state.join("run.lock"), &format!("the pipeline {}", config.source.display()))?;
-    let mode = MaintenanceMode { since: clock.now(), reason: format!("models reset: {reason}"), by: RESET_BY.into() };
+    let mode = MaintenanceMode {
+        since: clock.now(),
+        reason: format!("models reset: {reason}"),
+        by: RESET_BY.into(),
+        holder: Some(maintenance::Holder::this_process()),
+    };
     let maintenance_error =
         |e: maintenance::MaintenanceError| Error::Other { path: state.join(maintenance::FILE), reason: e.to_string() };
+    // A reset or critical task that was killed left its mode behind: leave it, and say so.
+    if let (_, Some(stale)) = maintenance::current_live(state).map_err(maintenance_error)? {
+        tracing::warn!("{}", stale.recovered_note());
+    }
     if let Err(holder) = maintenance::enter_if_off(state, &mode).map_err(maintenance_error)? {
         return Err(Error::Other {
             path: state.join(maintenance::FILE),
@@ -93,6 +102,7 @@ pub fn reset(config: &PipelineConfig, clock: Clock, reason: &str) -> Result<Rese
         });
     }
     tracing::info!(reason, "maintenance mode on for the reset");
+    caretaker_core::crash_point("reset:in_maintenance");
     let result = reset_in_maintenance(config, clock, reason);
     // Left whatever happened, but only if it is still ours.
     let left = match maintenance::current(state).map_err(maintenance_error) {

@@ -173,8 +173,12 @@ fn stages_of_the_run(
     }
 
     // Deploy, unless maintenance mode holds deploys back.
-    let maintenance = caretaker_core::maintenance::current(&config.output.state)
+    let (maintenance, recovered) = caretaker_core::maintenance::current_live(&config.output.state)
         .map_err(|e| Error::Other { path: config.output.state.clone(), reason: e.to_string() })?;
+    if let Some(stale) = recovered {
+        tracing::warn!("{}", stale.recovered_note());
+        gate_report.reasons.push(stale.recovered_note());
+    }
     if let (Some(_), Some(mode)) = (verdict.deploy, &maintenance) {
         gate_report.decision = caretaker_core::report::GateOutcome::KeptChampion;
         gate_report.reasons.insert(

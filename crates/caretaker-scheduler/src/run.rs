@@ -250,9 +250,12 @@ impl Runner {
         }
         let started = Instant::now();
         loop {
-            let mode = match maintenance::current(&self.catalog.state_dir) {
-                Ok(None) => break,
-                Ok(Some(mode)) => mode,
+            let mode = match maintenance::current_live(&self.catalog.state_dir) {
+                Ok((None, stale)) => {
+                    execution.notes.extend(stale.map(|m| m.recovered_note()));
+                    break;
+                }
+                Ok((Some(mode), _)) => mode,
                 Err(e) => return Some(format!("not run: cannot read maintenance mode: {e}")),
             };
             let waited = started.elapsed();
@@ -369,25 +372,28 @@ impl Runner {
         if !spec.is_critical() || req.dry_run {
             return (false, Vec::new());
         }
-        match maintenance::current(&self.catalog.state_dir) {
-            Ok(Some(mode)) => {
+        let mut notes = Vec::new();
+        match maintenance::current_live(&self.catalog.state_dir) {
+            Ok((Some(mode), _)) => {
                 return (
                     false,
                     vec![format!("maintenance mode was already on (by {}: {}); left as it is", mode.by, mode.reason)],
                 );
             }
-            Ok(None) => {}
+            Ok((None, stale)) => notes.extend(stale.map(|m| m.recovered_note())),
             Err(e) => return (false, vec![format!("cannot read maintenance mode: {e}")]),
         }
         let mode = MaintenanceMode {
             since: self.clock.now(),
             reason: format!("{} (execution {})", spec.name, execution.id),
             by: spec.id.clone(),
+            holder: Some(maintenance::Holder::this_process()),
         };
         if let Err(e) = maintenance::enter(&self.catalog.state_dir, &mode) {
-            return (false, vec![format!("could not enter maintenance mode: {e}")]);
+            notes.push(format!("could not enter maintenance mode: {e}"));
+            return (false, notes);
         }
-        let mut notes = vec![format!("entered maintenance mode at {}", mode.since.format("%H:%M:%S UTC"))];
+        notes.push(format!("entered maintenance mode at {}", mode.since.format("%H:%M:%S UTC")));
         let body = serde_json::json!({
             "task_id": spec.id, "task_name": spec.name, "execution_id": execution.id,
             "maintenance": mode, "at": mode.since,

@@ -229,6 +229,7 @@ async fn critical_tasks_hold_maintenance_mode_and_leave_it_after_a_failure() {
             since: chrono::Utc::now(),
             reason: "db upgrade".into(),
             by: "manual".into(),
+            holder: None,
         };
         caretaker_core::maintenance::enter(&s.runner.catalog.state_dir, &mode).unwrap();
         let e = run(&s, "report").await;

@@ -70,18 +70,29 @@ fn notify(notifier: Option<Notifier>, event: NotifyEvent, body: serde_json::Valu
 
 fn status_json(mode: &Option<MaintenanceMode>) -> serde_json::Value {
     match mode {
-        Some(m) => serde_json::json!({ "on": true, "since": m.since, "by": m.by, "reason": m.reason }),
+        Some(m) => serde_json::json!({
+            "on": true, "since": m.since, "by": m.by, "reason": m.reason,
+            "holder": m.holder, "stale": m.is_stale(),
+        }),
         None => serde_json::json!({ "on": false }),
     }
 }
 
 fn describe(mode: &Option<MaintenanceMode>) -> String {
     match mode {
-        Some(m) => format!(
-            "maintenance mode is ON since {} (by {}: {})",
+        Some(m) if m.is_stale() => format!(
+            "maintenance mode is STALE: on since {} (by {}: {}), but its holder, {}, is gone; the next run, reset or task leaves it",
             m.since.format("%Y-%m-%d %H:%M:%S UTC"),
             m.by,
-            m.reason
+            m.reason,
+            m.holder.as_ref().map_or_else(String::new, |h| h.describe())
+        ),
+        Some(m) => format!(
+            "maintenance mode is ON since {} (by {}: {}{})",
+            m.since.format("%Y-%m-%d %H:%M:%S UTC"),
+            m.by,
+            m.reason,
+            m.holder.as_ref().map_or_else(String::new, |h| format!("; held by {}", h.describe()))
         ),
         None => "maintenance mode is off".to_string(),
     }
@@ -91,7 +102,8 @@ pub fn maintenance(cmd: MaintenanceCommand, clock: Clock) -> Result<ExitCode> {
     match cmd {
         MaintenanceCommand::On { reason, by, select } => {
             let (state, notifier) = resolve(&select)?;
-            let mode = MaintenanceMode { since: clock.now(), reason, by };
+            // Turned on by hand: no holder, on until turned off.
+            let mode = MaintenanceMode { since: clock.now(), reason, by, holder: None };
             maintenance::enter(&state, &mode)?;
             let notes = notify(
                 notifier,
