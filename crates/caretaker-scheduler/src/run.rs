@@ -98,7 +98,7 @@ impl Runner {
         self.lifecycle.borrow().clone()
     }
 
-    fn spec(&self, id: &str) -> Result<&TaskSpec, Error> {
+    pub(crate) fn spec(&self, id: &str) -> Result<&TaskSpec, Error> {
         self.catalog.task(id).ok_or_else(|| Error::UnknownTask {
             id: id.to_string(),
             catalog: self.catalog.source.display().to_string(),
@@ -164,6 +164,7 @@ impl Runner {
                 return Ok(RunResult::Recorded(Box::new(execution)));
             };
             tracing::info!("{}: starting ({:?}, execution {})", spec.id, req.trigger, execution.id);
+            self.settle_orphans(spec, &mut execution).await?;
 
             if let Some(reason) = self.wait_for_maintenance(spec, &req, &mut execution).await {
                 self.finish(&mut execution, ExecutionStatus::Skipped, reason).await?;
@@ -208,6 +209,37 @@ impl Runner {
             self.finish(&mut execution, status, summary).await?;
             Ok(RunResult::Recorded(Box::new(execution)))
         })
+    }
+
+    /// Records as failed the executions of `spec` that are still `running` in the history although
+    /// this execution holds the task's lock: their runner died mid-run (killed, the machine
+    /// restarted), since a live runner holds the lock until it records its result, and the lock
+    /// (a file lock, or a PostgreSQL session lock) ends with its process. Executions started in
+    /// the last 30 days are looked at.
+    async fn settle_orphans(&self, spec: &TaskSpec, execution: &mut Execution) -> Result<(), Error> {
+        let from = self.clock.now() - chrono::Duration::days(30);
+        let orphans: Vec<Execution> = self
+            .history
+            .since(from)
+            .await?
+            .into_iter()
+            .filter(|e| e.task_id == spec.id && e.status == ExecutionStatus::Running && e.id != execution.id)
+            .collect();
+        for mut orphan in orphans {
+            let summary = format!(
+                "the runner died mid-run: {} no longer holds the task's lock; recorded as failed by {}",
+                if orphan.scheduler.is_empty() { "its scheduler" } else { orphan.scheduler.as_str() },
+                self.scheduler_id
+            );
+            orphan.notes.push(format!("found running without its runner by execution {}", execution.id));
+            self.finish(&mut orphan, ExecutionStatus::Failed, summary).await?;
+            execution.notes.push(format!(
+                "recorded execution {} (started {}) as failed: its runner died mid-run",
+                orphan.id,
+                orphan.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+            ));
+        }
+        Ok(())
     }
 
     /// Records the result (redacted) and logs it.

@@ -168,6 +168,48 @@ async fn a_failed_prerequisite_skips_the_task_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_died_mid_run_leaves_no_running_execution_and_no_maintenance_behind() {
+    for fresh in targets().await {
+        let s = setup(&fresh, &task("upgrade", r#"["true"]"#, "priority = \"critical\"")).await;
+        // A runner killed mid-run (SIGKILL, the OOM killer): its execution was claimed as
+        // running, its maintenance mode names it, and then nothing more happened.
+        let spec = s.runner.spec("upgrade").unwrap();
+        let mut killed = s.runner.new_execution(spec, &req("upgrade"));
+        killed.scheduler = "host-a pid 4711".into();
+        assert!(s.runner.history.claim(&killed).await.unwrap());
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let dead = caretaker_core::maintenance::MaintenanceMode {
+            since: chrono::Utc::now(),
+            reason: format!("upgrade (execution {})", killed.id),
+            by: "upgrade".into(),
+            holder: Some(caretaker_core::maintenance::Holder {
+                pid,
+                ..caretaker_core::maintenance::Holder::this_process()
+            }),
+        };
+        caretaker_core::maintenance::enter(&s.runner.catalog.state_dir, &dead).unwrap();
+
+        // The next firing runs (the stale mode does not hold it back), enters and leaves
+        // maintenance itself, and records the killed execution as failed.
+        let next = run(&s, "upgrade").await;
+        assert_eq!(next.status, ExecutionStatus::Succeeded, "{}: {:?}", s.what, next.notes);
+        let notes = next.notes.join("\n");
+        assert!(notes.contains(&format!("recovered stale maintenance mode: process {pid} on")), "{}: {notes}", s.what);
+        assert!(notes.contains(&format!("recorded execution {} ", killed.id)), "{}: {notes}", s.what);
+        assert!(notes.contains("entered maintenance mode") && notes.contains("left maintenance mode"), "{notes}");
+        assert_eq!(caretaker_core::maintenance::current(&s.runner.catalog.state_dir).unwrap(), None);
+        let all = s.runner.history.since(chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap();
+        let was = all.iter().find(|e| e.id == killed.id).unwrap();
+        assert_eq!(was.status, ExecutionStatus::Failed, "{}", s.what);
+        assert!(was.summary.starts_with("the runner died mid-run: host-a pid 4711"), "{}", was.summary);
+        assert!(was.finished_at.is_some());
+        assert!(all.iter().all(|e| e.status != ExecutionStatus::Running), "{}: {all:?}", s.what);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn critical_tasks_hold_maintenance_mode_and_leave_it_after_a_failure() {
     // A webhook receiver on this machine: answers 200 and keeps the bodies.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
