@@ -142,18 +142,29 @@ fn a_killed_reset_does_not_leave_the_pipeline_in_maintenance() {
     assert!(!maintenance_file(&ctx).exists());
     assert_eq!(champion(&ctx), first, "the champion the killed reset left is still the champion");
 
-    // Killed again; the next reset proceeds with no manual step.
+    // Killed again, after it wrote its working directory; the next reset proceeds with no manual
+    // step and sweeps the directory.
     let killed = ctx.caretaker_with_env(
         &["models", "reset", pipeline, "--reason", "bad champion"],
-        &[("CARETAKER_CRASH_AT", "reset:in_maintenance")],
+        &[("CARETAKER_CRASH_AT", "reset:quality_checked")],
     );
     assert_ne!(killed.code, Some(0));
     assert!(maintenance_file(&ctx).exists());
+    let working = |ctx: &TestContext| -> Vec<String> {
+        std::fs::read_dir(ctx.path().join("state"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".reset-"))
+            .collect()
+    };
+    assert_eq!(working(&ctx).len(), 1, "the killed reset's working directory");
     let reset = ctx.caretaker(&["models", "reset", pipeline, "--reason", "bad champion", "--json"]);
     reset.assert_code(0).assert_stderr_contains("recovered stale maintenance mode");
     assert_eq!(reset.json()["maintenance_left"], true);
     assert!(!maintenance_file(&ctx).exists());
     assert_ne!(champion(&ctx), first);
+    assert_eq!(working(&ctx), Vec::<String>::new());
 }
 
 /// The example pipeline whose data lands as an hourly ingest would leave it: 4 files in each of the

@@ -86,6 +86,9 @@ pub fn reset(config: &PipelineConfig, clock: Clock, reason: &str) -> Result<Rese
     };
     let maintenance_error =
         |e: maintenance::MaintenanceError| Error::Other { path: state.join(maintenance::FILE), reason: e.to_string() };
+    // A reset that was killed left its working directory behind: no other reset is running while
+    // this one holds the run lock, so every one there is a dead reset's.
+    sweep_dead_resets(state);
     // A reset or critical task that was killed left its mode behind: leave it, and say so.
     if let (_, Some(stale)) = maintenance::current_live(state).map_err(maintenance_error)? {
         tracing::warn!("{}", stale.recovered_note());
@@ -127,6 +130,21 @@ pub fn reset(config: &PipelineConfig, clock: Clock, reason: &str) -> Result<Rese
     }
 }
 
+/// Removes the `.reset-*` working directories of resets that were killed (called under the run
+/// lock, which every live reset holds).
+fn sweep_dead_resets(state: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(state) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(".reset-") && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => tracing::warn!("removed {}, left by a reset that was killed", entry.path().display()),
+                Err(e) => tracing::warn!("could not remove {}, left by a killed reset: {e}", entry.path().display()),
+            }
+        }
+    }
+}
+
 fn reset_in_maintenance(config: &PipelineConfig, clock: Clock, reason: &str) -> Result<ResetOutcome> {
     let started_at = clock.now();
     let started = Instant::now();
@@ -165,6 +183,7 @@ fn reset_in_maintenance(config: &PipelineConfig, clock: Clock, reason: &str) -> 
         .tempdir_in(&config.output.state)
         .map_err(|e| Error::Other { path: config.output.state.clone(), reason: e.to_string() })?;
     let quality = assess_quality(config, clock, aside.path())?;
+    caretaker_core::crash_point("reset:quality_checked");
     stages.finish(stage, Some(quality.report.rows));
     let Some(events) = quality.events.as_ref().filter(|_| quality.report.passed) else {
         return refuse(outcome, format!("the data failed the quality stage: {}", quality_failure(&quality.report)));
