@@ -140,5 +140,9 @@ fn maintenance_mode_holds_deploys_back() {
     let report = out.json();
     assert_eq!(report["gate"]["decision"], "kept_champion");
     assert!(report["gate"]["reasons"][0].as_str().unwrap().contains("maintenance mode is on"), "{}", report["gate"]);
+    assert_eq!(report["gate"]["maintenance"]["reason"], "database upgrade");
     assert!(!ctx.path().join("models/champion.json").exists());
+    let textfile = std::fs::read_to_string(ctx.path().join("state/metrics.prom")).unwrap();
+    assert!(textfile.contains("caretaker_maintenance_mode{pipeline="), "{textfile}");
+    assert!(textfile.lines().any(|l| l.starts_with("caretaker_maintenance_mode{") && l.ends_with(" 1")), "{textfile}");
 }

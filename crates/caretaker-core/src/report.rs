@@ -239,6 +239,9 @@ pub struct GateReport {
     pub reasons: Vec<String>,
     /// Every rule the gate applied, with its numbers.
     pub rules: Vec<GateRule>,
+    /// Maintenance mode, when it was on at the deploy step: nothing is deployed then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<crate::maintenance::MaintenanceMode>,
 }
 
 impl GateReport {
@@ -249,6 +252,7 @@ impl GateReport {
             deployed_version: None,
             reasons: vec![reason.into()],
             rules: Vec::new(),
+            maintenance: None,
         }
     }
 }

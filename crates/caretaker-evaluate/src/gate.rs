@@ -212,6 +212,7 @@ pub fn decide(
             deployed_version: None,
             reasons,
             rules,
+            maintenance: None,
         },
     }
 }

@@ -179,6 +179,7 @@ fn stages_of_the_run(
         tracing::warn!("{}", stale.recovered_note());
         gate_report.reasons.push(stale.recovered_note());
     }
+    gate_report.maintenance = maintenance.clone();
     if let (Some(_), Some(mode)) = (verdict.deploy, &maintenance) {
         gate_report.decision = caretaker_core::report::GateOutcome::KeptChampion;
         gate_report.reasons.insert(

@@ -42,6 +42,18 @@ pub fn render(report: &RunReport) -> String {
         "Wall time of the last run.",
         (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0,
     );
+    metrics.gauge(
+        "maintenance_mode",
+        "1 if maintenance mode was on at the last run's deploy step (nothing was deployed), 0 if not.",
+        b(report.gate.maintenance.is_some()),
+    );
+    if let Some(mode) = &report.gate.maintenance {
+        metrics.gauge(
+            "maintenance_held_seconds",
+            "How long maintenance mode had been on when the last run finished.",
+            (report.finished_at - mode.since).num_milliseconds().max(0) as f64 / 1000.0,
+        );
+    }
     let stages = metrics.vec("stage_duration_seconds", "Wall time of each stage of the last run.", &["stage"]);
     for s in &report.stages {
         stages.with_label_values(&[s.stage.as_str()]).set(s.seconds);

@@ -72,7 +72,15 @@ fn the_schema_document_names_every_field_of_the_report_and_no_other() {
         .filter_map(|l| l.split_once('`').map(|(path, _)| path.to_string()))
         .collect();
     let mut actual = BTreeSet::new();
-    field_paths(&serde_json::to_value(full_report(1, 4)).unwrap(), "", &mut actual);
+    // With maintenance mode on, held by a process (absent from the report otherwise).
+    let mut report = full_report(1, 4);
+    report.gate.maintenance = Some(caretaker_core::maintenance::MaintenanceMode {
+        since: report.started_at,
+        reason: "models reset: bad model".into(),
+        by: "models reset".into(),
+        holder: Some(caretaker_core::maintenance::Holder::this_process()),
+    });
+    field_paths(&serde_json::to_value(report).unwrap(), "", &mut actual);
     let undocumented: Vec<_> = actual.difference(&documented).collect();
     let stale: Vec<_> = documented.difference(&actual).collect();
     assert!(
@@ -222,6 +230,23 @@ fn the_textfile_holds_what_an_operator_alerts_on() {
     assert_eq!(sample(&text, "caretaker_feature_drift_alarm", &[p, "feature=\"feature_02\""]), Some(1.0));
     assert!(text.contains("# TYPE caretaker_run_success gauge"), "{text}");
     assert!(text.contains("# HELP caretaker_model_f1 "), "{text}");
+    assert_eq!(sample(&text, "caretaker_maintenance_mode", &[p]), Some(0.0));
+    assert!(!text.contains("caretaker_maintenance_held_seconds"), "{text}");
+}
+
+#[test]
+fn the_textfile_says_when_maintenance_mode_held_the_deploy_and_for_how_long() {
+    let mut report = full_report(3, 6);
+    report.gate.maintenance = Some(caretaker_core::maintenance::MaintenanceMode {
+        since: report.finished_at - chrono::Duration::minutes(90),
+        reason: "database upgrade".into(),
+        by: "manual".into(),
+        holder: None,
+    });
+    let text = textfile::render(&report);
+    let p = "pipeline=\"bridge-failures\"";
+    assert_eq!(sample(&text, "caretaker_maintenance_mode", &[p]), Some(1.0));
+    assert_eq!(sample(&text, "caretaker_maintenance_held_seconds", &[p]), Some(5400.0));
 }
 
 #[test]
