@@ -66,11 +66,10 @@ impl Holder {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(true),
             Err(_) => return None,
         };
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        let (state, started) = stat_fields(&stat)?;
+        if matches!(state, "Z" | "X") {
             return Some(true);
         }
-        let started: Option<u64> = fields.get(19).and_then(|f| f.parse().ok());
         Some(matches!((self.start_ticks, started), (Some(a), Some(b)) if a != b))
     }
 
@@ -94,8 +93,15 @@ fn boot_id() -> Option<String> {
 
 /// A process's start in clock ticks after boot (`/proc/<pid>/stat`, field 22).
 fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+    stat_fields(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?.1
+}
+
+/// A `/proc/<pid>/stat` line's state (field 3) and start in clock ticks (field 22). The fields
+/// are counted after the command name's closing parenthesis: the name may hold spaces.
+fn stat_fields(stat: &str) -> Option<(&str, Option<u64>)> {
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?;
+    Some((state, fields.nth(18).and_then(|f| f.parse().ok())))
 }
 
 impl MaintenanceMode {

@@ -214,17 +214,10 @@ impl Runner {
     /// Records as failed the executions of `spec` that are still `running` in the history although
     /// this execution holds the task's lock: their runner died mid-run (killed, the machine
     /// restarted), since a live runner holds the lock until it records its result, and the lock
-    /// (a file lock, or a PostgreSQL session lock) ends with its process. Executions started in
-    /// the last 30 days are looked at.
+    /// (a file lock, or a PostgreSQL session lock) ends with its process.
     async fn settle_orphans(&self, spec: &TaskSpec, execution: &mut Execution) -> Result<(), Error> {
-        let from = self.clock.now() - chrono::Duration::days(30);
-        let orphans: Vec<Execution> = self
-            .history
-            .since(from)
-            .await?
-            .into_iter()
-            .filter(|e| e.task_id == spec.id && e.status == ExecutionStatus::Running && e.id != execution.id)
-            .collect();
+        let orphans: Vec<Execution> =
+            self.history.running(&spec.id).await?.into_iter().filter(|e| e.id != execution.id).collect();
         for mut orphan in orphans {
             let summary = format!(
                 "the runner died mid-run: {} no longer holds the task's lock; recorded as failed by {}",

@@ -149,7 +149,7 @@ pub(crate) fn fit_forest_out_of_bag(
     seed: u64,
 ) -> Option<(BinnedFit, Vec<Option<f64>>)> {
     let (n_trees, draws, p) = forest_params(params, window, pool)?;
-    let (trees, oob) = hist_tree::forest_out_of_bag(window, pool, n_trees, draws, &p, seed, rows);
+    let (trees, oob) = hist_tree::forest(window, pool, n_trees, draws, &p, seed, rows);
     Some((BinnedFit::Trees(trees), oob))
 }
 
@@ -159,10 +159,7 @@ pub(crate) fn fit_binned(params: &ModelParams, window: &BinnedWindow, pool: &[u3
             let p = TreeParams { max_depth, min_samples_leaf, criterion: split_quality, features_per_split: None };
             BinnedFit::Trees(vec![hist_tree::grow(window, Sample::all(pool), &p, seed, crate::cores())])
         }
-        ModelParams::RandomForest { .. } => {
-            let (n_trees, draws, p) = forest_params(params, window, pool).expect("a forest");
-            BinnedFit::Trees(hist_tree::forest(window, pool, n_trees, draws, &p, seed))
-        }
+        ModelParams::RandomForest { .. } => fit_forest_out_of_bag(params, window, pool, &[], seed).expect("a forest").0,
         ModelParams::GradientBoosting {
             learning_rate,
             max_iterations,

@@ -618,22 +618,12 @@ impl OutOfBag {
 /// replacement), with its own seed, on all cores. Which core grows which tree does not change it.
 /// Each core's worker keeps its buffers from tree to tree: drawing and growing a tree allocates
 /// nothing new, so a forest does not leave the allocator's free lists full of tree-sized holes.
-pub(crate) fn forest(
-    window: &BinnedWindow,
-    pool: &[u32],
-    n_trees: usize,
-    draws: usize,
-    params: &TreeParams,
-    seed: u64,
-) -> Vec<Grown> {
-    forest_out_of_bag(window, pool, n_trees, draws, params, seed, &[]).0
-}
-
-/// [`forest`], and the out-of-bag probability of each row of `rows` (ascending, rows of `pool`):
-/// the mean over the trees whose bootstrap draw left the row out (about 37 of 100 trees when
+///
+/// With it, the out-of-bag probability of each row of `rows` (ascending, rows of `pool`; empty
+/// when none is wanted): the mean over the trees whose bootstrap draw left the row out (about 37 of 100 trees when
 /// each tree draws as many rows as the pool holds), as scikit-learn's `oob_decision_function_`.
 /// `None` for a row that every tree drew.
-pub(crate) fn forest_out_of_bag(
+pub(crate) fn forest(
     window: &BinnedWindow,
     pool: &[u32],
     n_trees: usize,

@@ -184,6 +184,14 @@ impl HistoryStore {
         }
     }
 
+    /// The executions of a task still recorded as running, oldest first.
+    pub async fn running(&self, task_id: &str) -> Result<Vec<Execution>> {
+        match self {
+            HistoryStore::Sqlite(s) => s.running(task_id).await,
+            HistoryStore::Postgres(p) => p.running(task_id).await,
+        }
+    }
+
     /// The latest scheduled firing of a task that any scheduler claimed.
     pub async fn latest_firing(&self, task_id: &str) -> Result<Option<DateTime<Utc>>> {
         match self {

@@ -149,6 +149,19 @@ impl PostgresHistory {
         rows.iter().map(|r| decode(&target, r.get(0), r.get(1))).collect()
     }
 
+    pub async fn running(&self, task_id: &str) -> Result<Vec<Execution>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT id, record FROM scheduler_executions WHERE task_id = $1 AND status = $2 ORDER BY started_at, id",
+                &[&task_id, &ExecutionStatus::Running.name()],
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+        let target = self.describe();
+        rows.iter().map(|r| decode(&target, r.get(0), r.get(1))).collect()
+    }
+
     pub async fn latest_firing(&self, task_id: &str) -> Result<Option<DateTime<Utc>>> {
         let row = self
             .client

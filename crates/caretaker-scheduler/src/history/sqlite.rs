@@ -119,6 +119,22 @@ impl SqliteHistory {
         rows.iter().map(|(id, json)| decode(&target, id, json)).collect()
     }
 
+    pub async fn running(&self, task_id: &str) -> Result<Vec<Execution>> {
+        let (task_id, status) = (task_id.to_string(), ExecutionStatus::Running.name());
+        let rows = self
+            .with(move |conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT id, record FROM executions WHERE task_id = ?1 AND status = ?2 ORDER BY started_at, id",
+                )?;
+                let rows = stmt
+                    .query_map([task_id.as_str(), status], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        let target = self.path.display().to_string();
+        rows.iter().map(|(id, json)| decode(&target, id, json)).collect()
+    }
+
     pub async fn latest_firing(&self, task_id: &str) -> Result<Option<DateTime<Utc>>> {
         let task_id = task_id.to_string();
         let text: Option<String> = self
