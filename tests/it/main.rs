@@ -2,6 +2,7 @@
 //! One test binary with modules, so the workspace links it once.
 
 mod config;
+mod crashes;
 mod models;
 mod nightly;
 mod operations;

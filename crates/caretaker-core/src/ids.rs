@@ -35,6 +35,18 @@ impl RunId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// When the run named `name` started, if the whole name is a run id as [`RunId::new`] writes
+    /// it (`20261128T180712Z-3f9a`, nothing before or after); `None` for any other name, so
+    /// that what removes old run directories never takes `20261128T180712Z-backup` for one.
+    pub fn started_at_of(name: &str) -> Option<DateTime<Utc>> {
+        let (stamp, suffix) = name.split_once('-')?;
+        let hex = suffix.len() == 4 && suffix.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if stamp.len() != 16 || !hex {
+            return None;
+        }
+        chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok().map(|t| t.and_utc())
+    }
 }
 
 impl fmt::Display for RunId {
@@ -89,6 +101,23 @@ impl From<ModelVersion> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_whole_run_id_names_a_run() {
+        let id = RunId::new("2026-11-28T18:07:12Z".parse().unwrap());
+        assert_eq!(RunId::started_at_of(id.as_str()), Some("2026-11-28T18:07:12Z".parse().unwrap()));
+        for other in [
+            "20261128T180712Z-backup",
+            "20261128T180712Z",
+            "20261128T180712Z-3f9a-old",
+            "x20261128T180712Z-3f9a",
+            "20261128T180712Z-3F9A",
+            "20261328T180712Z-3f9a",
+            "notes",
+        ] {
+            assert_eq!(RunId::started_at_of(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn versions_round_trip_and_reject_garbage() {

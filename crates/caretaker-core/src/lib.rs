@@ -27,6 +27,7 @@
 //! assert_eq!(config.gate.min_improvement, 0.01);
 //! ```
 
+pub mod children;
 pub mod clock;
 pub mod config;
 pub mod events;

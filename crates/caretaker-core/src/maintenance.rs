@@ -11,6 +11,12 @@
 //! leaves a stale mode and says whose it was, so that one killed process does not hold every
 //! deploy back for good. A mode turned on by hand (`caretaker maintenance on`) has no holder and
 //! stays on until turned off.
+//!
+//! On its own host a holder is known dead from `/proc` (its process is gone, or its id now names
+//! another process, or the machine restarted). A process on another host sharing the state
+//! directory cannot look there, so a holder also keeps a lease: while it works, a [`Hold`]
+//! renews `renewed_at` every [`RENEW_EVERY`], and a holder whose lease ran out
+//! ([`LEASE`] without renewal) is stale to every host.
 
 use crate::fs::{FsError, write_atomic};
 use chrono::{DateTime, Utc};
@@ -40,22 +46,48 @@ pub struct Holder {
     pub start_ticks: Option<u64>,
     /// The boot it ran in (`/proc/sys/kernel/random/boot_id`): after a restart it is gone.
     pub boot_id: Option<String>,
+    /// When the holder last said it is alive; with `lease_seconds`, what other hosts judge by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewed_at: Option<DateTime<Utc>>,
+    /// How long after `renewed_at` the holder counts as gone on another host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u64>,
 }
+
+/// How long a holder's lease lasts without renewal.
+pub const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often a [`Hold`] renews its lease: three renewals fit in one lease.
+pub const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
 
 impl Holder {
     /// This process.
     pub fn this_process() -> Holder {
         let pid = std::process::id();
-        Holder { host: host_name(), pid, start_ticks: start_ticks(pid), boot_id: boot_id() }
+        Holder {
+            host: host_name(),
+            pid,
+            start_ticks: start_ticks(pid),
+            boot_id: boot_id(),
+            renewed_at: Some(Utc::now()),
+            lease_seconds: Some(LEASE.as_secs()),
+        }
+    }
+
+    /// Whether `other` names the same process (whatever the state of their leases).
+    pub fn same_process(&self, other: &Holder) -> bool {
+        (&self.host, self.pid, self.start_ticks, &self.boot_id)
+            == (&other.host, other.pid, other.start_ticks, &other.boot_id)
     }
 
     /// Whether the holder is gone: `Some(true)` when this machine can tell it died (its boot
-    /// ended, its process id is free or belongs to another process, or it is a zombie),
-    /// `Some(false)` when it is alive, `None` when it cannot tell (another host, or a system
-    /// without `/proc`).
+    /// ended, its process id is free or belongs to another process, or it is a zombie; on another
+    /// host, its lease ran out), `Some(false)` when it is alive, `None` when it cannot tell
+    /// (another host and no lease, or a system without `/proc`).
     pub fn gone(&self) -> Option<bool> {
         if self.host != host_name() {
-            return None;
+            let (renewed, lease) = (self.renewed_at?, self.lease_seconds?);
+            let lease = chrono::Duration::seconds(i64::try_from(lease).unwrap_or(i64::MAX / 1000));
+            return Some(Utc::now() - renewed > lease);
         }
         let boot = boot_id()?;
         if self.boot_id.as_deref().is_some_and(|b| b != boot) {
@@ -79,7 +111,7 @@ impl Holder {
 }
 
 /// This machine's name (Linux); `localhost` where it cannot be read.
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -87,18 +119,18 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-fn boot_id() -> Option<String> {
+pub(crate) fn boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|b| b.trim().to_string())
 }
 
 /// A process's start in clock ticks after boot (`/proc/<pid>/stat`, field 22).
-fn start_ticks(pid: u32) -> Option<u64> {
+pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
     stat_fields(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?.1
 }
 
 /// A `/proc/<pid>/stat` line's state (field 3) and start in clock ticks (field 22). The fields
 /// are counted after the command name's closing parenthesis: the name may hold spaces.
-fn stat_fields(stat: &str) -> Option<(&str, Option<u64>)> {
+pub(crate) fn stat_fields(stat: &str) -> Option<(&str, Option<u64>)> {
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
     let state = fields.next()?;
     Some((state, fields.nth(18).and_then(|f| f.parse().ok())))
@@ -110,6 +142,11 @@ impl MaintenanceMode {
         self.holder.as_ref().and_then(Holder::gone) == Some(true)
     }
 
+    /// Whether `holder`'s process holds it (whatever its lease says).
+    pub fn is_held_by(&self, holder: &Holder) -> bool {
+        self.holder.as_ref().is_some_and(|h| h.same_process(holder))
+    }
+
     /// What the next command says of a stale mode it left.
     pub fn recovered_note(&self) -> String {
         let holder = self.holder.as_ref().map_or_else(|| "its holder".into(), Holder::describe);
@@ -119,6 +156,74 @@ impl MaintenanceMode {
             self.reason,
             self.since.format("%Y-%m-%d %H:%M:%S UTC")
         )
+    }
+}
+
+/// Renews the lease of the mode `holder` holds, every [`RENEW_EVERY`], until stopped (or
+/// dropped). Stop it before leaving the mode, so that no renewal in flight writes the mode back.
+pub struct Hold {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Hold {
+    /// Starts renewing `holder`'s lease on the mode in `state_dir` (only while the mode there is
+    /// still held by `holder`'s process).
+    pub fn renewing(state_dir: &Path, holder: &Holder) -> Hold {
+        Hold::renewing_every(state_dir, holder, RENEW_EVERY)
+    }
+
+    fn renewing_every(state_dir: &Path, holder: &Holder, every: std::time::Duration) -> Hold {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (state_dir, holder) = (state_dir.to_path_buf(), holder.clone());
+        let thread = std::thread::Builder::new().name("maintenance-lease".into()).spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                if let Err(e) = renew(&state_dir, &holder) {
+                    eprintln!("warning: could not renew the maintenance lease: {e}");
+                }
+            }
+        });
+        match thread {
+            Ok(thread) => Hold { stop: Some(stop), thread: Some(thread) },
+            Err(e) => {
+                // The holder is still known dead on its own host; only other hosts lose the lease.
+                eprintln!("warning: could not start renewing the maintenance lease: {e}");
+                Hold { stop: None, thread: None }
+            }
+        }
+    }
+
+    /// Stops renewing, after any renewal in flight has finished.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Renews `holder`'s lease if the mode in `state_dir` is still held by its process; returns
+/// whether it was.
+pub fn renew(state_dir: &Path, holder: &Holder) -> Result<bool, MaintenanceError> {
+    match current(state_dir)? {
+        Some(mut mode) if mode.is_held_by(holder) => {
+            if let Some(h) = mode.holder.as_mut() {
+                h.renewed_at = Some(Utc::now());
+            }
+            enter(state_dir, &mode)?;
+            Ok(true)
+        }
+        _ => Ok(false),
     }
 }
 
@@ -299,10 +404,54 @@ mod tests {
         // A holder from an earlier boot.
         let rebooted = mode(Some(Holder { boot_id: Some("an earlier boot".into()), ..Holder::this_process() }));
         assert!(rebooted.is_stale());
-        // On another host, this machine cannot tell: never stale.
-        let elsewhere = mode(Some(Holder { host: "another-host".into(), pid, ..Holder::this_process() }));
-        assert!(!elsewhere.is_stale());
+        // On another host, this machine cannot see the process: the lease tells. Renewed within
+        // the lease, it is alive; not renewed for longer, it is gone; without a lease (a holder
+        // written by an earlier release), never stale.
+        let elsewhere = |renewed: Option<chrono::Duration>| {
+            mode(Some(Holder {
+                host: "another-host".into(),
+                pid,
+                renewed_at: renewed.map(|ago| Utc::now() - ago),
+                ..Holder::this_process()
+            }))
+        };
+        assert!(!elsewhere(Some(chrono::Duration::seconds(30))).is_stale());
+        assert!(elsewhere(Some(chrono::Duration::seconds(LEASE.as_secs() as i64 + 5))).is_stale());
+        assert!(!elsewhere(None).is_stale());
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert!(names.is_empty(), "nothing left aside: {names:?}");
+    }
+
+    #[test]
+    fn a_hold_renews_its_own_lease_only_and_stops_before_the_mode_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ours = Holder::this_process();
+        ours.renewed_at = Some(Utc::now() - chrono::Duration::hours(1));
+        let mode = MaintenanceMode {
+            since: Utc::now(),
+            reason: "models reset: bad model".into(),
+            by: "models reset".into(),
+            holder: Some(ours.clone()),
+        };
+        enter(dir.path(), &mode).unwrap();
+        let hold = Hold::renewing_every(dir.path(), &ours, std::time::Duration::from_millis(20));
+        let renewed = || current(dir.path()).unwrap().and_then(|m| m.holder).and_then(|h| h.renewed_at);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while renewed() == ours.renewed_at && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let at = renewed().unwrap();
+        assert!(Utc::now() - at < chrono::Duration::seconds(5), "renewed: {at}");
+        assert!(current(dir.path()).unwrap().unwrap().is_held_by(&ours));
+        hold.stop();
+        leave(dir.path()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        assert_eq!(current(dir.path()).unwrap(), None, "a stopped hold writes nothing back");
+
+        // Someone else's mode is never renewed (nor replaced).
+        let theirs = MaintenanceMode { holder: None, by: "ops".into(), ..mode };
+        enter(dir.path(), &theirs).unwrap();
+        assert!(!renew(dir.path(), &ours).unwrap());
+        assert_eq!(current(dir.path()).unwrap(), Some(theirs));
     }
 }

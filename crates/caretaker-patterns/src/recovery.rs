@@ -21,10 +21,23 @@ use polars::prelude::*;
 use std::collections::HashSet;
 use std::path::Path;
 
-/// Takes the store's lock (`.patterns.lock` beside the store), or says who holds it.
+/// Takes the store's lock (`.patterns.lock` beside the store), or says who holds it, and removes
+/// the temporary files a writer killed mid-write left beside the store and in the archive (every
+/// writer of both holds this lock).
 pub fn lock(policy: &PatternPolicy) -> Result<ProcessLock> {
-    let path = caretaker_core::fs::parent_dir(&policy.store).join(".patterns.lock");
-    Ok(ProcessLock::acquire(&path, &format!("the pattern store {}", policy.store.display()))?)
+    let dir = caretaker_core::fs::parent_dir(&policy.store);
+    let lock =
+        ProcessLock::acquire(&dir.join(".patterns.lock"), &format!("the pattern store {}", policy.store.display()))?;
+    let mut dirs = vec![dir.to_path_buf(), policy.archive.clone()];
+    if let Ok(days) = std::fs::read_dir(&policy.archive) {
+        dirs.extend(days.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+    }
+    for dir in dirs {
+        for path in caretaker_core::fs::sweep_temp_files(&dir, std::time::Duration::ZERO) {
+            tracing::warn!("removed {}, left by a process killed mid-write", path.display());
+        }
+    }
+    Ok(lock)
 }
 
 pub(crate) fn polars_error(path: &Path) -> impl Fn(PolarsError) -> Error + '_ {

@@ -65,6 +65,9 @@ pub struct ResetOutcome {
     pub health: Option<HealthScore>,
     /// Whether maintenance mode was left (it is not, when someone replaced it meanwhile).
     pub maintenance_left: bool,
+    /// What killed runs had left and this reset settled first (a stale maintenance mode, process
+    /// groups of dead runners); also in the run report's gate reasons.
+    pub recovered: Vec<String>,
 }
 
 /// Resets the champion of `config`'s pipeline; `reason` goes to the ledger.
@@ -78,20 +81,27 @@ pub fn reset(config: &PipelineConfig, clock: Clock, reason: &str) -> Result<Rese
     }
     let state = &config.output.state;
     let _lock = ProcessLock::acquire(&state.join("run.lock"), &format!("the pipeline {}", config.source.display()))?;
+    let holder = maintenance::Holder::this_process();
     let mode = MaintenanceMode {
         since: clock.now(),
         reason: format!("models reset: {reason}"),
         by: RESET_BY.into(),
-        holder: Some(maintenance::Holder::this_process()),
+        holder: Some(holder.clone()),
     };
     let maintenance_error =
         |e: maintenance::MaintenanceError| Error::Other { path: state.join(maintenance::FILE), reason: e.to_string() };
     // A reset that was killed left its working directory behind: no other reset is running while
     // this one holds the run lock, so every one there is a dead reset's.
     sweep_dead_resets(state);
+    crate::run::sweep_killed_writes(config);
     // A reset or critical task that was killed left its mode behind: leave it, and say so.
+    let mut recovered = Vec::new();
     if let (_, Some(stale)) = maintenance::current_live(state).map_err(maintenance_error)? {
-        tracing::warn!("{}", stale.recovered_note());
+        recovered.push(stale.recovered_note());
+    }
+    recovered.extend(caretaker_core::children::sweep(state));
+    for note in &recovered {
+        tracing::warn!("{note}");
     }
     if let Err(holder) = maintenance::enter_if_off(state, &mode).map_err(maintenance_error)? {
         return Err(Error::Other {
@@ -104,12 +114,15 @@ pub fn reset(config: &PipelineConfig, clock: Clock, reason: &str) -> Result<Rese
             ),
         });
     }
+    let hold = maintenance::Hold::renewing(state, &holder);
     tracing::info!(reason, "maintenance mode on for the reset");
     caretaker_core::crash_point("reset:in_maintenance");
-    let result = reset_in_maintenance(config, clock, reason);
+    let result = reset_in_maintenance(config, clock, reason, &recovered);
+    hold.stop();
     // Left whatever happened, but only if it is still ours.
+    let ours = |m: &MaintenanceMode| m.is_held_by(&holder) && m.since == mode.since && m.by == mode.by;
     let left = match maintenance::current(state).map_err(maintenance_error) {
-        Ok(Some(current)) if current == mode => maintenance::leave(state).map(|_| true).map_err(maintenance_error),
+        Ok(Some(current)) if ours(&current) => maintenance::leave(state).map(|_| true).map_err(maintenance_error),
         Ok(_) => {
             tracing::warn!("maintenance mode was changed by someone else during the reset; left as it is");
             Ok(false)
@@ -145,7 +158,12 @@ fn sweep_dead_resets(state: &std::path::Path) {
     }
 }
 
-fn reset_in_maintenance(config: &PipelineConfig, clock: Clock, reason: &str) -> Result<ResetOutcome> {
+fn reset_in_maintenance(
+    config: &PipelineConfig,
+    clock: Clock,
+    reason: &str,
+    recovered: &[String],
+) -> Result<ResetOutcome> {
     let started_at = clock.now();
     let started = Instant::now();
     let run_id = RunId::new(started_at);
@@ -165,6 +183,7 @@ fn reset_in_maintenance(config: &PipelineConfig, clock: Clock, reason: &str) -> 
         report_path: None,
         health: None,
         maintenance_left: false,
+        recovered: recovered.to_vec(),
     };
     let refuse = |mut outcome: ResetOutcome, why: String| {
         outcome.gate = GateReport::skipped(why.clone());
@@ -240,6 +259,7 @@ fn reset_in_maintenance(config: &PipelineConfig, clock: Clock, reason: &str) -> 
     };
     stages.finish(stage, None);
     gate_report.deployed_version = Some(version);
+    gate_report.reasons.extend(recovered.iter().cloned());
     outcome.deployed_version = Some(version);
 
     // The run, recorded like a nightly run.

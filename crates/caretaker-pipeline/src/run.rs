@@ -16,7 +16,7 @@ use caretaker_evaluate::metrics::classification_metrics;
 use caretaker_registry::Registry;
 use caretaker_train::TrainedModel;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -29,6 +29,25 @@ pub struct RunOutcome {
     pub report_path: PathBuf,
 }
 
+/// Removes the temporary files a run or reset killed mid-write left (called under the run lock):
+/// in the run directories, which only runs and resets write, all of them; in the reports and
+/// state directories, which other processes write too (maintenance mode, the textfile), those a
+/// minute old.
+pub(crate) fn sweep_killed_writes(config: &PipelineConfig) {
+    let mut removed = Vec::new();
+    if let Ok(runs) = std::fs::read_dir(&config.output.reports) {
+        for run in runs.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+            removed.extend(caretaker_core::fs::sweep_temp_files(&run.path(), Duration::ZERO));
+        }
+    }
+    for dir in [&config.output.reports, &config.output.state] {
+        removed.extend(caretaker_core::fs::sweep_temp_files(dir, Duration::from_secs(60)));
+    }
+    for path in removed {
+        tracing::warn!("removed {}, left by a process killed mid-write", path.display());
+    }
+}
+
 /// Runs the whole nightly pipeline.
 pub fn run(config: &PipelineConfig, clock: Clock, options: &RunOptions) -> Result<RunOutcome> {
     let started_at = clock.now();
@@ -39,6 +58,7 @@ pub fn run(config: &PipelineConfig, clock: Clock, options: &RunOptions) -> Resul
         &config.output.state.join("run.lock"),
         &format!("the pipeline {}", config.source.display()),
     )?;
+    sweep_killed_writes(config);
     let report_dir = config.output.reports.join(run_id.as_str());
     let mut stages = Stages::new(options.progress);
     let mut report = RunReport {
@@ -175,9 +195,11 @@ fn stages_of_the_run(
     // Deploy, unless maintenance mode holds deploys back.
     let (maintenance, recovered) = caretaker_core::maintenance::current_live(&config.output.state)
         .map_err(|e| Error::Other { path: config.output.state.clone(), reason: e.to_string() })?;
-    if let Some(stale) = recovered {
-        tracing::warn!("{}", stale.recovered_note());
-        gate_report.reasons.push(stale.recovered_note());
+    // What killed runners left: their maintenance mode and the process groups they started.
+    let left_behind = recovered.map(|m| m.recovered_note()).into_iter();
+    for note in left_behind.chain(caretaker_core::children::sweep(&config.output.state)) {
+        tracing::warn!("{note}");
+        gate_report.reasons.push(note);
     }
     gate_report.maintenance = maintenance.clone();
     if let (Some(_), Some(mode)) = (verdict.deploy, &maintenance) {

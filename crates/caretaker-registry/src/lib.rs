@@ -410,9 +410,11 @@ impl Registry {
         Ok(())
     }
 
-    /// Finishes what a crashed writer left: removes staging directories and appends the ledger
-    /// line of a pointer swap whose line is missing.
+    /// Finishes what a crashed writer left: removes staging directories and temporary files
+    /// (every writer holds the lock we hold) and appends the ledger line of a pointer swap whose
+    /// line is missing.
     fn recover(&self, _lock: &RegistryLock, now: DateTime<Utc>) -> Result<()> {
+        caretaker_core::fs::sweep_temp_files(&self.root, std::time::Duration::ZERO);
         let dir = self.versions_dir();
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {

@@ -1,6 +1,6 @@
 //! `caretaker scheduler start`: the loop that fires due tasks.
 //!
-//! At start, each task's firings missed since the last one any scheduler claimed are handled by
+//! At start, what killed runners left is settled ([`Runner::recover`]), then each task's firings missed since the last one any scheduler claimed are handled by
 //! its `missed` policy (skip, run once, catch up at most N); a task never seen before has missed
 //! nothing. Then the loop sleeps until the next firing of any enabled task and starts an
 //! execution for it through [`Runner::execute`]. A firing that comes while the task's previous
@@ -43,6 +43,9 @@ pub struct DaemonSummary {
     pub claimed_elsewhere: u64,
     /// What the missed-firing policies did at start.
     pub missed: Vec<String>,
+    /// What killed runners had left and the start settled (stale maintenance mode, process
+    /// groups, executions left running).
+    pub recovered: Vec<String>,
     /// Errors that stopped an execution from being recorded.
     pub errors: Vec<String>,
 }
@@ -56,6 +59,7 @@ pub async fn run(runner: Arc<Runner>, lifecycle: watch::Sender<Lifecycle>, optio
     let mut summary = DaemonSummary { started_at: Some(started), ..Default::default() };
     let tasks: Vec<&TaskSpec> = runner.catalog.tasks.iter().filter(|t| t.enabled && t.schedule.is_some()).collect();
     tracing::info!("scheduler started: {} scheduled tasks, history {}", tasks.len(), runner.history.describe());
+    summary.recovered = runner.recover().await;
 
     let mut running: HashMap<String, Job> = HashMap::new();
     // Missed firings, per task, by policy.

@@ -45,7 +45,14 @@ impl Notifier {
         }
         if let Some(argv) = &self.config.command {
             let env = BTreeMap::from([("CARETAKER_EVENT".to_string(), event.name().to_string())]);
-            let spec = ProcessSpec { argv, cwd: &self.cwd, env: &env, stdin: Some(bytes), output_limit: 16 * 1024 };
+            let spec = ProcessSpec {
+                argv,
+                cwd: &self.cwd,
+                env: &env,
+                stdin: Some(bytes),
+                output_limit: 16 * 1024,
+                track: None,
+            };
             let note = match process::run_with_timeout(spec, self.config.timeout).await {
                 Some(run) if run.succeeded() => format!("notified {} (command {})", event.name(), argv[0]),
                 Some(run) => format!("notification {} by command {} failed: {}", event.name(), argv[0], run.describe()),

@@ -165,6 +165,7 @@ impl Runner {
             };
             tracing::info!("{}: starting ({:?}, execution {})", spec.id, req.trigger, execution.id);
             self.settle_orphans(spec, &mut execution).await?;
+            execution.notes.extend(caretaker_core::children::sweep(&self.catalog.state_dir));
 
             if let Some(reason) = self.wait_for_maintenance(spec, &req, &mut execution).await {
                 self.finish(&mut execution, ExecutionStatus::Skipped, reason).await?;
@@ -189,8 +190,8 @@ impl Runner {
             };
 
             // From here on nothing returns early: maintenance mode entered is always left.
-            let entered = self.enter_maintenance(spec, &req, &execution).await;
-            execution.notes.extend(entered.1);
+            let (hold, notes) = self.enter_maintenance(spec, &req, &execution).await;
+            execution.notes.extend(notes);
             let (status, summary) = self.attempts(spec, &req, &mut execution).await;
             if status.is_failure() && !req.dry_run {
                 execution.rollback = self.rollback(spec, &execution).await;
@@ -198,7 +199,8 @@ impl Runner {
                     execution.notes.push(format!("rollback {}: {}", r.status, r.summary));
                 }
             }
-            if entered.0 {
+            if let Some(hold) = hold {
+                hold.stop();
                 execution.notes.extend(self.leave_maintenance(spec, &execution, status).await);
             }
             if status.is_failure() {
@@ -216,23 +218,75 @@ impl Runner {
     /// restarted), since a live runner holds the lock until it records its result, and the lock
     /// (a file lock, or a PostgreSQL session lock) ends with its process.
     async fn settle_orphans(&self, spec: &TaskSpec, execution: &mut Execution) -> Result<(), Error> {
+        let found_by = format!("execution {}", execution.id);
+        let notes = self.settle_orphans_of(spec, Some(&execution.id), &found_by, None).await?;
+        execution.notes.extend(notes);
+        Ok(())
+    }
+
+    /// Settles the orphans of `spec` (the caller holds the task's lock); `stale` is a maintenance
+    /// mode just recovered, whose note goes to the execution that held it.
+    async fn settle_orphans_of(
+        &self,
+        spec: &TaskSpec,
+        except: Option<&str>,
+        found_by: &str,
+        stale: Option<&MaintenanceMode>,
+    ) -> Result<Vec<String>, Error> {
         let orphans: Vec<Execution> =
-            self.history.running(&spec.id).await?.into_iter().filter(|e| e.id != execution.id).collect();
+            self.history.running(&spec.id).await?.into_iter().filter(|e| Some(e.id.as_str()) != except).collect();
+        let mut notes = Vec::new();
         for mut orphan in orphans {
             let summary = format!(
                 "the runner died mid-run: {} no longer holds the task's lock; recorded as failed by {}",
                 if orphan.scheduler.is_empty() { "its scheduler" } else { orphan.scheduler.as_str() },
                 self.scheduler_id
             );
-            orphan.notes.push(format!("found running without its runner by execution {}", execution.id));
+            orphan.notes.push(format!("found running without its runner by {found_by}"));
+            if let Some(mode) = stale.filter(|m| m.by == spec.id && m.reason.contains(&orphan.id)) {
+                orphan.notes.push(mode.recovered_note());
+            }
             self.finish(&mut orphan, ExecutionStatus::Failed, summary).await?;
-            execution.notes.push(format!(
+            notes.push(format!(
                 "recorded execution {} (started {}) as failed: its runner died mid-run",
                 orphan.id,
                 orphan.started_at.format("%Y-%m-%d %H:%M:%S UTC")
             ));
         }
-        Ok(())
+        Ok(notes)
+    }
+
+    /// What a scheduler settles at start that killed runners left behind: a maintenance mode
+    /// whose holder is gone, the process groups of dead runners, and executions still recorded
+    /// as running whose runner is gone (each task whose lock is free). Returns a line for each.
+    pub async fn recover(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let stale = match maintenance::current_live(&self.catalog.state_dir) {
+            Ok((_, stale)) => stale,
+            Err(e) => {
+                notes.push(format!("cannot read maintenance mode: {e}"));
+                None
+            }
+        };
+        notes.extend(stale.as_ref().map(MaintenanceMode::recovered_note));
+        notes.extend(caretaker_core::children::sweep(&self.catalog.state_dir));
+        let found_by = format!("the scheduler starting ({})", self.scheduler_id);
+        for spec in &self.catalog.tasks {
+            let settled = match self.history.lock_task(&spec.id).await {
+                Ok(Some(_lock)) => self.settle_orphans_of(spec, None, &found_by, stale.as_ref()).await,
+                // A live runner has it: its executions are its own.
+                Ok(None) => continue,
+                Err(e) => Err(e.into()),
+            };
+            match settled {
+                Ok(settled) => notes.extend(settled.into_iter().map(|n| format!("{}: {n}", spec.id))),
+                Err(e) => notes.push(format!("{}: could not settle executions left running: {e}", spec.id)),
+            }
+        }
+        for note in &notes {
+            tracing::warn!("{note}");
+        }
+        notes
     }
 
     /// Records the result (redacted) and logs it.
@@ -391,22 +445,27 @@ impl Runner {
         }
     }
 
-    /// Enters maintenance mode for a critical task, unless it is already on. Returns whether this
-    /// execution entered it (and so must leave it), and notes.
-    async fn enter_maintenance(&self, spec: &TaskSpec, req: &RunRequest, execution: &Execution) -> (bool, Vec<String>) {
+    /// Enters maintenance mode for a critical task, unless it is already on. Returns the hold
+    /// that renews its lease when this execution entered it (and so must leave it), and notes.
+    async fn enter_maintenance(
+        &self,
+        spec: &TaskSpec,
+        req: &RunRequest,
+        execution: &Execution,
+    ) -> (Option<maintenance::Hold>, Vec<String>) {
         if !spec.is_critical() || req.dry_run {
-            return (false, Vec::new());
+            return (None, Vec::new());
         }
         let mut notes = Vec::new();
         match maintenance::current_live(&self.catalog.state_dir) {
             Ok((Some(mode), _)) => {
                 return (
-                    false,
+                    None,
                     vec![format!("maintenance mode was already on (by {}: {}); left as it is", mode.by, mode.reason)],
                 );
             }
             Ok((None, stale)) => notes.extend(stale.map(|m| m.recovered_note())),
-            Err(e) => return (false, vec![format!("cannot read maintenance mode: {e}")]),
+            Err(e) => return (None, vec![format!("cannot read maintenance mode: {e}")]),
         }
         let mode = MaintenanceMode {
             since: self.clock.now(),
@@ -416,15 +475,16 @@ impl Runner {
         };
         if let Err(e) = maintenance::enter(&self.catalog.state_dir, &mode) {
             notes.push(format!("could not enter maintenance mode: {e}"));
-            return (false, notes);
+            return (None, notes);
         }
+        let hold = mode.holder.as_ref().map(|h| maintenance::Hold::renewing(&self.catalog.state_dir, h));
         notes.push(format!("entered maintenance mode at {}", mode.since.format("%H:%M:%S UTC")));
         let body = serde_json::json!({
             "task_id": spec.id, "task_name": spec.name, "execution_id": execution.id,
             "maintenance": mode, "at": mode.since,
         });
         notes.extend(self.notifier.send(NotifyEvent::MaintenanceEntered, body).await);
-        (true, notes)
+        (hold, notes)
     }
 
     async fn leave_maintenance(&self, spec: &TaskSpec, execution: &Execution, status: ExecutionStatus) -> Vec<String> {
@@ -479,7 +539,7 @@ impl Runner {
             let started = Instant::now();
             let mut lifecycle = self.lifecycle.clone();
             let result = tokio::select! {
-                r = tokio::time::timeout(spec.timeout, spec.task.run(&ctx)) => Some(r),
+                r = tokio::time::timeout(spec.timeout, CatchPanic(spec.task.run(&ctx))) => Some(r),
                 _ = cancelled(&mut lifecycle) => None,
             };
             let seconds = started.elapsed().as_secs_f64();
@@ -495,8 +555,9 @@ impl Runner {
                     ExecutionStatus::TimedOut,
                     format!("timed out after {} (attempt {number})", humantime::format_duration(spec.timeout)),
                 ),
-                Some(Ok(Err(e))) => (ExecutionStatus::Failed, format!("could not run: {}", e.reason)),
-                Some(Ok(Ok(outcome))) => self.judge(spec, outcome, seconds, execution),
+                Some(Ok(Err(panic))) => (ExecutionStatus::Failed, format!("the task panicked: {panic}")),
+                Some(Ok(Ok(Err(e)))) => (ExecutionStatus::Failed, format!("could not run: {}", e.reason)),
+                Some(Ok(Ok(Ok(outcome)))) => self.judge(spec, outcome, seconds, execution),
             };
             execution.attempts.push(Attempt { number, status, summary: summary.clone(), seconds });
             last = (status, summary);
@@ -586,6 +647,7 @@ impl Runner {
             env: &env,
             stdin: None,
             output_limit: process::DEFAULT_OUTPUT_LIMIT,
+            track: Some(&ctx),
         };
         let started = Instant::now();
         Some(match process::run_with_timeout(spec_p, spec.rollback_timeout).await {
@@ -608,6 +670,28 @@ impl Runner {
                 argv,
             },
         })
+    }
+}
+
+/// A task's future with its panics caught: a bug in one task kind fails that execution (with the
+/// panic's message), leaves maintenance mode and is recorded, and the scheduler goes on.
+struct CatchPanic<F>(F);
+
+impl<F: std::future::Future + Unpin> std::future::Future for CatchPanic<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        // Unwind safety: after a panic the future is never polled again (it is dropped with this
+        // execution), so no state it left half-changed is seen.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| std::pin::Pin::new(inner).poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(payload) => std::task::Poll::Ready(Err(payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "(no message)".into()))),
+        }
     }
 }
 

@@ -23,8 +23,15 @@ struct Setup {
 }
 
 async fn setup(fresh: &Fresh, catalog: &str) -> Setup {
+    setup_with(fresh, catalog, Vec::new()).await
+}
+
+async fn setup_with(fresh: &Fresh, catalog: &str, more: Vec<Box<dyn caretaker_core::task::TaskKinds>>) -> Setup {
     let dir = fresh.state.path().to_path_buf();
-    let kinds = KindRegistry::new(vec![Box::new(BuiltinKinds { caretaker_exe: "caretaker".into() })]);
+    let mut providers: Vec<Box<dyn caretaker_core::task::TaskKinds>> =
+        vec![Box::new(BuiltinKinds { caretaker_exe: "caretaker".into() })];
+    providers.extend(more);
+    let kinds = KindRegistry::new(providers);
     let text = format!("[scheduler]\nstate = \"state\"\nshutdown_grace = \"20s\"\n{catalog}");
     let catalog = Catalog::from_toml_str(&text, &dir.join("maintenance.toml"), &kinds).unwrap();
     let history = HistoryStore::open(&fresh.target, &catalog.state_dir).await.unwrap();
@@ -206,6 +213,131 @@ async fn a_runner_that_died_mid_run_leaves_no_running_execution_and_no_maintenan
         assert!(was.summary.starts_with("the runner died mid-run: host-a pid 4711"), "{}", was.summary);
         assert!(was.finished_at.is_some());
         assert!(all.iter().all(|e| e.status != ExecutionStatus::Running), "{}: {all:?}", s.what);
+    }
+}
+
+/// A task kind with a bug: it panics (as `percent_decode` once did on a password like `%aé`).
+struct Buggy;
+
+impl caretaker_core::task::Task for Buggy {
+    fn kind(&self) -> &'static str {
+        "buggy"
+    }
+
+    fn run<'a>(
+        &'a self,
+        _ctx: &'a caretaker_core::task::TaskContext,
+    ) -> caretaker_core::task::BoxFuture<'a, Result<caretaker_core::task::TaskOutcome, caretaker_core::task::TaskError>>
+    {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            let password = "%aé";
+            panic!("byte index 3 is not a char boundary; it is inside 'é' of `{password}`")
+        })
+    }
+}
+
+struct BuggyKinds;
+
+impl caretaker_core::task::TaskKinds for BuggyKinds {
+    fn kinds(&self) -> Vec<&'static str> {
+        vec!["buggy"]
+    }
+
+    fn build(
+        &self,
+        _kind: &str,
+        _params: &toml::Table,
+        _root: &std::path::Path,
+    ) -> Result<Box<dyn caretaker_core::task::Task>, caretaker_core::config::ConfigProblem> {
+        Ok(Box::new(Buggy))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_panics_is_recorded_as_failed_and_leaves_maintenance_mode() {
+    for fresh in targets().await {
+        let s = setup_with(
+            &fresh,
+            &format!(
+                "[[tasks]]\nid = \"upgrade\"\nkind = \"buggy\"\npriority = \"critical\"\nestimated_duration = \"1m\"\nretries = 1\nretry_backoff = \"1s\"\n{}",
+                task("report", r#"["true"]"#, "priority = \"low\"")
+            ),
+            vec![Box::new(BuggyKinds)],
+        )
+        .await;
+        let failed = run(&s, "upgrade").await;
+        assert_eq!(failed.status, ExecutionStatus::Failed, "{}", s.what);
+        assert!(
+            failed.summary.starts_with("the task panicked: byte index 3 is not a char boundary"),
+            "{}",
+            failed.summary
+        );
+        assert_eq!(failed.attempts.len(), 2, "a panic is a failed attempt, retried like one");
+        let notes = failed.notes.join("\n");
+        assert!(
+            notes.contains("entered maintenance mode") && notes.contains("left maintenance mode (failed)"),
+            "{notes}"
+        );
+        assert_eq!(caretaker_core::maintenance::current(&s.runner.catalog.state_dir).unwrap(), None);
+        // The scheduler goes on: the next task runs, not held by a maintenance mode left on.
+        assert_eq!(run(&s, "report").await.status, ExecutionStatus::Succeeded, "{}", s.what);
+        let all = s.runner.history.since(chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap();
+        assert!(all.iter().all(|e| e.status != ExecutionStatus::Running), "{}: {all:?}", s.what);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_starting_settles_what_a_killed_runner_left() {
+    for fresh in targets().await {
+        let s = setup(&fresh, &task("upgrade", r#"["true"]"#, "priority = \"critical\"")).await;
+        let spec = s.runner.spec("upgrade").unwrap();
+        let mut killed = s.runner.new_execution(spec, &req("upgrade"));
+        killed.scheduler = "host-a pid 4711".into();
+        assert!(s.runner.history.claim(&killed).await.unwrap());
+        // The dead runner: a process that has exited.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead = caretaker_core::maintenance::Holder {
+            pid: gone.id(),
+            ..caretaker_core::maintenance::Holder::this_process()
+        };
+        gone.wait().unwrap();
+        let state = s.runner.catalog.state_dir.clone();
+        let mode = caretaker_core::maintenance::MaintenanceMode {
+            since: chrono::Utc::now(),
+            reason: format!("upgrade (execution {})", killed.id),
+            by: "upgrade".into(),
+            holder: Some(dead.clone()),
+        };
+        caretaker_core::maintenance::enter(&state, &mode).unwrap();
+        // And the child it had started, still running in its own group.
+        let mut child = std::process::Command::new("sleep");
+        child.arg("60");
+        std::os::unix::process::CommandExt::process_group(&mut child, 0);
+        let mut child = child.spawn().unwrap();
+        let group = caretaker_core::children::ChildGroup {
+            runner: dead,
+            ..caretaker_core::children::ChildGroup::started_here(child.id(), "sleep", "upgrade", &killed.id)
+        };
+        std::mem::forget(caretaker_core::children::track(&state, &group).unwrap());
+
+        let notes = s.runner.recover().await.join("\n");
+        assert!(notes.contains("recovered stale maintenance mode"), "{}: {notes}", s.what);
+        assert!(notes.contains(&format!("ended process group {} (sleep)", child.id())), "{notes}");
+        assert!(notes.contains(&format!("upgrade: recorded execution {} ", killed.id)), "{notes}");
+        assert!(std::os::unix::process::ExitStatusExt::signal(&child.wait().unwrap()) == Some(9));
+        assert_eq!(caretaker_core::maintenance::current(&state).unwrap(), None);
+        let all = s.runner.history.since(chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap();
+        let was = all.iter().find(|e| e.id == killed.id).unwrap();
+        assert_eq!(was.status, ExecutionStatus::Failed);
+        assert!(
+            was.notes.iter().any(|n| n.starts_with("found running without its runner by the scheduler starting")),
+            "{:?}",
+            was.notes
+        );
+        assert!(was.notes.iter().any(|n| n.starts_with("recovered stale maintenance mode")), "{:?}", was.notes);
+        // Nothing left to settle the second time.
+        assert_eq!(s.runner.recover().await, Vec::<String>::new());
     }
 }
 

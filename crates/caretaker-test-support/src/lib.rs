@@ -112,15 +112,7 @@ impl TestContext {
 
     /// Runs the binary with extra environment variables (`CARETAKER_CRASH_AT`, ...).
     pub fn caretaker_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let out = Command::new(&self.bin)
-            .args(args)
-            .envs(env.iter().copied())
-            .current_dir(self.path())
-            .env("CARETAKER_NOW", &self.now)
-            .env_remove("CARETAKER_PIPELINE")
-            .env_remove("CARETAKER_LOG")
-            .output()
-            .expect("the caretaker binary runs");
+        let out = self.command(args).envs(env.iter().copied()).output().expect("the caretaker binary runs");
         Output {
             command: format!("caretaker {}", args.join(" ")),
             dir: self.path().to_path_buf(),
@@ -128,6 +120,19 @@ impl TestContext {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// The binary with `args`, in this directory with the fixed clock, not started yet (to kill it
+    /// partway, say).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.bin);
+        command
+            .args(args)
+            .current_dir(self.path())
+            .env("CARETAKER_NOW", &self.now)
+            .env_remove("CARETAKER_PIPELINE")
+            .env_remove("CARETAKER_LOG");
+        command
     }
 
     /// Reads a JSON file under this directory.

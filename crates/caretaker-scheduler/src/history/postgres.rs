@@ -38,11 +38,25 @@ pub struct AdvisoryLock {
     _client: Client,
 }
 
+/// How long connecting may take when the URL does not say (`connect_timeout=N`): a server that
+/// accepts and never answers must not hang the scheduler.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Opens a connection, its driver running on the runtime.
 pub async fn connect(url: &str) -> Result<Client> {
+    connect_within(url, CONNECT_TIMEOUT).await
+}
+
+async fn connect_within(url: &str, default_timeout: std::time::Duration) -> Result<Client> {
     let redactor = Redactor::new([url]);
     let fail = |reason: String| Error::Store { target: redactor.redact(url), reason: redactor.redact(&reason) };
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| fail(e.to_string()))?;
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| fail(e.to_string()))?;
+    let timeout = *config.get_connect_timeout().unwrap_or(&default_timeout);
+    config.connect_timeout(timeout);
+    let (client, connection) = match tokio::time::timeout(timeout, config.connect(NoTls)).await {
+        Ok(connected) => connected.map_err(|e| fail(e.to_string()))?,
+        Err(_) => return Err(fail(format!("no answer within {} s", timeout.as_secs_f64()))),
+    };
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("history connection closed: {}", e);
@@ -249,5 +263,21 @@ mod tests {
         );
         assert_eq!(with_database("postgres://u@h", "t1"), "postgres://u@h/t1");
         assert_ne!(task_key("a"), task_key("b"));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_given_up_on_without_showing_the_password() {
+        // Accepts connections and says nothing.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(2).collect();
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            drop(held);
+        });
+        let url = format!("postgres://app:hunter2-secret@127.0.0.1:{port}/history");
+        let err = super::connect_within(&url, std::time::Duration::from_millis(300)).await.err().unwrap().to_string();
+        assert!(err.contains("no answer within 0.3 s") || err.contains("timed out"), "{err}");
+        assert!(err.contains(&format!("127.0.0.1:{port}")) && !err.contains("hunter2-secret"), "{err}");
     }
 }

@@ -147,6 +147,7 @@ impl Task for CommandTask {
                 env: &env,
                 stdin: None,
                 output_limit: self.output_limit,
+                track: Some(ctx),
             })
             .await;
             Ok(outcome_of(run))

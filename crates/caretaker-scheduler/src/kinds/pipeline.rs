@@ -131,6 +131,7 @@ impl Task for PipelineTask {
                 env: &env,
                 stdin: None,
                 output_limit: 64 * 1024 * 1024,
+                track: Some(ctx),
             })
             .await;
             Ok(self.outcome(run))

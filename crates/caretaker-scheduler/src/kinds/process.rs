@@ -1,6 +1,11 @@
 //! Running a child process from an argv list: never through a shell, in its own process group,
 //! with its output kept (the tail, up to a limit) and the whole group killed if the run is
 //! abandoned (a timeout or a shutdown drops the future).
+//!
+//! If the runner itself dies (SIGKILL, the OOM killer), no drop runs. On Linux the child then
+//! gets SIGKILL from the kernel (the parent-death signal); a task's group is also recorded in the
+//! state directory ([`caretaker_core::children`]) while it runs, so the next command ends what
+//! the child started in turn.
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -77,6 +82,9 @@ pub struct ProcessSpec<'a> {
     /// Written to the child's stdin (then closed); no stdin at all when `None`.
     pub stdin: Option<Vec<u8>>,
     pub output_limit: usize,
+    /// The task execution the process belongs to: its group is recorded in the task's state
+    /// directory while it runs. `None` for notifications and the like.
+    pub track: Option<&'a caretaker_core::task::TaskContext>,
 }
 
 /// Runs the process to completion. Dropping the future kills the process group.
@@ -106,12 +114,24 @@ pub async fn run(spec: ProcessSpec<'_>) -> ProcessRun {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    end_with_this_process(&mut command);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
             record.spawn_error = Some(e.to_string());
             return record;
         }
+    };
+    // Declared before the guard: dropped after it, so the record goes once the group is killed.
+    let _tracked = match (spec.track, child.id()) {
+        (Some(ctx), Some(pid)) => {
+            let group =
+                caretaker_core::children::ChildGroup::started_here(pid, program, &ctx.task_id, &ctx.execution_id);
+            caretaker_core::children::track(&ctx.state_dir, &group)
+                .inspect_err(|e| tracing::warn!("{}: could not record its process group: {e}", ctx.task_id))
+                .ok()
+        }
+        _ => None,
     };
     let mut guard = GroupGuard { pgid: child.id().map(|id| Pid::from_raw(id as i32)) };
     if let (Some(bytes), Some(mut stdin)) = (spec.stdin, child.stdin.take()) {
@@ -140,6 +160,31 @@ pub async fn run(spec: ProcessSpec<'_>) -> ProcessRun {
     }
     record
 }
+
+/// Has the kernel kill the child when this process dies (Linux). The signal comes when the
+/// thread that spawned the child ends: children are spawned from the runtime's threads, which
+/// live as long as the process.
+#[cfg(target_os = "linux")]
+fn end_with_this_process(command: &mut tokio::process::Command) {
+    let parent = nix::unistd::getpid();
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // calls are allowed: prctl(PR_SET_PDEATHSIG) and getppid are single system calls that
+    // allocate nothing and take no lock.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // The runner died before the signal was set: it would never come.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other("the runner ended before the command started"));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn end_with_this_process(_command: &mut tokio::process::Command) {}
 
 /// Reads a stream to its end, keeping the last `limit` bytes; says whether it dropped any.
 async fn read_tail(mut stream: impl AsyncRead + Unpin, limit: usize) -> (Vec<u8>, bool) {
@@ -178,7 +223,8 @@ mod tests {
     async fn go(items: &[&str]) -> ProcessRun {
         let argv = argv(items);
         let env = BTreeMap::new();
-        run(ProcessSpec { argv: &argv, cwd: Path::new("."), env: &env, stdin: None, output_limit: 16 }).await
+        run(ProcessSpec { argv: &argv, cwd: Path::new("."), env: &env, stdin: None, output_limit: 16, track: None })
+            .await
     }
 
     #[tokio::test]
@@ -211,7 +257,8 @@ mod tests {
         let script = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
         let argv = argv(&["sh", "-c", &script]);
         let env = BTreeMap::new();
-        let spec = ProcessSpec { argv: &argv, cwd: dir.path(), env: &env, stdin: None, output_limit: 1024 };
+        let spec =
+            ProcessSpec { argv: &argv, cwd: dir.path(), env: &env, stdin: None, output_limit: 1024, track: None };
         let run = run_with_timeout(spec, Duration::from_secs(2));
         assert!(run.await.is_none(), "sleep 60 finished within the timeout");
         let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();

@@ -102,6 +102,12 @@ pub fn maintenance(cmd: MaintenanceCommand, clock: Clock) -> Result<ExitCode> {
     match cmd {
         MaintenanceCommand::On { reason, by, select } => {
             let (state, notifier) = resolve(&select)?;
+            // A mode whose holder died is left first, and said so; a live one is taken over (its
+            // holder then leaves it on when it finishes: it is no longer its own).
+            let (_, stale) = maintenance::current_live(&state)?;
+            if let Some(stale) = stale {
+                eprintln!("{}", stale.recovered_note());
+            }
             // Turned on by hand: no holder, on until turned off.
             let mode = MaintenanceMode { since: clock.now(), reason, by, holder: None };
             maintenance::enter(&state, &mode)?;

@@ -162,6 +162,9 @@ fn reset(pipeline: &std::path::Path, reason: &str, json: bool, clock: Clock) -> 
     if json {
         print_json(&outcome);
     } else {
+        for note in &outcome.recovered {
+            println!("recovered {note}");
+        }
         for c in &outcome.candidates {
             match (&c.metrics, &c.error) {
                 (Some(m), _) => {

@@ -108,6 +108,9 @@ pub fn scheduler(cmd: SchedulerCommand, clock: Clock) -> Result<ExitCode> {
                 String::new()
             }
         );
+        for r in &summary.recovered {
+            println!("recovered {r}");
+        }
         for m in &summary.missed {
             println!("missed    {m}");
         }
