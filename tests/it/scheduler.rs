@@ -59,10 +59,13 @@ fn the_shipped_catalog_loads_and_previews_the_runbook_schedules() {
             "daily_health_check",
             "weekly_retraining",
             "backup",
+            "advisories_sync",
             "monthly_security_update",
             "weekly_database_maintenance",
             "daily_data_quality",
-            "weekly_performance_review"
+            "weekly_performance_review",
+            "daily_cache_cleanup",
+            "weekly_retention"
         ]
     );
     // The week from Saturday 2026-11-28: 7 health and 7 quality checks, the Saturday database
@@ -78,7 +81,9 @@ fn the_shipped_catalog_loads_and_previews_the_runbook_schedules() {
     );
     assert_eq!([&by_task["weekly_database_maintenance"], &by_task["monthly_security_update"]], [1, 1]);
     assert_eq!(by_task["weekly_performance_review"], 1);
+    assert_eq!([&by_task["daily_cache_cleanup"], &by_task["weekly_retention"]], [7, 1]);
     assert!(by_task.get("backup").is_none(), "the backup runs on demand only");
+    assert!(by_task.get("advisories_sync").is_none(), "the sync runs before the security update only");
     let at = |id: &str| p["events"].as_array().unwrap().iter().find(|e| e["task_id"] == id).unwrap()["utc"].clone();
     assert_eq!(at("weekly_retraining"), "2026-11-30T02:00:00Z");
     assert_eq!(at("weekly_performance_review"), "2026-11-29T03:00:00Z");
@@ -86,6 +91,23 @@ fn the_shipped_catalog_loads_and_previews_the_runbook_schedules() {
     assert_eq!(at("monthly_security_update"), "2026-12-01T01:00:00Z");
     assert_eq!(at("daily_health_check"), "2026-11-28T06:00:00Z");
     assert_eq!(at("daily_data_quality"), "2026-11-28T04:00:00Z");
+    assert_eq!(at("weekly_retention"), "2026-11-29T04:00:00Z");
+    // On an install without Redis the cache cleanup is skipped, and says why (a copy of the
+    // catalog, so that its state lands in this test's directory).
+    std::fs::create_dir_all(ctx.path().join("pipelines")).unwrap();
+    std::fs::copy(&shipped, ctx.path().join("pipelines/maintenance.toml")).unwrap();
+    std::fs::write(ctx.path().join("pipelines/nightly.toml"), caretaker_test_support::example_pipeline(3_000)).unwrap();
+    let out = caretaker_env(
+        &ctx,
+        &["task", "run", "daily_cache_cleanup", "--catalog", "pipelines/maintenance.toml", "--json"],
+        &[("CARETAKER_REDIS_URL", "")],
+    );
+    let e = out.json();
+    assert_eq!(e["status"], "skipped", "{e:#}");
+    assert!(
+        e["summary"].as_str().unwrap().contains("no Redis is configured: environment variable CARETAKER_REDIS_URL"),
+        "{e:#}"
+    );
 }
 
 #[test]
@@ -429,4 +451,79 @@ fn two_schedulers_on_one_postgres_database_run_each_firing_once() {
     assert_eq!(h["executions"].as_u64().unwrap(), lines, "{h:#}");
     assert!(h["history"].as_str().unwrap().starts_with("PostgreSQL postgres://"));
     rt.block_on(caretaker_scheduler::history::postgres::drop_database(&admin, &name)).unwrap();
+}
+
+/// A directory laid out as OSV's export (`crates.io/all.zip`), holding the security_scan
+/// fixture's crates.io records.
+fn osv_mirror(dir: &Path) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../caretaker-tasks/tests/fixtures/osv/crates");
+    std::fs::create_dir_all(dir.join("crates.io")).unwrap();
+    let file = std::fs::File::create(dir.join("crates.io/all.zip")).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    for entry in std::fs::read_dir(&fixture).unwrap().flatten() {
+        zip.start_file(entry.file_name().to_string_lossy(), zip::write::SimpleFileOptions::default()).unwrap();
+        std::io::Write::write_all(&mut zip, &std::fs::read(entry.path()).unwrap()).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+#[test]
+fn the_security_update_works_on_a_fresh_install_and_says_what_to_do_offline() {
+    let ctx = context();
+    // The shipped catalog and nightly pipeline, as a fresh clone has them; a project whose
+    // Cargo.lock pins a vulnerable smallvec; OSV's export on a mirror directory.
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/maintenance.toml"))
+            .unwrap();
+    std::fs::create_dir_all(ctx.path().join("pipelines")).unwrap();
+    std::fs::write(ctx.path().join("pipelines/nightly.toml"), caretaker_test_support::example_pipeline(3_000)).unwrap();
+    let with_source = |source: &str| {
+        let text =
+            shipped.replacen("# source = \"https://osv-vulnerabilities", &format!("source = \"{source}\"\n# \""), 1);
+        assert_ne!(text, shipped, "the shipped catalog names the source of advisories_sync");
+        std::fs::write(ctx.path().join("pipelines/maintenance.toml"), text).unwrap();
+        ctx.path().join("pipelines/maintenance.toml")
+    };
+    std::fs::write(
+        ctx.path().join("Cargo.lock"),
+        "version = 4\n\n[[package]]\nname = \"smallvec\"\nversion = \"1.6.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n",
+    )
+    .unwrap();
+    osv_mirror(&ctx.path().join("mirror"));
+    // README command 1 has run: the run history the backup copies exists.
+    ctx.caretaker(&["run", "pipelines/nightly.toml"]).assert_code(0);
+    let cat = with_source("mirror");
+    let out = run(&ctx, &cat, &["task", "run", "monthly_security_update", "--json"]);
+    let e = out.json();
+    let notes = e["notes"].to_string();
+    assert!(
+        notes.contains("prerequisite backup: succeeded") && notes.contains("prerequisite advisories_sync: succeeded"),
+        "{e:#}"
+    );
+    let summary = e["summary"].as_str().unwrap();
+    assert!(summary.contains("advisories (synced 2026-11-28)"), "the scan ran on the synced database: {summary}");
+    let ids: Vec<&str> =
+        e["details"]["findings"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"CARETAKER-TEST-0001"), "{ids:?}");
+    assert!(ctx.path().join("advisories/crates.io/CARETAKER-TEST-0001.json").is_file());
+    let status = ctx.caretaker(&["advisories", "status"]);
+    status.assert_code(0).assert_stdout_contains("advisories synced 2026-11-28");
+
+    // Without the network (nothing answers): the prerequisite fails, the scan does not run on a
+    // database it cannot trust, and the reason says what to do; the synced database is kept.
+    let cat = with_source("http://127.0.0.1:9");
+    let out = run(&ctx, &cat, &["task", "run", "monthly_security_update", "--json"]);
+    let e = out.json();
+    assert_eq!(e["status"], "skipped", "{e:#}");
+    let summary = e["summary"].as_str().unwrap();
+    assert!(summary.contains("prerequisite advisories_sync failed"), "{summary}");
+    assert!(summary.contains("cannot fetch http://127.0.0.1:9/crates.io/all.zip"), "{summary}");
+    assert!(summary.contains("without internet"), "{summary}");
+    assert!(ctx.path().join("advisories/crates.io/CARETAKER-TEST-0001.json").is_file());
+
+    // The command does the same by hand.
+    let out = ctx.caretaker(&["advisories", "sync", "--source", "mirror", "--ecosystem", "crates.io"]);
+    out.assert_code(0).assert_stdout_contains("synced 3 advisories (crates.io 3) from");
+    let out = ctx.caretaker(&["advisories", "sync", "--source", "http://127.0.0.1:9", "--ecosystem", "crates.io"]);
+    out.assert_code(1).assert_stderr_contains("is as it was");
 }

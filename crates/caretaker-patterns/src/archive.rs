@@ -69,6 +69,14 @@ impl ManifestEntry {
     }
 }
 
+/// Whether a listed path stays inside the archive: relative, not empty, only plain names.
+fn inside_archive(relative: &str) -> bool {
+    let path = Path::new(relative);
+    !relative.is_empty()
+        && path.components().all(|c| matches!(c, std::path::Component::Normal(_)))
+        && !relative.contains('\\')
+}
+
 /// The day of a `date=YYYY-MM-DD/part-*.parquet` path.
 pub fn partition_date(relative: &str) -> Option<NaiveDate> {
     let dir = relative.split('/').next()?;
@@ -76,13 +84,28 @@ pub fn partition_date(relative: &str) -> Option<NaiveDate> {
 }
 
 impl Manifest {
+    /// Reads the manifest. A listed path that leaves the archive (absolute, or with `..`) is
+    /// refused: every command joins these paths to the archive directory to read, hash and
+    /// delete the files.
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
-                path,
-                reason: format!("not an archive manifest ({e}); nothing was changed: restore it from a backup, or run `caretaker patterns verify`"),
-            }),
+            Ok(bytes) => {
+                let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
+                    path: path.clone(),
+                    reason: format!("not an archive manifest ({e}); nothing was changed: restore it from a backup, or run `caretaker patterns verify`"),
+                })?;
+                if let Some(e) = manifest.files.iter().find(|e| !inside_archive(&e.path)) {
+                    return Err(Error::Invalid {
+                        path,
+                        reason: format!(
+                            "lists {:?}, which is not a path inside the archive (absolute, empty or with `..`); nothing was changed: restore the manifest from a backup",
+                            e.path
+                        ),
+                    });
+                }
+                Ok(manifest)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest { format: 1, files: Vec::new() }),
             Err(e) => Err(FsError::new("read", path, e).into()),
         }
@@ -214,5 +237,38 @@ mod tests {
         std::fs::write(dir.path().join(MANIFEST), "{ not json").unwrap();
         let err = Manifest::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("manifest.json") && err.contains("not an archive manifest"), "{err}");
+    }
+
+    #[test]
+    fn a_manifest_path_that_leaves_the_archive_is_refused_and_nothing_is_touched() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("archive");
+        std::fs::create_dir_all(&dir).unwrap();
+        let outside = root.path().join("precious.parquet");
+        std::fs::write(&outside, b"not the archive's").unwrap();
+        let good = "date=2026-11-28/part-00.parquet";
+        for bad in [
+            "../precious.parquet",
+            "date=2026-11-28/../../precious.parquet",
+            "/etc/passwd",
+            "",
+            "date=2026-11-28\\..\\x",
+        ] {
+            let files: Vec<serde_json::Value> = [good, bad]
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "path": p, "rows": 1, "bytes": 17, "blake3": "x", "archived_at": "2026-11-28T02:00:00Z",
+                        "run_id": "r", "state": "committed"
+                    })
+                })
+                .collect();
+            let manifest = serde_json::json!({ "format": 1, "files": files });
+            std::fs::write(dir.join(MANIFEST), manifest.to_string()).unwrap();
+            let err = Manifest::load(&dir).unwrap_err().to_string();
+            assert!(err.contains("manifest.json") && err.contains(&format!("{bad:?}")), "{bad}: {err}");
+            assert!(err.contains("not a path inside the archive"), "{err}");
+        }
+        assert_eq!(std::fs::read(&outside).unwrap(), b"not the archive's");
     }
 }

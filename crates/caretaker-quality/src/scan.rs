@@ -667,6 +667,9 @@ impl Accumulator {
             .prefix(".caretaker-tmp-")
             .tempfile_in(dir)
             .map_err(|e| caretaker_core::fs::FsError::new("create a temporary file in", dir, e))?;
+        // Read by whoever reads the reports, like report.json beside it.
+        caretaker_core::fs::make_shared(temp.as_file())
+            .map_err(|e| caretaker_core::fs::FsError::new("set permissions of", temp.path(), e))?;
         let future_limit = input.now.timestamp_micros() + (input.policy.future_tolerance_minutes * 60e6) as i64;
         Ok(Accumulator {
             id: spec.id.clone(),

@@ -133,6 +133,12 @@ fn every_planted_defect_is_found_exactly_and_quarantined_with_its_rules() {
 
     let q = caretaker_data::parquet_io::read_parquet(Path::new(r.quarantine_path.as_ref().unwrap())).unwrap();
     assert_eq!(q.height(), 38);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(r.quarantine_path.as_ref().unwrap()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "whoever reads report.json reads the quarantine beside it");
+    }
     assert!(q.column("note").is_ok(), "the original columns are kept");
     let rules = q.column(crate::scan::RULES_COLUMN).unwrap().list().unwrap().clone();
     let all: Vec<String> = rules

@@ -35,18 +35,51 @@ fn path(root: &Path) -> std::path::PathBuf {
     root.join("ledger.jsonl")
 }
 
-/// Appends one line and syncs it. A torn last line (a crash mid-append) is tolerated on read.
+/// Appends one line and syncs it (under the registry's lock). A torn last line (a crash or a full
+/// disk mid-append) is tolerated on read, and cut off before the next append: appended to, it
+/// would run into the new line and corrupt both.
 pub(crate) fn append(root: &Path, entry: &LedgerEntry) -> Result<()> {
     let path = path(root);
     let mut line = serde_json::to_vec(entry).expect("a ledger entry serialises");
     line.push(b'\n');
     let mut file = std::fs::OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(&path)
         .map_err(|e| FsError::new("open", &path, e))?;
+    cut_torn_tail(&mut file, &path)?;
     file.write_all(&line).map_err(|e| FsError::new("append to", &path, e))?;
     file.sync_all().map_err(|e| FsError::new("sync", &path, e))?;
+    Ok(())
+}
+
+/// Cuts the file back to its last complete line, if its end is torn.
+fn cut_torn_tail(file: &mut std::fs::File, path: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata().map_err(|e| FsError::new("read", path, e))?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))
+        .and_then(|_| file.read_exact(&mut last))
+        .map_err(|e| FsError::new("read", path, e))?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    let mut text = Vec::with_capacity(len as usize);
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut text))
+        .map_err(|e| FsError::new("read", path, e))?;
+    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    tracing::warn!(
+        "{}: cut off a torn last line ({} bytes, left by a crash or a full disk mid-append) before appending",
+        path.display(),
+        text.len() - keep
+    );
+    file.set_len(keep as u64).map_err(|e| FsError::new("truncate", path, e))?;
+    file.sync_all().map_err(|e| FsError::new("sync", path, e))?;
     Ok(())
 }
 

@@ -55,6 +55,31 @@ fn a_reset_deploys_records_a_reset_line_with_its_reason_and_can_be_rolled_back()
 }
 
 #[test]
+fn a_torn_last_ledger_line_is_cut_off_before_the_next_deploy_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    let lock = reg.lock().unwrap();
+    let v1 = reg.deploy(&lock, b"one", card("a"), "first", Utc::now()).unwrap();
+    // A crash (or a full disk) mid-append leaves half a line.
+    let ledger_path = dir.path().join("ledger.jsonl");
+    let mut file = std::fs::OpenOptions::new().append(true).open(&ledger_path).unwrap();
+    std::io::Write::write_all(&mut file, br#"{"at":"2026-11-28T02:00:00Z","action":"depl"#).unwrap();
+    drop(file);
+    assert_eq!(reg.ledger().unwrap().len(), 1, "the torn line is ignored on read");
+    // Two deploys later the ledger reads whole: every line, in order, and a rollback follows it.
+    let v2 = reg.deploy(&lock, b"two", card("b"), "second", Utc::now()).unwrap();
+    let v3 = reg.deploy(&lock, b"three", card("c"), "third", Utc::now()).unwrap();
+    let ledger = reg.ledger().unwrap();
+    let versions: Vec<ModelVersion> = ledger.iter().map(|e| e.version).collect();
+    assert_eq!(versions, vec![v1, v2, v3]);
+    assert!(
+        std::fs::read_to_string(&ledger_path).unwrap().lines().all(|l| serde_json::from_str::<LedgerEntry>(l).is_ok())
+    );
+    assert_eq!(reg.rollback(&lock, None, "undo", Utc::now()).unwrap(), (v3, v2));
+    assert_eq!(reg.ledger().unwrap().len(), 4);
+}
+
+#[test]
 fn rollback_returns_to_the_replaced_version_and_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::open(dir.path()).unwrap();

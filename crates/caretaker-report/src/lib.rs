@@ -46,11 +46,7 @@ pub fn write_json(report: &RunReport) -> Result<PathBuf, FsError> {
 /// and a textfile collector running as another user could not read it.
 pub(crate) fn write_shared(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
     write_atomic_with(path, |file| {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        }
+        caretaker_core::fs::make_shared(file)?;
         std::io::Write::write_all(file, bytes)
     })
 }

@@ -63,6 +63,7 @@ pub const KINDS: &[&str] = &[
     "sqlite_maintenance",
     "redis_cleanup",
     "security_scan",
+    "advisories_sync",
     "retention",
 ];
 
@@ -83,6 +84,7 @@ impl TaskKinds for Kinds {
             "sqlite_maintenance" => Box::new(sqlite_maintenance::SqliteMaintenance::build(params, root)?),
             "redis_cleanup" => Box::new(redis_cleanup::RedisCleanup::build(params, root)?),
             "security_scan" => Box::new(security::SecurityScan::build(params, root)?),
+            "advisories_sync" => Box::new(security::sync::AdvisoriesSync::build(params, root)?),
             "retention" => Box::new(retention::Retention::build(params, root)?),
             other => {
                 return Err(ConfigProblem {

@@ -75,10 +75,18 @@ impl ConnectionUrl {
         ConnectionUrl::try_from(spec.to_string())
     }
 
+    /// The environment variable an `env:NAME` URL is read from.
+    pub fn env_var(&self) -> Option<&str> {
+        self.spec.strip_prefix("env:")
+    }
+
     /// The URL to connect with, reading the environment variable for `env:NAME`.
     pub fn resolve(&self) -> Result<String, String> {
         match self.spec.strip_prefix("env:") {
-            Some(var) => std::env::var(var).map_err(|_| format!("environment variable {var} (the URL) is not set")),
+            Some(var) => std::env::var(var)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| format!("environment variable {var} (the URL) is not set")),
             None => Ok(self.spec.clone()),
         }
     }

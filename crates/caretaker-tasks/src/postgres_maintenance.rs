@@ -3,7 +3,9 @@
 //! measured before and after.
 //!
 //! The order is the safety: nothing is vacuumed or reindexed unless `pg_dump` wrote a
-//! non-empty custom-format dump that `pg_restore --list` can read. The dump goes to a temporary
+//! non-empty custom-format dump that `pg_restore --list` can read. Without `pg_restore` the
+//! task fails before it changes anything, unless `verify_backup = false` says to go on with an
+//! unverified backup (the summary says "unverified" and `backup_verified` is 0). The dump goes to a temporary
 //! file in the backup directory and is renamed to `<database>-<UTC time>.dump` only when it is
 //! complete, so a full disk or a killed task leaves no half backup that looks whole. `VACUUM` and
 //! `REINDEX ... CONCURRENTLY` cannot run inside a transaction, so each is sent on its own, in
@@ -69,6 +71,11 @@ pub struct PostgresMaintenanceConfig {
     /// Default true.
     #[serde(default = "default_true")]
     pub vacuum: bool,
+    /// Read the dump back with `pg_restore --list` (found beside `pg_dump`) before anything is
+    /// vacuumed or reindexed; without it the task fails. `false`: go on unverified, and say so.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub verify_backup: bool,
 }
 
 fn default_pg_dump() -> PathBuf {
@@ -240,7 +247,7 @@ struct Backup {
     path: String,
     bytes: u64,
     seconds: f64,
-    /// Whether `pg_restore --list` read it back (false when `pg_restore` is not installed).
+    /// Whether `pg_restore --list` read it back (false only with `verify_backup = false`).
     verified: bool,
 }
 
@@ -285,7 +292,7 @@ impl PostgresMaintenance {
         if bytes == 0 {
             return Err(format!("{} wrote an empty dump", self.config.pg_dump.display()));
         }
-        let verified = self.verify(temp.path()).await?;
+        let verified = self.config.verify_backup && self.verify(temp.path()).await?;
         temp.as_file().sync_all().map_err(|e| format!("cannot sync the dump: {e}"))?;
         temp.persist(&target).map_err(|e| format!("cannot rename the dump to {}: {}", target.display(), e.error))?;
         caretaker_core::fs::sync_dir(dir).map_err(|e| e.to_string())?;
@@ -293,7 +300,7 @@ impl PostgresMaintenance {
         Ok(Backup { path: target.display().to_string(), bytes, seconds: started.elapsed().as_secs_f64(), verified })
     }
 
-    /// Reads the dump's table of contents back with `pg_restore --list`.
+    /// Reads the dump's table of contents back with `pg_restore --list`; an error when it cannot.
     async fn verify(&self, dump: &Path) -> Result<bool, String> {
         let restore = match self.config.pg_dump.parent().filter(|p| !p.as_os_str().is_empty()) {
             Some(dir) => dir.join("pg_restore"),
@@ -307,7 +314,11 @@ impl PostgresMaintenance {
             .output()
             .await;
         match output {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+                "cannot verify the dump: {} is not installed (install the PostgreSQL client tools beside {}, or set verify_backup = false to go on with an unverified backup)",
+                restore.display(),
+                self.config.pg_dump.display()
+            )),
             Err(e) => Err(format!("cannot run {}: {e}", restore.display())),
             Ok(o) if o.status.success() => Ok(true),
             Ok(o) => Err(format!(
@@ -383,15 +394,19 @@ impl PostgresMaintenance {
         };
         metrics.insert("backup_bytes".into(), backup.bytes as f64);
         metrics.insert("backup_seconds".into(), backup.seconds);
+        metrics.insert("backup_verified".into(), if backup.verified { 1.0 } else { 0.0 });
+        let shown_backup = format!(
+            "backup {} ({} bytes{})",
+            backup.path,
+            backup.bytes,
+            if backup.verified { "" } else { ", unverified: verify_backup = false" }
+        );
 
         if !self.config.vacuum {
             return TaskOutcome {
                 metrics,
                 details: serde_json::json!({ "database": database, "backup": backup, "before": before }),
-                ..TaskOutcome::succeeded(format!(
-                    "{database}: backup {} ({} bytes); not vacuumed (vacuum = false)",
-                    backup.path, backup.bytes
-                ))
+                ..TaskOutcome::succeeded(format!("{database}: {shown_backup}; not vacuumed (vacuum = false)"))
             };
         }
 
@@ -465,9 +480,7 @@ impl PostgresMaintenance {
             })
             .collect();
         let summary = format!(
-            "{database}: backup {} ({} bytes); {vacuum}: {} -> {} bytes, dead tuples {} -> {}; reindexed {} of {} B-tree indexes ({} -> {} bytes){}{}",
-            backup.path,
-            backup.bytes,
+            "{database}: {shown_backup}; {vacuum}: {} -> {} bytes, dead tuples {} -> {}; reindexed {} of {} B-tree indexes ({} -> {} bytes){}{}",
             before.database_bytes,
             after.database_bytes,
             before.dead_tuples(),
@@ -514,6 +527,7 @@ impl Task for PostgresMaintenance {
             "indexes_to_reindex",
             "backup_bytes",
             "backup_seconds",
+            "backup_verified",
             "vacuum_seconds",
             "database_bytes_after",
             "table_bytes_after",

@@ -111,11 +111,12 @@ pub fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
+        // Digits read byte by byte: `%aé` must not slice a string inside a character.
+        let hex = |j: usize| bytes.get(j).and_then(|b| (*b as char).to_digit(16));
         if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+            && let (Some(high), Some(low)) = (hex(i + 1), hex(i + 2))
         {
-            out.push(b);
+            out.push((high * 16 + low) as u8);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -190,6 +191,17 @@ mod tests {
         let text = serde_json::to_string(&scrubbed).unwrap();
         assert!(!text.contains("p@ss") && !text.contains("p%40ss"), "{text}");
         assert_eq!(scrubbed.details["n"], 3);
+    }
+
+    #[test]
+    fn a_password_that_is_not_ascii_is_decoded_without_a_panic() {
+        // `%a` followed by a two-byte character once sliced a string inside that character.
+        assert_eq!(percent_decode("%aé"), "%aé");
+        assert_eq!(percent_decode("é%41%4"), "éA%4");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(secrets_of("postgres://app:p%aé@db/main"), vec!["p%aé".to_string()]);
+        assert_eq!(secrets_of("postgres://app:%C3%A9t%C3%A9@db/main")[1], "été");
+        assert_eq!(redact("postgres://app:p%aé@db/main"), "postgres://app:***@db/main");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! Never `KEYS` (it blocks the server while it walks the whole keyspace) and never `FLUSHALL` or
 //! `FLUSHDB`: `SCAN` walks the keyspace a batch at a time, and each batch is removed with one
-//! `UNLINK`, which frees the values on a background thread. A pattern that is only `*` is
-//! refused: name a prefix. With a dry run the keys are counted, not deleted.
+//! `UNLINK`, which frees the values on a background thread. A pattern with no literal
+//! character (`*`, `?*`, `**`, `[a-z]*`) matches every key and is refused: name a prefix. With a dry run the keys are counted, not deleted.
 //!
 //! Memory freed is `used_memory` (from `INFO memory`) before minus after. `UNLINK` frees lazily
 //! and other clients write meanwhile, so the figure is what the server reports, not a promise;
@@ -25,6 +25,7 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct RedisCleanupConfig {
     /// `redis://[user]:password@host:port/db`, or `env:VARIABLE`. The password is never shown.
+    /// With `env:VARIABLE` unset or empty the task is skipped: no cache is configured.
     pub url: ConnectionUrl,
     /// Glob-style patterns of the keys to delete (`SCAN ... MATCH`), e.g. `["cache:predictions:*"]`.
     pub patterns: Vec<String>,
@@ -49,6 +50,34 @@ pub struct RedisCleanup {
     timeout: Duration,
 }
 
+/// Whether a glob pattern (Redis' `MATCH` syntax) holds a character that must appear in a key: a
+/// pattern made only of `*`, `?` and `[...]` classes (`*`, `?*`, `**`, `[a-z]*`) matches every
+/// key, or nearly, whatever its length.
+fn has_literal(pattern: &str) -> bool {
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' | '?' => {}
+            '[' => {
+                // A class: up to its closing bracket (an escaped one does not close it).
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        ']' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '\\' => return chars.next().is_some(),
+            c if c.is_whitespace() => {}
+            _ => return true,
+        }
+    }
+    false
+}
+
 impl RedisCleanup {
     pub fn build(params: &toml::Table, _root: &Path) -> Result<RedisCleanup, ConfigProblem> {
         let config: RedisCleanupConfig = params::parse(params)?;
@@ -56,7 +85,7 @@ impl RedisCleanup {
             return Err(problem("patterns", "must name at least one key pattern"));
         }
         for (i, p) in config.patterns.iter().enumerate() {
-            if p.trim().is_empty() || p.chars().all(|c| c == '*') {
+            if !has_literal(p) {
                 return Err(problem(
                     &format!("patterns[{i}]"),
                     format!(
@@ -195,6 +224,16 @@ impl Task for RedisCleanup {
         Box::pin(async move {
             let url = match self.config.url.resolve() {
                 Ok(url) => url,
+                // No cache configured on this install (`url = "env:CARETAKER_REDIS_URL"`, unset):
+                // nothing to clean, and nothing failed.
+                Err(e) if self.config.url.env_var().is_some() => {
+                    return Ok(TaskOutcome {
+                        status: caretaker_core::task::TaskStatus::Skipped,
+                        ..TaskOutcome::succeeded(format!(
+                            "no Redis is configured: {e}; set it to the cache's URL (redis://...) to clean it"
+                        ))
+                    });
+                }
                 Err(e) => return Ok(TaskOutcome::failed(e)),
             };
             let outcome = self.clean(&url, ctx.dry_run || self.config.dry_run).await;

@@ -20,7 +20,7 @@ use crate::redact;
 use caretaker_core::config::{ConfigProblem, PipelineConfig};
 use caretaker_core::fs::disk_size;
 use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -141,10 +141,10 @@ pub struct Removal {
     pub age_days: Option<f64>,
 }
 
-/// When a run started, from its report directory's name (`20261128T180712Z-3f9a`).
+/// When a run started, from its report directory's name (`20261128T180712Z-3f9a`); `None` when
+/// the whole name is not a run id.
 fn run_started(name: &str) -> Option<DateTime<Utc>> {
-    let stamp = name.get(..16)?;
-    NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok().map(|t| t.and_utc())
+    caretaker_core::ids::RunId::started_at_of(name)
 }
 
 fn age_days(now: DateTime<Utc>, then: DateTime<Utc>) -> f64 {

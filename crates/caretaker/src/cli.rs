@@ -54,6 +54,9 @@ pub enum Command {
     Maintenance(crate::commands::maintenance::MaintenanceCommand),
     /// The maintenance executions of the last days: success rate, failures, slow tasks, advice.
     History(crate::commands::history::HistoryArgs),
+    /// The offline advisory database of the security scan: sync it from OSV, see its age.
+    #[command(subcommand)]
+    Advisories(crate::commands::advisories::AdvisoriesCommand),
     /// Measurements for engineers: fit and prediction times on a pipeline's data.
     #[command(subcommand)]
     Bench(crate::commands::bench::BenchCommand),

@@ -87,6 +87,60 @@ async fn backup_then_vacuum_and_reindex_shrink_a_bloated_database() {
     assert!(m["backup_bytes"] > 0.0);
     assert_eq!(std::fs::metadata(&dumps[0]).unwrap().len() as f64, m["backup_bytes"]);
     assert_eq!(outcome.details["backup"]["verified"], true);
+    assert_eq!(m["backup_verified"], 1.0);
+    assert!(!outcome.summary.contains("unverified"), "{}", outcome.summary);
+}
+
+#[tokio::test]
+async fn without_pg_restore_the_backup_is_unverified_and_nothing_runs_unless_allowed() {
+    let Some(admin) = caretaker_test_support::postgres_url() else { return };
+    let Some(pg_dump) = which("pg_dump") else { return };
+    // pg_dump alone in a directory: no pg_restore beside it.
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    std::os::unix::fs::symlink(&pg_dump, tools.join("pg_dump")).unwrap();
+    let db = TestDatabase::create(&admin).await;
+    db.bloat(20_000).await;
+    let extra = format!("pg_dump = '{}'", tools.join("pg_dump").display());
+    let refused =
+        testing::run(build("postgres_maintenance", &params(&db.url, &extra), dir.path()).as_ref(), dir.path()).await;
+    let dead_after: i64 = db
+        .client()
+        .await
+        .query_one("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'events'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let kept_after_refusal = files(&dir.path().join("backups")).len();
+    let allowed = testing::run(
+        build("postgres_maintenance", &params(&db.url, &format!("{extra}\nverify_backup = false")), dir.path())
+            .as_ref(),
+        dir.path(),
+    )
+    .await;
+    db.drop_it().await;
+
+    assert_eq!(refused.status, TaskStatus::Failed);
+    assert!(refused.summary.contains("nothing was vacuumed or reindexed"), "{}", refused.summary);
+    assert!(
+        refused.summary.contains("pg_restore is not installed") && refused.summary.contains("verify_backup = false"),
+        "{}",
+        refused.summary
+    );
+    assert_eq!(dead_after as f64, refused.metrics["dead_tuples_before"], "nothing was vacuumed");
+    assert_eq!(kept_after_refusal, 0, "an unverified dump is not kept as a backup");
+
+    assert_eq!(allowed.status, TaskStatus::Succeeded, "{}", allowed.summary);
+    assert!(allowed.summary.contains("unverified: verify_backup = false"), "{}", allowed.summary);
+    assert_eq!(allowed.metrics["backup_verified"], 0.0);
+    assert_eq!(allowed.details["backup"]["verified"], false);
+    assert!(allowed.metrics["dead_tuples_after"] < allowed.metrics["dead_tuples_before"]);
+}
+
+/// A program on the PATH.
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
 }
 
 #[tokio::test]

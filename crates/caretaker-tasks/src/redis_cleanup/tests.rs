@@ -114,7 +114,34 @@ fn a_pattern_matching_everything_is_refused() {
     let root = Path::new(".");
     let problem = |p: &str| crate::Kinds.build("redis_cleanup", &testing::table(p), root).err().unwrap();
     assert_eq!(problem("url = 'redis://h'\npatterns = ['cache:*', '*']").key, "patterns[1]");
+    for every in ["?*", "**", "*?", "[a-z]*", "[^a]?*", " * ", ""] {
+        let p = problem(&format!("url = 'redis://h'\npatterns = ['cache:*', '{every}']"));
+        assert_eq!(p.key, "patterns[1]", "{every}");
+        assert!(p.reason.contains("would match every key"), "{every}: {}", p.reason);
+    }
+    // A literal character anywhere narrows the match: accepted.
+    for narrow in ["cache:*", "*:sessions", "?x*", "[ab]c*", "\\**"] {
+        assert!(
+            crate::Kinds
+                .build("redis_cleanup", &testing::table(&format!("url = 'redis://h'\npatterns = ['{narrow}']")), root)
+                .is_ok(),
+            "{narrow}"
+        );
+    }
     assert_eq!(problem("url = 'redis://h'\npatterns = []").key, "patterns");
     assert_eq!(problem("url = 'redis://h'\npatterns = ['a*']\nbatch_size = 0").key, "batch_size");
     assert_eq!(problem("url = 'redis://h'\npattern = 'a*'").key, "pattern");
+}
+
+#[tokio::test]
+async fn without_a_configured_url_the_cleanup_is_skipped_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = "url = 'env:CARETAKER_TEST_UNSET_REDIS_URL'\npatterns = ['cache:*']";
+    let outcome = testing::run(build("redis_cleanup", params, dir.path()).as_ref(), dir.path()).await;
+    assert_eq!(outcome.status, caretaker_core::task::TaskStatus::Skipped, "{}", outcome.summary);
+    assert!(
+        outcome.summary.starts_with("no Redis is configured: environment variable CARETAKER_TEST_UNSET_REDIS_URL"),
+        "{}",
+        outcome.summary
+    );
 }

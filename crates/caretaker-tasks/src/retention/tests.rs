@@ -25,9 +25,11 @@ fn fixture() -> PipelineFixture {
     let now = chrono::Utc::now();
     registry.rollback(&lock, Some(caretaker_core::ids::ModelVersion(2)), "test", now).unwrap();
     drop(lock);
-    // Not a run directory: never touched.
+    // Not a run directory: never touched, even when the name starts like an old run's.
     std::fs::create_dir_all(fixture.path().join("reports/notes")).unwrap();
     std::fs::write(fixture.path().join("reports/notes/keep.txt"), "mine").unwrap();
+    std::fs::create_dir_all(fixture.path().join("reports/20261101T020000Z-backup")).unwrap();
+    std::fs::write(fixture.path().join("reports/20261101T020000Z-backup/keep.txt"), "mine").unwrap();
     let logs = fixture.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     std::fs::write(logs.join("old.log"), vec![b'x'; 4096]).unwrap();
@@ -101,6 +103,7 @@ async fn removes_what_is_old_keeps_what_is_protected_and_measures_bytes() {
     assert!(!exists(root, "reports/20261114T020000Z-ab14/quarantine.parquet"));
     assert!(exists(root, "reports/20261121T020000Z-ab21/quarantine.parquet"));
     assert!(exists(root, "reports/notes/keep.txt"));
+    assert!(exists(root, "reports/20261101T020000Z-backup/keep.txt"), "only whole run ids are run directories");
     assert!(!exists(root, "logs/old.log"));
     assert!(exists(root, "logs/new.log") && exists(root, "logs/old.txt"), "the pattern is *.log*");
     // Every version stays: each was champion once, and rollbacks need them.

@@ -93,7 +93,7 @@ pub struct Lockfile {
 pub fn read(path: &Path, ecosystem: Ecosystem) -> Result<Lockfile, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut lockfile = match ecosystem {
-        Ecosystem::CratesIo => cargo_lock(&text),
+        Ecosystem::CratesIo => cargo_lock(&text, &workspace_members(path)),
         Ecosystem::PyPI => Ok(requirements(&text)),
         Ecosystem::Npm => package_lock(&text),
     }
@@ -104,7 +104,27 @@ pub fn read(path: &Path, ecosystem: Ecosystem) -> Result<Lockfile, String> {
     Ok(lockfile)
 }
 
-fn cargo_lock(text: &str) -> Result<Lockfile, String> {
+/// The package names of the Cargo workspace beside a `Cargo.lock` (its own `[package]` and the
+/// `[workspace] members`, globs expanded): the path packages that are the project's own code.
+fn workspace_members(lockfile: &Path) -> std::collections::BTreeSet<String> {
+    let root = lockfile.parent().unwrap_or(Path::new("."));
+    let manifest =
+        |dir: &Path| -> Option<toml::Table> { std::fs::read_to_string(dir.join("Cargo.toml")).ok()?.parse().ok() };
+    let name = |t: &toml::Table| t.get("package")?.get("name")?.as_str().map(str::to_string);
+    let mut names = std::collections::BTreeSet::new();
+    let Some(top) = manifest(root) else { return names };
+    names.extend(name(&top));
+    let members = top.get("workspace").and_then(|w| w.get("members")).and_then(|m| m.as_array()).cloned();
+    for pattern in members.unwrap_or_default().iter().filter_map(|m| m.as_str()) {
+        let Ok(dirs) = glob::glob(&root.join(pattern).to_string_lossy()) else { continue };
+        for dir in dirs.flatten() {
+            names.extend(manifest(&dir).as_ref().and_then(name));
+        }
+    }
+    names
+}
+
+fn cargo_lock(text: &str, members: &std::collections::BTreeSet<String>) -> Result<Lockfile, String> {
     #[derive(serde::Deserialize)]
     struct CargoLock {
         #[serde(default)]
@@ -121,7 +141,10 @@ fn cargo_lock(text: &str) -> Result<Lockfile, String> {
     for p in lock.package {
         match p.source.as_deref() {
             // Workspace members: our own code, not a published crate.
-            None => {}
+            None if members.contains(&p.name) => {}
+            // A path dependency (a vendored or patched copy): whatever it was copied from, the
+            // lockfile cannot say which published version it matches.
+            None => out.unchecked.push(format!("{} {} (a path dependency: not a published crate)", p.name, p.version)),
             Some("registry+https://github.com/rust-lang/crates.io-index" | "sparse+https://index.crates.io/") => {
                 out.packages.push(Package { ecosystem: Ecosystem::CratesIo, name: p.name, version: p.version })
             }
@@ -141,7 +164,19 @@ fn requirements(text: &str) -> Lockfile {
             None if raw.trim_start().starts_with('#') => "",
             None => raw,
         };
-        // Options (`-r`, `--index-url`, ...) and per-requirement options (`--hash=...`).
+        // Included files and editable installs name packages the scan does not see: say so.
+        let option = line.trim();
+        let included = ["-r", "--requirement", "-c", "--constraint"].iter().any(|o| option.starts_with(o));
+        let editable = ["-e", "--editable"].iter().any(|o| option.starts_with(o));
+        if included {
+            out.unchecked.push(format!("{option} (an included file is not read: list it in lockfiles to scan it)"));
+            continue;
+        }
+        if editable {
+            out.unchecked.push(format!("{option} (an editable install: not a registry version)"));
+            continue;
+        }
+        // Other options (`--index-url`, ...) and per-requirement options (`--hash=...`).
         let line = line.split(" --").next().unwrap_or("").trim();
         if line.is_empty() || line.starts_with('-') {
             continue;
@@ -217,15 +252,21 @@ mod tests {
     #[test]
     fn requirements_keep_exact_pins_and_list_the_rest() {
         let text = "# tools\nrequests==2.19.1  # pinned\nDjango[argon2] == 3.2.0 ; python_version >= '3.8'\n\
-                    numpy>=1.20\n-r other.txt\nurllib3==1.26.4 \\\n    --hash=sha256:abc\nZope.Interface===5.0\nflask\n";
+                    numpy>=1.20\n-r other.txt\nurllib3==1.26.4 \\\n    --hash=sha256:abc\nZope.Interface===5.0\nflask\n\
+                    -e git+https://example.org/lib.git#egg=lib\n--index-url https://pypi.example\n";
         let lock = requirements(text);
         let pins: Vec<(&str, &str)> = lock.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
         assert_eq!(
             pins,
             vec![("requests", "2.19.1"), ("django", "3.2.0"), ("urllib3", "1.26.4"), ("zope-interface", "5.0")]
         );
-        assert_eq!(lock.unchecked.len(), 2, "{:?}", lock.unchecked);
+        // Everything that names a package the scan does not check is listed, with why; options
+        // that name none (`--index-url`) are not.
+        assert_eq!(lock.unchecked.len(), 4, "{:?}", lock.unchecked);
         assert!(lock.unchecked[0].starts_with("numpy>=1.20"));
+        assert_eq!(lock.unchecked[1], "-r other.txt (an included file is not read: list it in lockfiles to scan it)");
+        assert_eq!(lock.unchecked[2], "flask (not pinned with ==)");
+        assert!(lock.unchecked[3].starts_with("-e git+https://example.org/lib.git#egg=lib (an editable install"));
     }
 
     #[test]
@@ -251,15 +292,27 @@ mod tests {
     }
 
     #[test]
-    fn cargo_lock_skips_workspace_members() {
-        let text = "version = 4\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"smallvec\"\nversion = \"1.6.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n[[package]]\nname = \"forked\"\nversion = \"0.2.0\"\nsource = \"git+https://example.org/forked#abc\"\n";
-        let lock = cargo_lock(text).unwrap();
+    fn cargo_lock_skips_workspace_members_and_lists_path_and_git_dependencies() {
+        let text = "version = 4\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"smallvec\"\nversion = \"1.6.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n[[package]]\nname = \"forked\"\nversion = \"0.2.0\"\nsource = \"git+https://example.org/forked#abc\"\n\n[[package]]\nname = \"vendored-trees\"\nversion = \"0.8.1\"\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Cargo.lock"), text).unwrap();
+        std::fs::write(dir.path().join("Cargo.toml"), "[workspace]\nmembers = [\"crates/*\"]\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("crates/app")).unwrap();
+        std::fs::write(dir.path().join("crates/app/Cargo.toml"), "[package]\nname = \"app\"\n").unwrap();
+        let lock = read(&dir.path().join("Cargo.lock"), Ecosystem::CratesIo).unwrap();
         assert_eq!(
             lock.packages,
             vec![Package { ecosystem: Ecosystem::CratesIo, name: "smallvec".into(), version: "1.6.0".into() }]
         );
-        assert_eq!(lock.unchecked.len(), 1);
-        assert!(cargo_lock("[[package]]\nname = 3").unwrap_err().contains("not a Cargo.lock"));
+        assert_eq!(
+            lock.unchecked,
+            vec![
+                "forked 0.2.0 from git+https://example.org/forked#abc".to_string(),
+                "vendored-trees 0.8.1 (a path dependency: not a published crate)".to_string()
+            ]
+        );
+        let none = std::collections::BTreeSet::new();
+        assert!(cargo_lock("[[package]]\nname = 3", &none).unwrap_err().contains("not a Cargo.lock"));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 pub mod lockfiles;
 pub mod osv;
+pub mod sync;
 mod tools;
 
 use crate::params::{self, positive, problem, resolve};
@@ -54,12 +55,21 @@ pub struct SecurityScanConfig {
     /// Accepted findings.
     #[serde(default)]
     pub allow: Vec<AllowEntry>,
+    /// The scan refuses a database older than this many days (its last `advisories_sync`, or,
+    /// for a directory filled by hand, its newest record's `modified`); 0 scans whatever its
+    /// age. Default 7.
+    #[serde(default = "default_max_age_days")]
+    pub max_age_days: f64,
     /// Run `cargo audit`, `pip-audit` and `trivy` as well, when installed. Default true.
     #[serde(default = "default_true")]
     pub external_tools: bool,
     /// Each external tool is stopped after this many seconds. Default 300.
     #[serde(default = "default_tool_timeout")]
     pub tool_timeout_seconds: f64,
+}
+
+fn default_max_age_days() -> f64 {
+    7.0
 }
 
 fn default_fail_on() -> String {
@@ -102,6 +112,8 @@ fn date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
 #[derive(Clone)]
 pub struct SecurityScan {
     advisories: PathBuf,
+    /// `None`: any age.
+    max_age: Option<chrono::Duration>,
     lockfiles: Option<Vec<PathBuf>>,
     root: PathBuf,
     /// `None`: never fail on findings.
@@ -145,8 +157,13 @@ impl SecurityScan {
             }
             None => None,
         };
+        if !config.max_age_days.is_finite() || config.max_age_days < 0.0 {
+            return Err(problem("max_age_days", format!("must be 0 (any age) or more, got {}", config.max_age_days)));
+        }
         Ok(SecurityScan {
             advisories: resolve(root, &config.advisories),
+            max_age: (config.max_age_days > 0.0)
+                .then(|| chrono::Duration::seconds((config.max_age_days * 86_400.0).min(1e12) as i64)),
             lockfiles,
             root: root.to_path_buf(),
             fail_on,
@@ -243,6 +260,33 @@ impl SecurityScan {
     /// The scan itself: blocking file work.
     fn scan(&self, ctx: &TaskContext) -> Result<(Vec<Finding>, serde_json::Value), String> {
         let db = AdvisoryDb::load(&self.advisories)?;
+        let synced = sync::SyncRecord::read(&self.advisories);
+        let dated = synced.as_ref().map(|s| s.synced_at).or(db.newest_modified);
+        if let Some(max) = self.max_age {
+            let refresh = format!(
+                "run `caretaker advisories sync --advisories {}` (or the catalog's advisories_sync task), or set max_age_days = 0 to scan with it anyway",
+                self.advisories.display()
+            );
+            match dated {
+                Some(at) if ctx.started_at - at <= max => {}
+                Some(at) => {
+                    return Err(format!(
+                        "the advisory database {} is from {} ({} days old, {}), older than max_age_days = {}: {refresh}",
+                        self.advisories.display(),
+                        at.format("%Y-%m-%d"),
+                        (ctx.started_at - at).num_days(),
+                        if synced.is_some() { "its last sync" } else { "its newest record; it was never synced" },
+                        max.num_seconds() as f64 / 86_400.0,
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "the advisory database {} says neither when it was synced nor when its records changed: {refresh}",
+                        self.advisories.display()
+                    ));
+                }
+            }
+        }
         let today = ctx.started_at.date_naive();
         let mut findings = Vec::new();
         let mut lockfile_details = Vec::new();
@@ -274,7 +318,11 @@ impl SecurityScan {
         let unused_allow: Vec<&AllowEntry> =
             self.allow.iter().filter(|e| !findings.iter().any(|f| allows(e, f))).collect();
         let details = serde_json::json!({
-            "advisories": { "path": self.advisories.display().to_string(), "records": db.records, "withdrawn": db.withdrawn },
+            "advisories": {
+                "path": self.advisories.display().to_string(), "records": db.records, "withdrawn": db.withdrawn,
+                "date": dated, "synced_at": synced.as_ref().map(|s| s.synced_at),
+                "source": synced.as_ref().map(|s| s.source.clone()),
+            },
             "lockfiles": lockfile_details,
             "packages_checked": packages,
             "versions_not_compared": unchecked,
@@ -403,6 +451,16 @@ impl SecurityScan {
             resolved.len(),
             if previous.is_none() { " (first scan)" } else { "" },
         );
+        let db = &details["advisories"];
+        summary.push_str(&format!(
+            "; against {} advisories{}",
+            db["records"],
+            match db["date"].as_str().and_then(|d| d.get(..10)) {
+                Some(day) if db["synced_at"].is_null() => format!(" (newest record {day})"),
+                Some(day) => format!(" (synced {day})"),
+                None => String::new(),
+            }
+        ));
         for f in &expired {
             summary.push_str(&format!(
                 "; the allowlist entry for {} {} expired on {} and no longer suppresses it",

@@ -23,6 +23,9 @@ use std::sync::Arc;
 #[derive(Debug, Deserialize)]
 pub struct OsvRecord {
     pub id: String,
+    /// When the record last changed (RFC 3339): the newest says how fresh a database is.
+    #[serde(default)]
+    pub modified: Option<String>,
     #[serde(default)]
     pub summary: Option<String>,
     #[serde(default)]
@@ -146,22 +149,32 @@ pub struct AdvisoryDb {
     index: HashMap<(Ecosystem, String), Vec<AffectedEntry>>,
     pub records: usize,
     pub withdrawn: usize,
+    /// The newest `modified` of its records.
+    pub newest_modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl AdvisoryDb {
     pub fn load(dir: &Path) -> Result<AdvisoryDb, String> {
         if !dir.is_dir() {
-            return Err(format!("the advisory database {} is not a directory", dir.display()));
+            return Err(format!(
+                "the advisory database {} does not exist: download it with `caretaker advisories sync --advisories {}` (from OSV's public export, or --source a mirror or a directory of its zips)",
+                dir.display(),
+                dir.display()
+            ));
         }
         let mut files = Vec::new();
         collect_json(dir, &mut files)
             .map_err(|e| format!("cannot list the advisory database {}: {e}", dir.display()))?;
         files.sort();
-        let mut db = AdvisoryDb { index: HashMap::new(), records: 0, withdrawn: 0 };
+        let mut db = AdvisoryDb { index: HashMap::new(), records: 0, withdrawn: 0, newest_modified: None };
         for file in files {
             let bytes = std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let record: OsvRecord =
                 serde_json::from_slice(&bytes).map_err(|e| format!("{}: not an OSV record: {e}", file.display()))?;
+            let modified = record.modified.as_deref().and_then(|m| chrono::DateTime::parse_from_rfc3339(m).ok());
+            if let Some(m) = modified.map(|m| m.with_timezone(&chrono::Utc)) {
+                db.newest_modified = db.newest_modified.max(Some(m));
+            }
             if record.withdrawn.is_some() {
                 db.withdrawn += 1;
                 continue;
@@ -218,7 +231,10 @@ fn collect_json(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Resul
         let kind = entry.file_type()?;
         if kind.is_dir() {
             collect_json(&path, out)?;
-        } else if kind.is_file() && path.extension().is_some_and(|e| e == "json") {
+        } else if kind.is_file()
+            && path.extension().is_some_and(|e| e == "json")
+            && !entry.file_name().to_string_lossy().starts_with('.')
+        {
             out.push(path);
         }
     }

@@ -42,8 +42,9 @@ fn project() -> tempfile::TempDir {
     dir
 }
 
+/// The fixture's records are from 2025-12 and 2026-01: the age check has a test of its own.
 fn params(extra: &str) -> String {
-    format!("advisories = '{}'\nexternal_tools = false\n{extra}", fixture_db().display())
+    format!("advisories = '{}'\nexternal_tools = false\nmax_age_days = 0\n{extra}", fixture_db().display())
 }
 
 fn finding<'a>(outcome: &'a TaskOutcome, id: &str) -> &'a serde_json::Value {
@@ -146,7 +147,7 @@ async fn new_and_resolved_findings_against_the_previous_scan() {
     let ctx = testing::context(&state);
     let first = task.run(&ctx).await.unwrap();
     assert_eq!(first.status, TaskStatus::Succeeded, "fail_on = never: {}", first.summary);
-    assert!(first.summary.ends_with("4 new, 0 resolved (first scan)"), "{}", first.summary);
+    assert!(first.summary.contains("4 new, 0 resolved (first scan); against 5 advisories"), "{}", first.summary);
     assert!(state.join("test-task.security_scan.json").is_file());
 
     // smallvec is updated, lodash stays, a new vulnerable crate appears.
@@ -180,8 +181,10 @@ async fn our_own_cargo_lock_names_bincode_2_pulled_by_polars() {
         .map(|v| v.trim_end_matches('"').to_string())
         .expect("polars pulls bincode into our lockfile");
     let dir = tempfile::tempdir().unwrap();
-    let params =
-        format!("advisories = '{}'\nlockfiles = ['Cargo.lock']\nexternal_tools = false", fixture_db().display());
+    let params = format!(
+        "advisories = '{}'\nlockfiles = ['Cargo.lock']\nexternal_tools = false\nmax_age_days = 0",
+        fixture_db().display()
+    );
     let outcome = testing::run(build("security_scan", &params, &workspace).as_ref(), dir.path()).await;
     let bincode = finding(&outcome, "RUSTSEC-2025-0141");
     assert_eq!(bincode["version"], bincode_version.as_str());
@@ -194,7 +197,7 @@ async fn our_own_cargo_lock_names_bincode_2_pulled_by_polars() {
 #[tokio::test]
 async fn the_external_scanners_are_recorded_whether_installed_or_not() {
     let dir = project();
-    let params = format!("advisories = '{}'\ntool_timeout_seconds = 60", fixture_db().display());
+    let params = format!("advisories = '{}'\ntool_timeout_seconds = 60\nmax_age_days = 0", fixture_db().display());
     let outcome = testing::run(build("security_scan", &params, dir.path()).as_ref(), dir.path()).await;
     let tools = outcome.details["external_tools"].as_array().unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t["tool"].as_str().unwrap()).collect();
@@ -214,7 +217,7 @@ async fn a_bad_database_or_no_lockfile_fails_with_the_reason() {
     let bad_db = dir.path().join("db");
     std::fs::create_dir_all(bad_db.join("sub")).unwrap();
     std::fs::write(bad_db.join("sub/broken.json"), "{\"summary\": \"no id\"}").unwrap();
-    let params = |db: &Path| format!("advisories = '{}'\nexternal_tools = false", db.display());
+    let params = |db: &Path| format!("advisories = '{}'\nexternal_tools = false\nmax_age_days = 0", db.display());
     let outcome = testing::run(build("security_scan", &params(&bad_db), dir.path()).as_ref(), dir.path()).await;
     assert_eq!(outcome.status, TaskStatus::Failed);
     assert!(outcome.summary.contains("broken.json: not an OSV record"), "{}", outcome.summary);
@@ -225,7 +228,11 @@ async fn a_bad_database_or_no_lockfile_fails_with_the_reason() {
 
     let outcome =
         testing::run(build("security_scan", &params(&dir.path().join("none")), dir.path()).as_ref(), dir.path()).await;
-    assert!(outcome.summary.contains("is not a directory"), "{}", outcome.summary);
+    assert!(
+        outcome.summary.contains("does not exist: download it with `caretaker advisories sync --advisories"),
+        "{}",
+        outcome.summary
+    );
 
     let empty = tempfile::tempdir().unwrap();
     let outcome =
@@ -258,4 +265,66 @@ fn bad_parameters_name_the_key() {
     );
     assert_eq!(problem("advisories = 'db'\nlockfiles = ['pom.xml']").key, "lockfiles[0]");
     assert_eq!(problem("advisories = 'db'\napply = true").key, "apply");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_database_older_than_a_week_is_refused_with_how_to_sync_it() {
+    let dir = project();
+    let scan = |extra: &str| {
+        let params = format!("advisories = 'db'\nexternal_tools = false\n{extra}");
+        build("security_scan", &params, dir.path())
+    };
+    // Filled by hand, never synced: its newest record (2026-01-01) dates it.
+    copy_dir(&fixture_db(), &dir.path().join("db"));
+    let stale = testing::run(scan("").as_ref(), dir.path()).await;
+    assert_eq!(stale.status, TaskStatus::Failed);
+    assert!(
+        stale.summary.contains("is from 2026-01-01 (331 days old, its newest record; it was never synced)"),
+        "{}",
+        stale.summary
+    );
+    assert!(
+        stale.summary.contains("older than max_age_days = 7: run `caretaker advisories sync --advisories"),
+        "{}",
+        stale.summary
+    );
+    assert!(stale.details.is_null() || stale.details["findings"].is_null(), "nothing was scanned");
+
+    // Synced two days ago: scanned, and the summary names the database's date and size.
+    let synced = |days: i64| crate::security::sync::SyncRecord {
+        synced_at: "2026-11-28T02:00:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap()
+            - chrono::Duration::days(days),
+        source: "https://osv.example".into(),
+        ecosystems: Vec::new(),
+    };
+    let sync_file = dir.path().join("db").join(crate::security::sync::SYNC_FILE);
+    std::fs::write(&sync_file, serde_json::to_vec(&synced(2)).unwrap()).unwrap();
+    let fresh = testing::run(scan("").as_ref(), dir.path()).await;
+    assert!(fresh.summary.contains("advisories (synced 2026-11-26)"), "{}", fresh.summary);
+    assert_eq!(fresh.details["advisories"]["source"], "https://osv.example");
+    assert!(fresh.details["advisories"]["records"].as_u64().unwrap() > 0);
+
+    // Its last sync ten days ago: refused again; max_age_days = 30 or 0 lets it through.
+    std::fs::write(&sync_file, serde_json::to_vec(&synced(10)).unwrap()).unwrap();
+    let old = testing::run(scan("").as_ref(), dir.path()).await;
+    assert!(old.summary.contains("(10 days old, its last sync)"), "{}", old.summary);
+    let allowed = testing::run(scan("max_age_days = 30").as_ref(), dir.path()).await;
+    assert!(allowed.summary.contains("findings"), "{}", allowed.summary);
+    assert_eq!(problem_of("advisories = 'db'\nmax_age_days = -1"), "max_age_days");
+}
+
+fn problem_of(params: &str) -> String {
+    use caretaker_core::task::TaskKinds;
+    crate::Kinds.build("security_scan", &testing::table(params), Path::new(".")).err().unwrap().key
 }

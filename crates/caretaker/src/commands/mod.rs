@@ -1,6 +1,7 @@
 //! What each command does: load, call, print, choose the exit code. One module per command
 //! group; `dispatch` routes.
 
+pub mod advisories;
 pub mod bench;
 pub mod data;
 pub mod demo;
@@ -38,6 +39,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Maintenance(cmd) => maintenance::maintenance(cmd, clock),
         Command::History(args) => history::history(args, clock),
         Command::Bench(cmd) => bench::bench(cmd),
+        Command::Advisories(cmd) => advisories::advisories(cmd, clock),
     }
 }
 
