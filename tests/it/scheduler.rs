@@ -212,11 +212,13 @@ fn task_run_records_metrics_then_a_failure_with_its_rollback_and_history_reports
                 "success_criteria = [\"exit_code == 0\", \"rows_fixed >= 10\", \"healthy == true\"]",
                 "metrics = [\"rows_fixed\", \"healthy\"]"
             ),
+            // The URL and a token come through the environment (never a command line); the
+            // command prints both, as a failing program might.
             command_task(
                 "migrate",
-                r#"["sh", "-c", "echo 'connecting to postgres://app:Hunter2Secret@db/x' >&2; exit 3"]"#,
+                r#"["sh", "-c", "echo \"connecting to $DB_URL with $API_TOKEN\" >&2; exit 3"]"#,
                 "rollback = [\"sh\", \"-c\", \"echo undone > rollback.txt\"]",
-                ""
+                "env = { DB_URL = \"postgres://app:Hunter2Secret@db/x\", API_TOKEN = \"tok-9f8e7d6c5b\" }"
             ),
             // 200 ms of sleep against a 10 ms estimate: slower than 1.5x whatever the machine.
             command_task("slow", r#"["sleep", "0.2"]"#, "estimated_duration = \"10ms\"", ""),
@@ -236,11 +238,15 @@ fn task_run_records_metrics_then_a_failure_with_its_rollback_and_history_reports
         .assert_stdout_contains("task      migrate  failed")
         .assert_stdout_contains("rollback  succeeded");
     assert_eq!(std::fs::read_to_string(ctx.path().join("rollback.txt")).unwrap(), "undone\n");
-    assert!(
-        !out.stdout.contains("Hunter2Secret") && !out.stderr.contains("Hunter2Secret"),
-        "{}{}",
-        out.stdout,
-        out.stderr
+    for secret in ["Hunter2Secret", "tok-9f8e7d6c5b"] {
+        assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret), "{}{}", out.stdout, out.stderr);
+    }
+    let shown = run(&ctx, &cat, &["task", "run", "migrate", "--json"]);
+    let stderr = shown.json()["details"]["process"]["stderr"].as_str().unwrap().to_string();
+    assert_eq!(
+        stderr.trim(),
+        "connecting to postgres://app:***@db/x with ***",
+        "the history keeps the output, redacted"
     );
     run(&ctx, &cat, &["task", "run", "slow"]).assert_code(0);
     run(&ctx, &cat, &["task", "run", "nope"])
@@ -250,8 +256,8 @@ fn task_run_records_metrics_then_a_failure_with_its_rollback_and_history_reports
     let out = run(&ctx, &cat, &["history", "--days", "7", "--json"]);
     out.assert_code(0);
     let h = out.json();
-    assert_eq!(h["executions"], 3);
-    assert!((h["success_rate"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
+    assert_eq!(h["executions"], 4);
+    assert!((h["success_rate"].as_f64().unwrap() - 2.0 / 4.0).abs() < 1e-9);
     assert_eq!(h["failed_tasks"][0]["task_id"], "migrate");
     assert_eq!(h["failed_tasks"][0]["last_rollback"], "succeeded");
     assert_eq!(h["slow_tasks"][0]["task_id"], "slow");
@@ -259,10 +265,33 @@ fn task_run_records_metrics_then_a_failure_with_its_rollback_and_history_reports
     assert_eq!(recs.len(), 3, "{recs:#?}");
     assert!(recs[0].starts_with("Review the failed tasks: migrate"));
     assert!(recs[1].starts_with("Optimise the slow tasks"));
-    assert!(recs[2].contains("below 90% success: migrate 0% (0 of 1)"));
+    assert!(recs[2].contains("below 90% success: migrate 0% (0 of 2)"));
     assert!(!out.stdout.contains("Hunter2Secret"), "a password reached the history");
     let text = run(&ctx, &cat, &["history"]);
-    text.assert_code(0).assert_stdout_contains("executions 3 (1 failed, 2 succeeded); success rate 66.7%");
+    text.assert_code(0).assert_stdout_contains("executions 4 (2 failed, 2 succeeded); success rate 50.0%");
+
+    // A password on a command line (argv, rollback, notification command) is refused when the
+    // catalog loads: every user of the machine can read it with ps.
+    for (body, key) in [
+        (command_task("leak", r#"["psql", "postgres://app:pw1234@db/x"]"#, "", ""), "tasks.leak.params.argv[1]"),
+        (
+            command_task("leak", r#"["true"]"#, "rollback = [\"psql\", \"password=pw1234\"]", ""),
+            "tasks.leak.rollback[1]",
+        ),
+        (
+            format!(
+                "[notifications]\ncommand = [\"notify\", \"--token=pw1234\"]\n{}",
+                command_task("ok", r#"["true"]"#, "", "")
+            ),
+            "notifications.command[1]",
+        ),
+    ] {
+        let leaky = ctx.path().join("leaky.toml");
+        std::fs::write(&leaky, format!("{body}\n[scheduler]\nstate = \"state\"\n")).unwrap();
+        let out = run(&ctx, &leaky, &["task", "list"]);
+        out.assert_code(2).assert_stderr_contains(key).assert_stderr_contains("can read on a command line");
+        assert!(!out.stderr.contains("pw1234"), "{}", out.stderr);
+    }
 }
 
 #[test]

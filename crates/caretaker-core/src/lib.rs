@@ -36,6 +36,7 @@ pub mod ids;
 pub mod lock;
 pub mod maintenance;
 pub mod metrics;
+pub mod redact;
 pub mod report;
 pub mod rng;
 pub mod task;

@@ -101,6 +101,13 @@ pub trait Task: Send + Sync {
     fn metric_names(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Secrets in its configuration that are not connection URLs (the values of a command's
+    /// secret environment variables, say): the scheduler hides them wherever they appear in what
+    /// it records, logs and sends. The default has none.
+    fn secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Builds tasks of some kinds from their catalog parameters. The scheduler holds one per crate

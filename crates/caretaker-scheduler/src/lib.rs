@@ -63,6 +63,7 @@ impl Session {
             secrets.push(url.clone());
         }
         secrets.extend(catalog.notifications.webhook.clone());
+        // The catalog's connection URLs (the runner adds its tasks' own secrets).
         let redactor = redact::Redactor::new(secrets.iter().map(String::as_str));
         let store = history::HistoryStore::open(&target, &catalog.state_dir).await?;
         let (tx, rx) = tokio::sync::watch::channel(run::Lifecycle::Running);

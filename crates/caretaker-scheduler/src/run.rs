@@ -87,6 +87,9 @@ impl Runner {
         redactor: Redactor,
         lifecycle: watch::Receiver<Lifecycle>,
     ) -> Runner {
+        // The secrets in the tasks' own settings (a command's PGPASSWORD, say) are hidden too, in
+        // everything recorded, logged and sent.
+        let redactor = redactor.with_secrets(catalog.tasks.iter().flat_map(|t| t.task.secrets()));
         let notifier = Notifier::new(catalog.notifications.clone(), catalog.root.clone(), redactor.clone());
         let host =
             std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();

@@ -91,7 +91,7 @@ async fn metrics_criteria_failure_rollback_and_retries_are_recorded() {
                 task_with(
                     "strict",
                     r#"["sh", "-c", "echo 'METRICS: {\"rows_fixed\": 3}'"]"#,
-                    "success_criteria = [\"rows_fixed >= 10\"]\nrollback = [\"sh\", \"-c\", \"echo restored {task_id} > rolled-back.txt; echo password=hunter2secret\"]",
+                    "success_criteria = [\"rows_fixed >= 10\"]\nrollback = [\"sh\", \"-c\", \"echo restored {task_id} > rolled-back.txt; echo password=$(echo aHVudGVyMnNlY3JldA== | base64 -d)\"]",
                     "metrics = [\"rows_fixed\"]"
                 ),
                 task(
@@ -376,7 +376,13 @@ async fn critical_tasks_hold_maintenance_mode_and_leave_it_after_a_failure() {
             &format!(
                 "[notifications]\nwebhook = \"http://127.0.0.1:{port}/hook\"\ncommand = [\"sh\", \"-c\", \"cat >> notified.jsonl; echo >> notified.jsonl\"]\n{}{}",
                 // The critical task sees maintenance mode on while it runs, then fails.
-                task("upgrade", r#"["sh", "-c", "test -f state/maintenance.json && touch saw-maintenance; exit 1"]"#, "priority = \"critical\""),
+                // Its error names a token from its environment: the notifications must not.
+                task_with(
+                    "upgrade",
+                    r#"["sh", "-c", "test -f state/maintenance.json && touch saw-maintenance; echo \"rejected $API_TOKEN\" >&2; exit 1"]"#,
+                    "priority = \"critical\"",
+                    "env = { API_TOKEN = \"tok-notify-7c6b5a\" }",
+                ),
                 task("report", r#"["true"]"#, "priority = \"low\""),
             ),
         )
@@ -397,6 +403,9 @@ async fn critical_tasks_hold_maintenance_mode_and_leave_it_after_a_failure() {
         let by_command = std::fs::read_to_string(s.dir.join("notified.jsonl")).unwrap();
         assert_eq!(by_command.lines().count(), 3, "{by_command}");
         assert!(by_command.contains("\"task_id\":\"upgrade\""));
+        let sent = serde_json::to_string(&*bodies.lock().unwrap()).unwrap() + &by_command;
+        assert!(sent.contains("rejected ***"), "the failure reaches the notifications: {sent}");
+        assert!(!sent.contains("tok-notify-7c6b5a"), "{}: a secret reached a notification", s.what);
 
         // While someone else holds maintenance mode, a non-critical task does not run.
         let mode = caretaker_core::maintenance::MaintenanceMode {

@@ -57,6 +57,14 @@ impl CommandTask {
         if raw.argv.is_empty() || raw.argv[0].trim().is_empty() {
             return Err(problem("argv", "must name a program: argv = [\"program\", \"arg\", ...]".into()));
         }
+        if let Some((i, why)) = raw
+            .argv
+            .iter()
+            .enumerate()
+            .find_map(|(i, a)| caretaker_core::redact::password_on_command_line(a).map(|w| (i, w)))
+        {
+            return Err(problem(&format!("argv[{i}]"), why));
+        }
         for name in &raw.metrics {
             if !is_metric_name(name) {
                 return Err(problem("metrics", format!("{name:?} is not a metric name (letters, digits, _)")));
@@ -128,6 +136,19 @@ impl Task for CommandTask {
 
     fn metric_names(&self) -> Vec<String> {
         std::iter::once("exit_code".to_string()).chain(self.metrics.iter().cloned()).collect()
+    }
+
+    /// The values of its secret environment variables (`PGPASSWORD`, `API_TOKEN`, ...) and the
+    /// passwords of URLs in any of them.
+    fn secrets(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        for (key, value) in &self.env {
+            if caretaker_core::redact::is_secret_key(key) {
+                secrets.push(value.clone());
+            }
+            secrets.extend(caretaker_core::redact::secrets_of(value));
+        }
+        secrets
     }
 
     fn run<'a>(&'a self, ctx: &'a TaskContext) -> BoxFuture<'a, Result<TaskOutcome, TaskError>> {
