@@ -43,6 +43,9 @@ pub struct RetentionConfig {
     /// Log directories.
     #[serde(default)]
     pub logs: Vec<LogsPolicy>,
+    /// Backup directories (the database maintenance tasks' `backup_dir`).
+    #[serde(default)]
+    pub backups: Vec<BackupsPolicy>,
     /// List what would go without removing it, whatever the scheduler says. Default false.
     #[serde(default)]
     pub dry_run: bool,
@@ -88,6 +91,31 @@ pub struct LogsPolicy {
     pub keep_days: u32,
 }
 
+/// `[[backups]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupsPolicy {
+    /// The directory, relative to the catalog's root (not searched recursively).
+    pub dir: PathBuf,
+    /// File names to consider, a glob. Default `*` (temporary files of a backup in progress,
+    /// `.caretaker-tmp-*`, are never considered).
+    #[serde(default = "default_backup_pattern")]
+    pub pattern: String,
+    /// Backups last modified more than this many days ago go...
+    pub keep_days: u32,
+    /// ...except the newest this many, whatever their age: a backup task that stopped working
+    /// does not leave you with none. Default 3.
+    #[serde(default = "default_backups_keep_last")]
+    pub keep_last: usize,
+}
+
+fn default_backup_pattern() -> String {
+    "*".into()
+}
+fn default_backups_keep_last() -> usize {
+    3
+}
+
 fn default_keep_last() -> usize {
     10
 }
@@ -99,15 +127,20 @@ fn default_log_pattern() -> String {
 pub struct Retention {
     config: RetentionConfig,
     pipeline: Option<PathBuf>,
-    log_dirs: Vec<(PathBuf, glob::Pattern, u32)>,
+    /// `(target, directory, pattern, keep_days, keep_last)` of the logs and backups rules.
+    file_rules: Vec<(&'static str, PathBuf, glob::Pattern, u32, usize)>,
 }
 
 impl Retention {
     pub fn build(params: &toml::Table, root: &Path) -> Result<Retention, ConfigProblem> {
         let config: RetentionConfig = params::parse(params)?;
-        if config.reports.is_none() && config.quarantine.is_none() && config.models.is_none() && config.logs.is_empty()
+        if config.reports.is_none()
+            && config.quarantine.is_none()
+            && config.models.is_none()
+            && config.logs.is_empty()
+            && config.backups.is_empty()
         {
-            return Err(problem("", "retention needs at least one of reports, quarantine, models, logs"));
+            return Err(problem("", "retention needs at least one of reports, quarantine, models, logs, backups"));
         }
         let needs_pipeline = config.reports.is_some() || config.quarantine.is_some() || config.models.is_some();
         if needs_pipeline && config.pipeline.is_none() {
@@ -116,24 +149,31 @@ impl Retention {
         if config.models.as_ref().is_some_and(|m| m.keep_last == 0) {
             return Err(problem("models.keep_last", "must be at least 1"));
         }
-        let mut log_dirs = Vec::new();
-        for (i, logs) in config.logs.iter().enumerate() {
-            let pattern = glob::Pattern::new(&logs.pattern).map_err(|e| {
-                problem(&format!("logs[{i}].pattern"), format!("{:?} is not a glob: {e}", logs.pattern))
-            })?;
-            if logs.pattern.contains('/') {
-                return Err(problem(&format!("logs[{i}].pattern"), "matches file names: no `/`"));
+        let rules =
+            config.logs.iter().map(|l| ("log", "logs", &l.dir, &l.pattern, l.keep_days, 0)).chain(
+                config.backups.iter().map(|b| ("backup", "backups", &b.dir, &b.pattern, b.keep_days, b.keep_last)),
+            );
+        let mut file_rules = Vec::new();
+        let mut index = std::collections::BTreeMap::<&str, usize>::new();
+        for (target, table, dir, text, keep_days, keep_last) in rules {
+            let i = index.entry(table).or_default();
+            let key = format!("{table}[{i}].pattern");
+            *i += 1;
+            let pattern =
+                glob::Pattern::new(text).map_err(|e| problem(&key, format!("{text:?} is not a glob: {e}")))?;
+            if text.contains('/') {
+                return Err(problem(&key, "matches file names: no `/`"));
             }
-            log_dirs.push((resolve(root, &logs.dir), pattern, logs.keep_days));
+            file_rules.push((target, resolve(root, dir), pattern, keep_days, keep_last));
         }
-        Ok(Retention { pipeline: config.pipeline.as_ref().map(|p| resolve(root, p)), config, log_dirs })
+        Ok(Retention { pipeline: config.pipeline.as_ref().map(|p| resolve(root, p)), config, file_rules })
     }
 }
 
 /// One thing the plan removes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Removal {
-    /// `report`, `quarantine`, `model_version` or `log`.
+    /// `report`, `quarantine`, `model_version`, `log` or `backup`.
     pub target: &'static str,
     pub path: String,
     /// Its size on disk when the plan was made.
@@ -284,33 +324,39 @@ impl Retention {
             }
         }
 
-        for (dir, pattern, keep_days) in &self.log_dirs {
+        for (target, dir, pattern, keep_days, keep_last) in &self.file_rules {
             plan.measured_dirs.push(dir.clone());
             let entries = match std::fs::read_dir(dir) {
                 Ok(e) => e,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
             };
-            let mut logs = Vec::new();
+            let mut files = Vec::new();
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
-                if !meta.is_file() || !pattern.matches(&name) {
+                if !meta.is_file() || !pattern.matches(&name) || name.starts_with(caretaker_core::fs::TEMP_PREFIX) {
                     continue;
                 }
                 let Ok(modified) = meta.modified() else { continue };
-                let age = age_days(now, DateTime::<Utc>::from(modified));
-                if age > f64::from(*keep_days) {
-                    logs.push(Removal {
-                        target: "log",
-                        bytes: meta.len(),
-                        path: entry.path().display().to_string(),
-                        age_days: Some(age),
-                    });
-                }
+                files.push((DateTime::<Utc>::from(modified), entry.path(), meta.len()));
             }
-            logs.sort_by(|a, b| a.path.cmp(&b.path));
-            plan.removals.extend(logs);
+            // Newest first: the newest `keep_last` stay whatever their age.
+            files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            let mut doomed: Vec<Removal> = files
+                .into_iter()
+                .skip(*keep_last)
+                .map(|(modified, path, bytes)| (age_days(now, modified), path, bytes))
+                .filter(|(age, _, _)| *age > f64::from(*keep_days))
+                .map(|(age, path, bytes)| Removal {
+                    target,
+                    bytes,
+                    path: path.display().to_string(),
+                    age_days: Some(age),
+                })
+                .collect();
+            doomed.sort_by(|a, b| a.path.cmp(&b.path));
+            plan.removals.extend(doomed);
         }
         Ok((plan, pipeline))
     }
@@ -327,15 +373,16 @@ impl Retention {
         let planned_bytes: u64 = plan.removals.iter().map(|r| r.bytes).sum();
         let count = |target: &str| plan.removals.iter().filter(|r| r.target == target).count();
         let mut outcome = TaskOutcome::succeeded("");
-        for target in ["report", "quarantine", "model_version", "log"] {
+        for target in ["report", "quarantine", "model_version", "log", "backup"] {
             outcome.metrics.insert(format!("{target}s_removed"), if dry_run { 0.0 } else { count(target) as f64 });
         }
         let described = format!(
-            "{} report directories, {} quarantine files, {} model versions, {} logs ({} bytes)",
+            "{} report directories, {} quarantine files, {} model versions, {} logs, {} backups ({} bytes)",
             count("report"),
             count("quarantine"),
             count("model_version"),
             count("log"),
+            count("backup"),
             planned_bytes
         );
         if dry_run {
@@ -397,6 +444,7 @@ impl Task for Retention {
             "quarantines_removed",
             "model_versions_removed",
             "logs_removed",
+            "backups_removed",
             "bytes_to_free",
             "bytes_freed",
             "entries_removed",

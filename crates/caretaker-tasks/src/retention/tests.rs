@@ -183,4 +183,40 @@ fn bad_parameters_name_the_key() {
     assert_eq!(problem("pipeline = 'p'\n[models]\nkeep_last = 0").key, "models.keep_last");
     assert_eq!(problem("[[logs]]\ndir = 'l'\nkeep_days = 3\npattern = '[a'").key, "logs[0].pattern");
     assert_eq!(problem("pipeline = 'p'\n[reports]\nkeep_day = 3").key, "reports.keep_day");
+    assert_eq!(
+        problem("[[logs]]\ndir = 'l'\nkeep_days = 3\n[[backups]]\ndir = 'b'\nkeep_days = 3\npattern = 'x/*'").key,
+        "backups[0].pattern"
+    );
+}
+
+#[tokio::test]
+async fn old_backups_go_but_the_newest_stay_whatever_their_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    // Five dumps, 60, 50, 40, 30 and 1 day old; a temporary file of a dump in progress.
+    for (name, days) in [("a.dump", 60), ("b.dump", 50), ("c.dump", 40), ("d.dump", 30), ("e.dump", 1)] {
+        std::fs::write(backups.join(name), vec![1u8; 1000]).unwrap();
+        let at = std::time::SystemTime::now() - std::time::Duration::from_secs(days * 86_400);
+        std::fs::File::options().write(true).open(backups.join(name)).unwrap().set_modified(at).unwrap();
+    }
+    std::fs::write(backups.join(".caretaker-tmp-x.dump"), b"in progress").unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(90 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(backups.join(".caretaker-tmp-x.dump"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let task = build("retention", "[[backups]]\ndir = 'backups'\nkeep_days = 14\nkeep_last = 3", dir.path());
+    let outcome = testing::run(task.as_ref(), dir.path()).await;
+    assert_eq!(outcome.status, TaskStatus::Succeeded, "{}", outcome.summary);
+    // Older than 14 days: a, b, c, d; but the newest three (e, d, c) stay.
+    assert_eq!(outcome.metrics["backups_removed"], 2.0, "{}", outcome.summary);
+    assert!(outcome.summary.contains("2 backups"), "{}", outcome.summary);
+    let mut left: Vec<String> =
+        std::fs::read_dir(&backups).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, vec![".caretaker-tmp-x.dump", "c.dump", "d.dump", "e.dump"]);
+    assert_eq!(outcome.metrics["bytes_freed"], 2000.0);
 }
