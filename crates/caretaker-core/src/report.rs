@@ -75,7 +75,7 @@ pub struct DataSummary {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QualityReport {
-    /// 0-1, see the README for the formula.
+    /// 0-1, see docs/pipeline.md for the formula.
     pub score: f64,
     pub min_score: f64,
     pub passed: bool,

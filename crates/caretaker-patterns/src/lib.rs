@@ -6,7 +6,7 @@
 //! lift and usage, and an id that hashes its conditions so that rediscovering it updates it.
 //! [`mining`] finds class association rules: frequent itemsets over features binned at
 //! label-driven cut points snapped to round numbers (chosen over decision-tree paths because
-//! itemsets find overlapping rules and keep their ids from night to night; see the README).
+//! itemsets find overlapping rules and keep their ids from night to night; see docs/pipeline.md).
 //! [`discover`] upserts them and counts every pattern's uses. [`cleanup`] applies the retention
 //! policy: old, rarely used, low-confidence patterns are deleted; old high-confidence ones are
 //! moved to a date-partitioned archive whose manifest lists each file's rows, bytes and blake3;

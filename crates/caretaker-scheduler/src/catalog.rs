@@ -4,7 +4,7 @@
 //! Every problem is reported at once, each with the file, the key (`tasks.<id>.<field>`) and the
 //! reason: a malformed cron expression, an unknown time zone, an unknown or cyclic prerequisite,
 //! a duplicate id, an unknown kind or success criterion, bad kind parameters. Doc comments of the
-//! raw structs are the reference of each key (the README's "Maintenance scheduler" section has
+//! raw structs are the reference of each key (docs/scheduler.md has
 //! the same table).
 
 use crate::criteria::Criterion;

@@ -49,7 +49,7 @@ pub use params::ConnectionUrl;
 /// The kinds this crate provides, for the scheduler.
 pub struct Kinds;
 
-/// Every kind [`Kinds`] builds, in the order the README documents them.
+/// Every kind [`Kinds`] builds, in the order docs/tasks.md documents them.
 pub const KINDS: &[&str] = &[
     "http_health",
     "tcp_health",
