@@ -69,8 +69,9 @@ pub fn track(state_dir: &Path, group: &ChildGroup) -> Result<Tracked, FsError> {
     Ok(Tracked { path })
 }
 
-/// Ends the process groups whose runner is gone and removes their records; returns what it did,
-/// a line each. Groups of live runners (and of runners on other hosts) are left alone.
+/// Ends the process groups whose runner (on this host) is gone and removes their records; returns
+/// what it did, a line each. Groups of live runners, and of runners on other hosts, are left
+/// alone.
 pub fn sweep(state_dir: &Path) -> Vec<String> {
     let dir = state_dir.join(DIR);
     let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
@@ -83,7 +84,8 @@ pub fn sweep(state_dir: &Path) -> Vec<String> {
         let Some(group) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<ChildGroup>(&b).ok()) else {
             continue;
         };
-        if group.runner.gone() != Some(true) {
+        // Another host's processes are not ours to see or signal, whatever its lease says.
+        if group.runner.host != crate::maintenance::host_name() || group.runner.gone() != Some(true) {
             continue;
         }
         let whose = format!(
@@ -117,24 +119,65 @@ enum Ended {
     Failed(String),
 }
 
-/// Kills the group, if it is still the one recorded: same boot, and its first process either
-/// still the same one or gone (the kernel does not hand out an id still in use as a group's, so
-/// the members left over are the group's own).
+/// Kills what is left of the group. While its first process is the recorded one (same boot, same
+/// start), the whole group is ours: `killpg`. Once that process is gone, the group's id is free
+/// for the kernel to give to a new process that starts a group of its own, so only the members
+/// that carry this execution's id in their environment (`CARETAKER_EXECUTION_ID`, which every
+/// child of a task inherits) are killed, one by one.
 fn end_group(group: &ChildGroup) -> Ended {
     if group.boot_id.is_none() || group.boot_id != boot_id() {
         return Ended::Gone;
     }
-    if let Some(now) = start_ticks(group.pgid)
-        && Some(now) != group.start_ticks
-    {
-        return Ended::Gone;
-    }
     let Ok(pgid) = i32::try_from(group.pgid) else { return Ended::Gone };
-    match nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL) {
-        Ok(()) => Ended::Killed,
-        Err(nix::errno::Errno::ESRCH) => Ended::Gone,
-        Err(e) => Ended::Failed(e.to_string()),
+    let kill = |pid: i32, whole: bool| {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let signal = nix::sys::signal::Signal::SIGKILL;
+        if whole { nix::sys::signal::killpg(pid, signal) } else { nix::sys::signal::kill(pid, signal) }
+    };
+    match start_ticks(group.pgid) {
+        Some(now) if Some(now) == group.start_ticks => match kill(pgid, true) {
+            Ok(()) => Ended::Killed,
+            Err(nix::errno::Errno::ESRCH) => Ended::Gone,
+            Err(e) => Ended::Failed(e.to_string()),
+        },
+        // The id names another process now: the group we recorded is gone.
+        Some(_) => Ended::Gone,
+        None => {
+            let marker = format!("CARETAKER_EXECUTION_ID={}", group.execution_id);
+            let members = members_of(group.pgid, &marker);
+            let mut killed = false;
+            for pid in members {
+                match i32::try_from(pid).map(|p| kill(p, false)) {
+                    Ok(Ok(())) => killed = true,
+                    Ok(Err(nix::errno::Errno::ESRCH)) | Err(_) => {}
+                    Ok(Err(e)) => return Ended::Failed(e.to_string()),
+                }
+            }
+            if killed { Ended::Killed } else { Ended::Gone }
+        }
     }
+}
+
+/// The live processes in process group `pgid` whose environment holds `marker` (`KEY=value`).
+fn members_of(pgid: u32, marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut members = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // After the command name: state, ppid, pgrp.
+        let mut fields = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace()).into_iter().flatten();
+        let (state, group) = (fields.next(), fields.nth(1).and_then(|g| g.parse::<u32>().ok()));
+        if group != Some(pgid) || matches!(state, Some("Z" | "X")) {
+            continue;
+        }
+        let carries = std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == marker.as_bytes()));
+        if carries {
+            members.push(pid);
+        }
+    }
+    members
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -201,5 +244,45 @@ mod tests {
         assert!(alive(other.id()));
         other.kill().unwrap();
         other.wait().unwrap();
+    }
+
+    #[test]
+    fn once_the_first_process_is_gone_only_the_executions_own_processes_are_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        // The first process exits, leaving two members: one started by the task (it carries the
+        // execution's id) and one that does not (as a process that later took the free group id
+        // would not).
+        let out = std::process::Command::new("sh")
+            .args(["-c", "sleep 60 >/dev/null & echo $!; env -u CARETAKER_EXECUTION_ID sleep 61 >/dev/null & echo $!"])
+            .env("CARETAKER_EXECUTION_ID", "exec-3")
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let leader = out.id();
+        let ticks = start_ticks(leader);
+        let output = out.wait_with_output().unwrap();
+        let pids: Vec<u32> =
+            String::from_utf8_lossy(&output.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
+        let (ours, other) = (pids[0], pids[1]);
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let runner = Holder { pid: dead.id(), start_ticks: start_ticks(dead.id()), ..Holder::this_process() };
+        dead.wait().unwrap();
+        let record = ChildGroup {
+            pgid: leader,
+            start_ticks: ticks,
+            runner,
+            ..ChildGroup::started_here(leader, "sh", "upgrade", "exec-3")
+        };
+        track(dir.path(), &record).map(std::mem::forget).unwrap();
+        let notes = sweep(dir.path());
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while alive(ours) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!alive(ours), "the task's own process is ended");
+        assert!(alive(other), "a process without the execution's id is not");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(other as i32), nix::sys::signal::Signal::SIGKILL);
     }
 }

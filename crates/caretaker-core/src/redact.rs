@@ -252,6 +252,28 @@ pub fn password_on_command_line(arg: &str) -> Option<String> {
     })
 }
 
+/// The first argument of `argv` that writes a password out on the command line, and why: one
+/// that holds it ([`password_on_command_line`]), or the value after a flag that names a secret
+/// (`--password hunter2`, `--token abc`).
+pub fn argv_password(argv: &[String]) -> Option<(usize, String)> {
+    for (i, arg) in argv.iter().enumerate() {
+        if let Some(why) = password_on_command_line(arg) {
+            return Some((i, why));
+        }
+        let flag = arg.strip_prefix("--").map(|f| f.replace('-', "_"));
+        let names_secret = flag.as_deref().is_some_and(|f| SECRET_KEYS.contains(&f.to_ascii_lowercase().as_str()));
+        if argv.get(i + 1).is_some_and(|v| names_secret && !v.starts_with('$') && !v.starts_with('-')) {
+            return Some((
+                i + 1,
+                format!(
+                    "the value after {arg} is a password, which every user of this machine can read on a command line (ps); pass it through the environment instead"
+                ),
+            ));
+        }
+    }
+    None
+}
+
 /// A connection string with its password hidden, for messages.
 pub fn redact_url(url: &str) -> String {
     redact(url)
@@ -353,6 +375,12 @@ mod tests {
         assert_eq!(password_on_command_line("--table=events"), None);
         assert_eq!(password_on_command_line("postgres://app@db/x"), None);
         assert_eq!(password_on_command_line("psql password=$PGPASS postgres://app:${PW}@db"), None, "expansions");
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(argv_password(&argv(&["mysql", "--password", "hunter2"])).map(|p| p.0), Some(2));
+        assert_eq!(argv_password(&argv(&["tool", "--api-key", "abc"])).map(|p| p.0), Some(2));
+        assert_eq!(argv_password(&argv(&["psql", "postgres://u:pw@h/d"])).map(|p| p.0), Some(1));
+        assert_eq!(argv_password(&argv(&["tool", "--token", "$TOKEN", "--password", "--verbose"])), None);
+        assert_eq!(argv_password(&argv(&["pg_dump", "-p", "5432", "--table", "events"])), None);
     }
 
     #[test]

@@ -22,18 +22,26 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// Takes the store's lock (`.patterns.lock` beside the store), or says who holds it, and removes
-/// the temporary files a writer killed mid-write left beside the store and in the archive (every
-/// writer of both holds this lock).
+/// the temporary files a writer killed mid-write left in the archive (every writer there holds
+/// this lock) and beside the store (once a minute old: that directory may be shared).
 pub fn lock(policy: &PatternPolicy) -> Result<ProcessLock> {
     let dir = caretaker_core::fs::parent_dir(&policy.store);
     let lock =
         ProcessLock::acquire(&dir.join(".patterns.lock"), &format!("the pattern store {}", policy.store.display()))?;
-    let mut dirs = vec![dir.to_path_buf(), policy.archive.clone()];
+    // The store's directory may be shared (`state/`): there, only what is a minute old.
+    let mut dirs = vec![
+        (dir.to_path_buf(), std::time::Duration::from_secs(60)),
+        (policy.archive.clone(), std::time::Duration::ZERO),
+    ];
     if let Ok(days) = std::fs::read_dir(&policy.archive) {
-        dirs.extend(days.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+        dirs.extend(
+            days.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| (e.path(), std::time::Duration::ZERO)),
+        );
     }
-    for dir in dirs {
-        for path in caretaker_core::fs::sweep_temp_files(&dir, std::time::Duration::ZERO) {
+    for (dir, min_age) in dirs {
+        for path in caretaker_core::fs::sweep_temp_files(&dir, min_age) {
             tracing::warn!("removed {}, left by a process killed mid-write", path.display());
         }
     }

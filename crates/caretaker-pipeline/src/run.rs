@@ -29,15 +29,15 @@ pub struct RunOutcome {
     pub report_path: PathBuf,
 }
 
-/// Removes the temporary files a run or reset killed mid-write left (called under the run lock):
-/// in the run directories, which only runs and resets write, all of them; in the reports and
-/// state directories, which other processes write too (maintenance mode, the textfile), those a
-/// minute old.
+/// Removes the temporary files a run or reset killed mid-write left, once a minute old: the run
+/// directories are also written by `caretaker quality` (which takes no run lock), and the reports
+/// and state directories by other processes too (maintenance mode, the textfile); no live write
+/// lasts a minute.
 pub(crate) fn sweep_killed_writes(config: &PipelineConfig) {
     let mut removed = Vec::new();
     if let Ok(runs) = std::fs::read_dir(&config.output.reports) {
         for run in runs.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
-            removed.extend(caretaker_core::fs::sweep_temp_files(&run.path(), Duration::ZERO));
+            removed.extend(caretaker_core::fs::sweep_temp_files(&run.path(), Duration::from_secs(60)));
         }
     }
     for dir in [&config.output.reports, &config.output.state] {

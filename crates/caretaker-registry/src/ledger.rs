@@ -73,6 +73,11 @@ fn cut_torn_tail(file: &mut std::fs::File, path: &Path) -> Result<()> {
         .and_then(|_| file.read_to_end(&mut text))
         .map_err(|e| FsError::new("read", path, e))?;
     let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    // A whole entry that only lost its newline is kept: the newline is added instead.
+    if serde_json::from_slice::<LedgerEntry>(&text[keep..]).is_ok() {
+        file.write_all(b"\n").map_err(|e| FsError::new("append to", path, e))?;
+        return Ok(());
+    }
     tracing::warn!(
         "{}: cut off a torn last line ({} bytes, left by a crash or a full disk mid-append) before appending",
         path.display(),
@@ -85,8 +90,9 @@ fn cut_torn_tail(file: &mut std::fs::File, path: &Path) -> Result<()> {
 
 pub(crate) fn read(root: &Path) -> Result<Vec<LedgerEntry>> {
     let path = path(root);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    // Read as bytes: a line torn inside a character is a torn line, not an unreadable ledger.
+    let text = match std::fs::read(&path) {
+        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(FsError::new("read", &path, e).into()),
     };

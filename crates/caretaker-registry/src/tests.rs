@@ -77,6 +77,19 @@ fn a_torn_last_ledger_line_is_cut_off_before_the_next_deploy_appends() {
     );
     assert_eq!(reg.rollback(&lock, None, "undo", Utc::now()).unwrap(), (v3, v2));
     assert_eq!(reg.ledger().unwrap().len(), 4);
+
+    // Torn inside a character (a reason with "é"): still a torn line, cut before the next append.
+    let mut file = std::fs::OpenOptions::new().append(true).open(&ledger_path).unwrap();
+    std::io::Write::write_all(&mut file, &"{\"reason\":\"caf\u{e9}".as_bytes()[..15]).unwrap();
+    drop(file);
+    assert_eq!(reg.ledger().unwrap().len(), 4, "readable with the torn character");
+    reg.deploy(&lock, b"four", card("d"), "fourth", Utc::now()).unwrap();
+    assert_eq!(reg.ledger().unwrap().len(), 5);
+    // A whole entry that lost only its newline is kept, not cut.
+    let text = std::fs::read_to_string(&ledger_path).unwrap();
+    std::fs::write(&ledger_path, text.trim_end_matches('\n')).unwrap();
+    reg.deploy(&lock, b"five", card("e"), "fifth", Utc::now()).unwrap();
+    assert_eq!(reg.ledger().unwrap().len(), 6);
 }
 
 #[test]

@@ -416,10 +416,8 @@ fn validate(raw: RawCatalog, path: &Path, kinds: &KindRegistry, problems: &mut V
     if n.command.as_ref().is_some_and(|c| c.is_empty() || c[0].trim().is_empty()) {
         fail("notifications.command".into(), "must name a program: command = [\"program\", \"arg\", ...]".into());
     }
-    for (i, arg) in n.command.iter().flatten().enumerate() {
-        if let Some(why) = crate::redact::password_on_command_line(arg) {
-            fail(format!("notifications.command[{i}]"), why);
-        }
+    if let Some((i, why)) = n.command.as_deref().and_then(caretaker_core::redact::argv_password) {
+        fail(format!("notifications.command[{i}]"), why);
     }
     let mut events = BTreeSet::new();
     for name in n.events.clone().unwrap_or_else(|| NotifyEvent::ALL.iter().map(|e| e.name().to_string()).collect()) {
@@ -561,10 +559,8 @@ fn validate_task(
     if t.rollback.as_ref().is_some_and(|r| r.is_empty() || r[0].trim().is_empty()) {
         problem(key("rollback"), "must name a program: rollback = [\"program\", \"arg\", ...]".into());
     }
-    for (i, arg) in t.rollback.iter().flatten().enumerate() {
-        if let Some(why) = crate::redact::password_on_command_line(arg) {
-            problem(key(&format!("rollback[{i}]")), why);
-        }
+    if let Some((i, why)) = t.rollback.as_deref().and_then(caretaker_core::redact::argv_password) {
+        problem(key(&format!("rollback[{i}]")), why);
     }
     let mut components = Vec::new();
     for c in &t.components {

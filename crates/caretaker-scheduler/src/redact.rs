@@ -4,4 +4,4 @@
 //! [`Redactor`] that knows the catalog's connection URLs and the secret values of its tasks'
 //! environments.
 
-pub use caretaker_core::redact::{Redactor, password_on_command_line, redact_url};
+pub use caretaker_core::redact::{Redactor, redact_url};

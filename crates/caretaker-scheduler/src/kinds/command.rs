@@ -57,12 +57,7 @@ impl CommandTask {
         if raw.argv.is_empty() || raw.argv[0].trim().is_empty() {
             return Err(problem("argv", "must name a program: argv = [\"program\", \"arg\", ...]".into()));
         }
-        if let Some((i, why)) = raw
-            .argv
-            .iter()
-            .enumerate()
-            .find_map(|(i, a)| caretaker_core::redact::password_on_command_line(a).map(|w| (i, w)))
-        {
+        if let Some((i, why)) = caretaker_core::redact::argv_password(&raw.argv) {
             return Err(problem(&format!("argv[{i}]"), why));
         }
         for name in &raw.metrics {

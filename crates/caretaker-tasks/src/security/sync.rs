@@ -25,6 +25,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The largest advisory record the sync accepts (the largest in OSV's exports are a few hundred
+/// KiB).
+const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
+
 /// OSV's public export.
 pub const DEFAULT_SOURCE: &str = "https://osv-vulnerabilities.storage.googleapis.com";
 /// The record of the last sync, inside the database directory (hidden: the scan reads every
@@ -300,8 +304,15 @@ fn unpack(archive: &Path, into: &Path, url: &str) -> Result<(String, usize), Str
             return Err(format!("{shown}: entry {name:?} is not an advisory file (<id>.json); nothing was changed"));
         }
         contents.clear();
-        // Reading to the end checks the entry's CRC-32.
-        entry.read_to_end(&mut contents).map_err(|e| format!("{shown}: entry {name} is damaged: {e}"))?;
+        // Reading to the end checks the entry's CRC-32; no advisory is anywhere near the limit,
+        // which keeps a decompression bomb from a mirror out of memory.
+        (&mut entry)
+            .take(MAX_RECORD_BYTES + 1)
+            .read_to_end(&mut contents)
+            .map_err(|e| format!("{shown}: entry {name} is damaged: {e}"))?;
+        if contents.len() as u64 > MAX_RECORD_BYTES {
+            return Err(format!("{shown}: entry {name} is larger than {MAX_RECORD_BYTES} bytes: not an advisory"));
+        }
         serde_json::from_slice::<OsvRecord>(&contents)
             .map_err(|e| format!("{shown}: entry {name} is not an OSV record: {e}"))?;
         std::fs::write(into.join(&name), &contents).map_err(|e| format!("cannot write {}: {e}", into.display()))?;

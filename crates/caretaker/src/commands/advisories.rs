@@ -105,7 +105,7 @@ pub fn advisories(cmd: AdvisoriesCommand, clock: Clock) -> Result<ExitCode> {
                         e.records,
                         e.url,
                         e.archive_bytes,
-                        &e.archive_blake3[..16.min(e.archive_blake3.len())]
+                        e.archive_blake3.get(..16).unwrap_or(&e.archive_blake3)
                     );
                 }
             }
