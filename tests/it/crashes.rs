@@ -70,12 +70,13 @@ fn proceed(ctx: &TestContext, kind: Kind, pipeline: &str, catalog: &str, what: &
 }
 
 /// Temporary files and directories anywhere under `dir` (a killed writer's, if any are left).
-/// Those in directories other processes write too (`state/`, `reports/` and its run directories,
-/// the pattern store's) are swept once a minute old, so a younger one may stay.
+/// Those in directories other processes write too (`state/` and `state/children/`, `reports/` and
+/// its run directories, the pattern store's) are swept once a minute old, so a younger one may
+/// stay.
 fn leftovers(dir: &std::path::Path, out: &mut Vec<String>) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let shared = ["state", "reports", "patterns"].iter().any(|d| dir.ends_with(d))
+        let shared = ["state", "children", "reports", "patterns"].iter().any(|d| dir.ends_with(d))
             || dir.parent().is_some_and(|p| p.ends_with("reports"));
         let young =
             entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default().as_secs() < 60);

@@ -74,6 +74,8 @@ pub fn track(state_dir: &Path, group: &ChildGroup) -> Result<Tracked, FsError> {
 /// alone.
 pub fn sweep(state_dir: &Path) -> Vec<String> {
     let dir = state_dir.join(DIR);
+    // A record a runner was killed while writing (live runners write here too: a minute old).
+    crate::fs::sweep_temp_files(&dir, std::time::Duration::from_secs(60));
     let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
     let mut notes = Vec::new();
     for entry in entries.flatten() {
