@@ -95,10 +95,6 @@ fn check_state(ctx: &TestContext, pipeline: &str, catalog: &str, mark: &str, wha
     let status = ctx.caretaker(&["maintenance", "status", "--state", "state", "--json"]);
     status.assert_code(0);
     let mode = status.json();
-    assert!(
-        mode["on"] == false || mode["stale"] == false,
-        "{what}: maintenance mode left on by a dead process: {mode:#}"
-    );
     assert_eq!(mode["on"], false, "{what}: nothing live holds maintenance mode now: {mode:#}");
     // What the killed process started is gone (its parent-death signal, or the next command's
     // sweep); give the kernel a moment to deliver the signals.

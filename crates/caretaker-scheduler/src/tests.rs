@@ -174,16 +174,23 @@ async fn a_failed_prerequisite_skips_the_task_with_the_reason() {
     }
 }
 
+/// An execution of `id` claimed as running by a runner that was then killed (SIGKILL, the OOM
+/// killer): nothing more happened to it.
+async fn claimed_by_a_dead_runner(s: &Setup, id: &str) -> crate::history::Execution {
+    let spec = s.runner.spec(id).unwrap();
+    let mut killed = s.runner.new_execution(spec, &req(id));
+    killed.scheduler = "host-a pid 4711".into();
+    assert!(s.runner.history.claim(&killed).await.unwrap());
+    killed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_that_died_mid_run_leaves_no_running_execution_and_no_maintenance_behind() {
     for fresh in targets().await {
         let s = setup(&fresh, &task("upgrade", r#"["true"]"#, "priority = \"critical\"")).await;
         // A runner killed mid-run (SIGKILL, the OOM killer): its execution was claimed as
         // running, its maintenance mode names it, and then nothing more happened.
-        let spec = s.runner.spec("upgrade").unwrap();
-        let mut killed = s.runner.new_execution(spec, &req("upgrade"));
-        killed.scheduler = "host-a pid 4711".into();
-        assert!(s.runner.history.claim(&killed).await.unwrap());
+        let killed = claimed_by_a_dead_runner(&s, "upgrade").await;
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
@@ -291,10 +298,7 @@ async fn a_task_that_panics_is_recorded_as_failed_and_leaves_maintenance_mode() 
 async fn a_scheduler_starting_settles_what_a_killed_runner_left() {
     for fresh in targets().await {
         let s = setup(&fresh, &task("upgrade", r#"["true"]"#, "priority = \"critical\"")).await;
-        let spec = s.runner.spec("upgrade").unwrap();
-        let mut killed = s.runner.new_execution(spec, &req("upgrade"));
-        killed.scheduler = "host-a pid 4711".into();
-        assert!(s.runner.history.claim(&killed).await.unwrap());
+        let killed = claimed_by_a_dead_runner(&s, "upgrade").await;
         // The dead runner: a process that has exited.
         let mut gone = std::process::Command::new("true").spawn().unwrap();
         let dead = caretaker_core::maintenance::Holder {

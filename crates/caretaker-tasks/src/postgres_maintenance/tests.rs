@@ -41,6 +41,16 @@ impl TestDatabase {
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
 
+    /// Dead tuples of the bloated table, as the statistics say now.
+    async fn dead_tuples(&self) -> i64 {
+        self.client()
+            .await
+            .query_one("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'events'", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     async fn drop_it(self) {
         let admin = connect::postgres(&self.admin_url, Duration::from_secs(10)).await.unwrap();
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await.unwrap();
@@ -105,13 +115,7 @@ async fn without_pg_restore_the_backup_is_unverified_and_nothing_runs_unless_all
     let extra = format!("pg_dump = '{}'", tools.join("pg_dump").display());
     let refused =
         testing::run(build("postgres_maintenance", &params(&db.url, &extra), dir.path()).as_ref(), dir.path()).await;
-    let dead_after: i64 = db
-        .client()
-        .await
-        .query_one("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'events'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let dead_after: i64 = db.dead_tuples().await;
     let kept_after_refusal = files(&dir.path().join("backups")).len();
     let allowed = testing::run(
         build("postgres_maintenance", &params(&db.url, &format!("{extra}\nverify_backup = false")), dir.path())
@@ -220,13 +224,7 @@ async fn a_full_disk_during_the_backup_fails_and_vacuums_nothing() {
     db.bloat(50_000).await;
     let task = build("postgres_maintenance", &params(&db.url, ""), dir.path());
     let outcome = testing::run(task.as_ref(), dir.path()).await;
-    let dead_after: i64 = db
-        .client()
-        .await
-        .query_one("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'events'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let dead_after: i64 = db.dead_tuples().await;
     db.drop_it().await;
     assert_eq!(outcome.status, TaskStatus::Failed);
     assert!(
