@@ -60,6 +60,80 @@ fn two_nights_deploy_then_compare_against_the_deployed_champion() {
 }
 
 #[test]
+fn a_calibrated_candidate_reports_its_map_and_its_calibration_error() {
+    let ctx = context();
+    let pipeline =
+        ctx.pipeline("[[candidates]]\nname = \"nb_isotonic\"\nfamily = \"gaussian_nb\"\ncalibration = \"isotonic\"\n");
+    let out = ctx.caretaker(&["run", pipeline.to_str().unwrap(), "--json"]);
+    out.assert_code(0);
+    let report = out.json();
+    let candidates = report["candidates"].as_array().unwrap();
+    let find = |name: &str| candidates.iter().find(|c| c["name"] == name).unwrap();
+    for c in candidates {
+        let ece = c["metrics"]["ece"].as_f64().unwrap_or_else(|| panic!("{} has no ece", c["name"]));
+        assert!((0.0..=1.0).contains(&ece), "{} ece {ece}", c["name"]);
+    }
+    let (raw, calibrated) = (find("naive_bayes"), find("nb_isotonic"));
+    assert!(raw.get("calibration").is_none(), "{:#}", raw);
+    let fit = &calibrated["calibration"];
+    assert_eq!(fit["method"], "isotonic", "{fit:#}");
+    assert!(fit["validation_rows"].as_u64().unwrap() > 100, "{fit:#}");
+    assert!(fit["validation_ece_after"].as_f64().unwrap() < fit["validation_ece_before"].as_f64().unwrap());
+    // Naive Bayes on correlated features is too sure of itself; on the holdout, which the map
+    // never saw, the calibrated twin is closer to the observed rates.
+    let (before, after) = (raw["metrics"]["ece"].as_f64().unwrap(), calibrated["metrics"]["ece"].as_f64().unwrap());
+    assert!(after < before, "holdout ece {before} -> {after}");
+
+    let run_id = report["run_id"].as_str().unwrap();
+    let html = std::fs::read_to_string(ctx.path().join(format!("reports/{run_id}/report.html"))).unwrap();
+    assert!(html.contains("isotonic calibration fitted on"), "the models table names the calibration");
+    assert!(html.contains(">ece<"), "the models table has an ece column");
+    let textfile = std::fs::read_to_string(ctx.path().join("state/metrics.prom")).unwrap();
+    assert!(
+        textfile.lines().any(|l| l.starts_with("caretaker_model_ece{") && l.contains("model=\"nb_isotonic\"")),
+        "{textfile}"
+    );
+}
+
+#[test]
+fn the_gate_scores_its_candidate_and_the_champion_on_every_slice() {
+    let mut ctx = context();
+    let pipeline = ctx.pipeline("[gate.slices]\nnumeric = [\"latency_ms\"]\nmin_rows = 50\n");
+    let pipeline = pipeline.to_str().unwrap();
+    let first = ctx.caretaker(&["run", pipeline, "--json"]);
+    first.assert_code(0);
+    ctx.set_now("2026-11-29T02:00:00Z");
+    let second = ctx.caretaker(&["run", pipeline, "--json"]);
+    second.assert_code(0);
+    let report = second.json();
+    let table = &report["gate"]["slices"];
+    assert_eq!(table["metric"], "f1", "{table:#}");
+    let slices = table["slices"].as_array().unwrap();
+    let features: std::collections::BTreeSet<&str> = slices.iter().map(|s| s["feature"].as_str().unwrap()).collect();
+    assert_eq!(features, ["client_version", "latency_ms", "region", "service", "tool"].into());
+    // Four quantile bins of latency, covering the holdout once.
+    let holdout = report["split"]["holdout_rows"].as_u64().unwrap();
+    let latency: u64 =
+        slices.iter().filter(|s| s["feature"] == "latency_ms").map(|s| s["rows"].as_u64().unwrap()).sum();
+    assert_eq!(latency, holdout);
+    // The champion was scored on every slice; the gains are ordered worst first.
+    let gains: Vec<f64> = slices.iter().filter_map(|s| s["gain"].as_f64()).collect();
+    assert!(!gains.is_empty() && gains.windows(2).all(|w| w[0] <= w[1]), "{gains:?}");
+    for s in slices.iter().filter(|s| s["guarded"] == true) {
+        assert!(s["rows"].as_u64().unwrap() >= 50 && s["champion"].is_number(), "{s:#}");
+    }
+
+    let run_id = report["run_id"].as_str().unwrap();
+    let html = std::fs::read_to_string(ctx.path().join(format!("reports/{run_id}/report.html"))).unwrap();
+    assert!(html.contains("id=\"slices\"") && html.contains("gate.slice_guardrail is off"));
+    let runs = ctx.caretaker(&["runs", "list", "--pipeline", pipeline, "--json"]).json();
+    let ids: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap()).collect();
+    let compare = ctx.caretaker(&["runs", "compare", ids[1], ids[0], "--pipeline", pipeline]);
+    compare.assert_code(0).assert_stdout_contains("slice (f1)");
+    compare.assert_stdout_contains("latency_ms=[");
+}
+
+#[test]
 fn the_human_summary_names_scores_decision_patterns_and_report() {
     let ctx = context();
     let pipeline = ctx.pipeline("");

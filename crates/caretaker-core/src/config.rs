@@ -189,6 +189,18 @@ struct RawGate {
     guardrails: Option<BTreeMap<String, f64>>,
     bootstrap: Option<RawBootstrap>,
     max_predict_micros_per_row: Option<f64>,
+    slices: Option<RawSlices>,
+    slice_guardrail: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlices {
+    categorical: Option<Vec<String>>,
+    numeric: Option<Vec<String>>,
+    top_levels: Option<usize>,
+    bins: Option<usize>,
+    min_rows: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,6 +377,28 @@ pub struct CandidateSpec {
     /// Alternatives to `params` from the candidate's `grid`, every combination, validated; the one
     /// scoring best on the validation rows is refitted on all training rows. Empty: no grid.
     pub grid: Vec<ModelParams>,
+    /// The map fitted on the validation rows' probabilities and applied to every probability the
+    /// model gives, before its threshold; `None`: the model's own probabilities.
+    pub calibration: Option<Calibration>,
+}
+
+/// How a candidate's probabilities are calibrated (see `caretaker_evaluate::calibration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Calibration {
+    /// A non-decreasing step function fitted by least squares (pool-adjacent-violators).
+    Isotonic,
+    /// Platt scaling of the model's log-odds.
+    Sigmoid,
+}
+
+impl Calibration {
+    pub fn name(self) -> &'static str {
+        match self {
+            Calibration::Isotonic => "isotonic",
+            Calibration::Sigmoid => "sigmoid",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -443,6 +477,26 @@ pub struct GatePolicy {
     pub bootstrap: Option<BootstrapSpec>,
     /// The candidate's batch prediction time per row must stay at or below this.
     pub max_predict_micros_per_row: Option<f64>,
+    /// How the holdout is sliced for per-slice metrics.
+    pub slices: SliceSpec,
+    /// The largest drop of the primary metric against the champion allowed in any slice with
+    /// `slices.min_rows` rows; `None`: slices are reported, not guarded.
+    pub slice_guardrail: Option<f64>,
+}
+
+/// `[gate.slices]`: the slices of the holdout each model is scored on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SliceSpec {
+    /// Categorical features sliced by their most frequent levels; `None`: every one.
+    pub categorical: Option<Vec<String>>,
+    /// Numeric features sliced into quantile bins (none by default).
+    pub numeric: Vec<String>,
+    /// The most frequent levels of each categorical feature that get a slice.
+    pub top_levels: usize,
+    /// Quantile bins per numeric feature.
+    pub bins: usize,
+    /// A slice with fewer holdout rows is reported but not guarded.
+    pub min_rows: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -771,7 +825,36 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
     {
         check.fail("gate.max_predict_micros_per_row", format!("must be a number > 0, got {budget}"));
     }
+    let slices = match &g.slices {
+        None => SliceSpec { categorical: None, numeric: Vec::new(), top_levels: 5, bins: 4, min_rows: 200 },
+        Some(s) => {
+            for name in s.categorical.iter().flatten() {
+                if !d.categorical.contains(name) {
+                    check.fail("gate.slices.categorical", format!("{name:?} is not one of dataset.categorical"));
+                }
+            }
+            for name in s.numeric.iter().flatten() {
+                if !d.numeric.contains(name) {
+                    check.fail("gate.slices.numeric", format!("{name:?} is not one of dataset.numeric"));
+                }
+            }
+            SliceSpec {
+                categorical: s.categorical.clone(),
+                numeric: s.numeric.clone().unwrap_or_default(),
+                top_levels: check.at_least("gate.slices.top_levels", s.top_levels.unwrap_or(5), 1),
+                bins: check.at_least("gate.slices.bins", s.bins.unwrap_or(4), 2),
+                min_rows: check.at_least("gate.slices.min_rows", s.min_rows.unwrap_or(200), 1),
+            }
+        }
+    };
+    if let Some(limit) = g.slice_guardrail
+        && !(limit.is_finite() && limit >= 0.0)
+    {
+        check.fail("gate.slice_guardrail", format!("must be a number >= 0, got {limit}"));
+    }
     let gate = GatePolicy {
+        slices,
+        slice_guardrail: g.slice_guardrail,
         guardrails,
         bootstrap,
         max_predict_micros_per_row: g.max_predict_micros_per_row,
@@ -905,6 +988,19 @@ fn validate_candidate_table(
     let mut table = table.clone();
     let grid = table.remove("grid");
     let key = format!("candidates[{i}]");
+    let calibration = match table.remove("calibration") {
+        None => None,
+        Some(toml::Value::String(name)) if name == "none" => None,
+        Some(toml::Value::String(name)) if name == "isotonic" => Some(Calibration::Isotonic),
+        Some(toml::Value::String(name)) if name == "sigmoid" => Some(Calibration::Sigmoid),
+        Some(other) => {
+            check.fail(
+                format!("{key}.calibration"),
+                format!("must be \"isotonic\", \"sigmoid\" or \"none\", got {other}"),
+            );
+            None
+        }
+    };
     let parse = |t: toml::Table, check: &mut Checker, key: &str| -> Option<RawCandidate> {
         t.try_into::<RawCandidate>().map_err(|e| check.fail(key, e.to_string().trim_end().to_string())).ok()
     };
@@ -913,9 +1009,11 @@ fn validate_candidate_table(
             name: table.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_string(),
             params: ModelParams::GaussianNb { var_smoothing: 1e-9 },
             grid: Vec::new(),
+            calibration,
         };
     };
     let mut spec = validate_candidate(i, &raw, names, check);
+    spec.calibration = calibration;
     let Some(grid) = grid else { return spec };
     let Some(grid) = grid.as_table() else {
         check.fail(format!("{key}.grid"), "must be a table of parameter = [values]");
@@ -925,7 +1023,7 @@ fn validate_candidate_table(
     let mut axes: Vec<(String, Vec<toml::Value>)> = Vec::new();
     for (param, values) in grid {
         let gkey = format!("{key}.grid.{param}");
-        if matches!(param.as_str(), "name" | "family") {
+        if matches!(param.as_str(), "name" | "family" | "calibration") {
             check.fail(&gkey, "only hyperparameters can vary in a grid");
             continue;
         }
@@ -1088,7 +1186,7 @@ fn validate_candidate(
             }
         }
     };
-    CandidateSpec { name, params, grid: Vec::new() }
+    CandidateSpec { name, params, grid: Vec::new(), calibration: None }
 }
 
 #[cfg(test)]
@@ -1191,6 +1289,48 @@ max_depth = 6
             split_quality: SplitQuality::Gini
         }));
         assert!(c.candidates[0].grid.is_empty());
+    }
+
+    #[test]
+    fn slices_default_to_every_categorical_feature_and_name_only_dataset_features() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.gate.slices.categorical, None);
+        assert!(c.gate.slices.numeric.is_empty());
+        assert_eq!((c.gate.slices.top_levels, c.gate.slices.min_rows), (5, 200));
+        assert_eq!(c.gate.slice_guardrail, None);
+        let text = format!(
+            "{MINIMAL}\n[gate]\nslice_guardrail = 0.05\n[gate.slices]\nnumeric = [\"latency_ms\"]\nbins = 5\nmin_rows = 50\n"
+        );
+        let c = load(&text).unwrap();
+        assert_eq!(c.gate.slice_guardrail, Some(0.05));
+        assert_eq!(
+            (c.gate.slices.numeric.as_slice(), c.gate.slices.bins, c.gate.slices.min_rows),
+            (&["latency_ms".to_string()][..], 5, 50)
+        );
+        let text =
+            format!("{MINIMAL}\n[gate]\nslice_guardrail = -1\n[gate.slices]\nnumeric = [\"service\"]\nbins = 1\n");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("gate.slices.numeric: \"service\" is not one of dataset.numeric"), "{err}");
+        assert!(err.contains("gate.slices.bins: must be at least 2, got 1"), "{err}");
+        assert!(err.contains("gate.slice_guardrail: must be a number >= 0, got -1"), "{err}");
+    }
+
+    #[test]
+    fn a_candidate_names_its_calibration_and_a_wrong_one_is_refused_by_key() {
+        let text = MINIMAL.replace("max_depth = 6", "max_depth = 6\ncalibration = \"isotonic\"");
+        let c = load(&text).unwrap();
+        assert_eq!(c.candidates[1].calibration, Some(Calibration::Isotonic));
+        assert_eq!(c.candidates[0].calibration, None);
+        let text = MINIMAL.replace("max_depth = 6", "max_depth = 6\ncalibration = \"platt\"");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("candidates[1].calibration: must be \"isotonic\", \"sigmoid\" or \"none\", got \"platt\""),
+            "{err}"
+        );
+        let text =
+            MINIMAL.replace("max_depth = 6", "max_depth = 6\ngrid = { calibration = [\"isotonic\", \"sigmoid\"] }");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("candidates[1].grid.calibration: only hyperparameters can vary"), "{err}");
     }
 
     #[test]

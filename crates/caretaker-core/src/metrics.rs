@@ -37,6 +37,11 @@ pub struct ClassificationMetrics {
     pub pr_auc: Option<f64>,
     pub log_loss: f64,
     pub brier: f64,
+    /// Expected calibration error: the row-weighted gap between mean prediction and observed rate
+    /// over ten equal-width probability bins; absent without rows, and in records written before
+    /// it was measured.
+    #[serde(default)]
+    pub ece: Option<f64>,
     /// The probability at or above which a row is predicted positive.
     pub threshold: f64,
     pub confusion: ConfusionMatrix,
@@ -54,18 +59,22 @@ pub enum Metric {
     PrAuc,
     LogLoss,
     Brier,
+    Ece,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 8] = [
-        Metric::Accuracy,
+    /// Every metric, in the order reports show them: the thresholded ones first, then ranking,
+    /// then the probabilities' quality.
+    pub const ALL: [Metric; 9] = [
+        Metric::F1,
         Metric::Precision,
         Metric::Recall,
-        Metric::F1,
+        Metric::Accuracy,
         Metric::RocAuc,
         Metric::PrAuc,
         Metric::LogLoss,
         Metric::Brier,
+        Metric::Ece,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +87,7 @@ impl Metric {
             Metric::PrAuc => "pr_auc",
             Metric::LogLoss => "log_loss",
             Metric::Brier => "brier",
+            Metric::Ece => "ece",
         }
     }
 
@@ -85,9 +95,9 @@ impl Metric {
         Metric::ALL.into_iter().find(|m| m.name() == name)
     }
 
-    /// Log loss and Brier score are losses: lower is better.
+    /// Log loss, the Brier score and the calibration error are losses: lower is better.
     pub fn higher_is_better(self) -> bool {
-        !matches!(self, Metric::LogLoss | Metric::Brier)
+        !matches!(self, Metric::LogLoss | Metric::Brier | Metric::Ece)
     }
 
     pub fn value(self, m: &ClassificationMetrics) -> Option<f64> {
@@ -100,6 +110,7 @@ impl Metric {
             Metric::PrAuc => m.pr_auc,
             Metric::LogLoss => Some(m.log_loss),
             Metric::Brier => Some(m.brier),
+            Metric::Ece => m.ece,
         }
     }
 }

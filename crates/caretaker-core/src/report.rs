@@ -184,8 +184,49 @@ pub struct CandidateReport {
     /// How settings were chosen, when something is worth saying (validation skipped, say).
     #[serde(default)]
     pub note: Option<String>,
+    /// The calibration fitted on the validation rows, when the candidate asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationReport>,
     /// Why the candidate has no metrics, when it failed to train.
     pub error: Option<String>,
+}
+
+/// A candidate's calibration: fitted on the validation rows' probabilities (out of bag for a
+/// forest) and applied to every probability of the model. The calibration error on the holdout,
+/// which neither fit saw, is the candidate's `metrics.ece`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationReport {
+    pub method: crate::config::Calibration,
+    pub validation_rows: u64,
+    /// The validation rows' calibration error before and after the map (after is in-sample).
+    pub validation_ece_before: f64,
+    pub validation_ece_after: f64,
+}
+
+/// Metrics estimated without labels from a model's (calibrated) probabilities: confidence-based
+/// performance estimation, as NannyML's CBPE. The expected confusion matrix at the threshold gives
+/// the values; the band is where the realised value falls in `confidence` of the label draws the
+/// probabilities describe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EstimatedMetrics {
+    pub rows: u64,
+    pub threshold: f64,
+    pub confidence: f64,
+    /// The sum of the probabilities: the positives the model expects among the rows.
+    pub expected_positives: f64,
+    pub accuracy: EstimatedValue,
+    pub precision: EstimatedValue,
+    pub recall: EstimatedValue,
+    pub f1: EstimatedValue,
+    /// Absent when the rows cannot hold both classes (every probability 0, or every one 1).
+    pub roc_auc: Option<EstimatedValue>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EstimatedValue {
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
 }
 
 /// One grid point of a candidate, scored on the validation rows (never the holdout).
@@ -242,6 +283,44 @@ pub struct GateReport {
     /// Maintenance mode, when it was on at the deploy step: nothing is deployed then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<crate::maintenance::MaintenanceMode>,
+    /// The weighed candidate against the champion on each slice of the holdout, worst first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slices: Option<SliceReport>,
+}
+
+/// The primary metric of the gate's candidate and of the champion on every slice of the holdout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliceReport {
+    pub metric: crate::metrics::Metric,
+    /// Slices with fewer rows are listed, not guarded.
+    pub min_rows: u64,
+    /// `gate.slice_guardrail`, when set (the rule applies only against a scored champion).
+    #[serde(default)]
+    pub guardrail: Option<f64>,
+    /// Worst gain for the candidate first; slices without a gain (no champion, or a metric
+    /// undefined on the slice) last.
+    pub slices: Vec<SliceMetrics>,
+}
+
+/// One slice: the rows of the holdout with one level of a categorical feature, or in one quantile
+/// bin of a numeric feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliceMetrics {
+    pub feature: String,
+    /// The level, or the range: `[low, high)`, the last bin `[low, high]`.
+    pub value: String,
+    /// What names the slice from run to run: the level, or `bin 01`, `bin 02`, ... of a numeric
+    /// feature (whose edges are each holdout's quantiles, so they move a little).
+    pub key: String,
+    pub rows: u64,
+    pub positives: u64,
+    pub candidate: Option<f64>,
+    pub champion: Option<f64>,
+    /// The candidate's gain over the champion, oriented so that positive is better (for a loss,
+    /// the champion's value minus the candidate's).
+    pub gain: Option<f64>,
+    /// Whether the slice guardrail weighs it: `min_rows` rows and a gain.
+    pub guarded: bool,
 }
 
 impl GateReport {
@@ -253,6 +332,7 @@ impl GateReport {
             reasons: vec![reason.into()],
             rules: Vec::new(),
             maintenance: None,
+            slices: None,
         }
     }
 }

@@ -29,7 +29,7 @@ family = "decision_tree"
 
 /// The tables of a pipeline file whose keys are fixed (maps such as `quality.ranges` and the
 /// candidates, whose keys depend on the family, are not).
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "",
     "dataset",
     "dataset.example",
@@ -38,6 +38,7 @@ const TABLES: [&str; 11] = [
     "training",
     "gate",
     "gate.bootstrap",
+    "gate.slices",
     "registry",
     "patterns",
     "output",

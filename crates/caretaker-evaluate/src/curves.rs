@@ -2,13 +2,10 @@
 //! small whatever the size of the holdout.
 
 use crate::metrics::rank_by_score;
-use caretaker_core::report::{CalibrationBin, Curves};
+use caretaker_core::report::Curves;
 
 /// At most this many points per curve.
 pub const MAX_POINTS: usize = 200;
-
-/// Equal-width probability bins of the calibration curve.
-pub const CALIBRATION_BINS: usize = 10;
 
 fn thin(points: Vec<[f64; 2]>) -> Vec<[f64; 2]> {
     if points.len() <= MAX_POINTS {
@@ -27,22 +24,7 @@ pub fn curves(labels: &[bool], probabilities: &[f64]) -> Curves {
         roc.push([fp as f64 / n, tp as f64 / p]);
         pr.push([tp as f64 / p, tp as f64 / (tp + fp).max(1) as f64]);
     }
-    let mut sums = [(0.0f64, 0u64, 0u64); CALIBRATION_BINS];
-    for (&y, &q) in labels.iter().zip(probabilities) {
-        let bin = ((q.clamp(0.0, 1.0) * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
-        sums[bin].0 += q;
-        sums[bin].1 += 1;
-        sums[bin].2 += y as u64;
-    }
-    let calibration = sums
-        .iter()
-        .filter(|(_, rows, _)| *rows > 0)
-        .map(|&(sum, rows, pos)| CalibrationBin {
-            predicted: sum / rows as f64,
-            observed: pos as f64 / rows as f64,
-            rows,
-        })
-        .collect();
+    let calibration = crate::calibration::reliability(labels, probabilities);
     Curves { roc: thin(roc), pr: thin(pr), calibration }
 }
 

@@ -7,9 +7,10 @@
 //! run, never from the candidate list.
 
 use crate::metrics::classification_metrics;
+use crate::slices::Slice;
 use caretaker_core::config::{BootstrapSpec, GatePolicy};
 use caretaker_core::metrics::{ClassificationMetrics, Metric};
-use caretaker_core::report::{GateOutcome, GateReport, GateRule};
+use caretaker_core::report::{GateOutcome, GateReport, GateRule, SliceReport};
 
 /// Why the first-run policy applied when there is no champion; `models reset` replaces it with
 /// its own reason.
@@ -52,7 +53,7 @@ pub struct Verdict {
 }
 
 /// `value` oriented so that larger is better.
-fn goodness(metric: Metric, value: f64) -> f64 {
+pub(crate) fn goodness(metric: Metric, value: f64) -> f64 {
     if metric.higher_is_better() { value } else { -value }
 }
 
@@ -60,10 +61,13 @@ fn rule(rule: &str, passed: bool, measured: Option<f64>, threshold: Option<f64>,
     GateRule { rule: rule.to_string(), passed, measured, threshold, detail }
 }
 
-/// Decides whether the best of `candidates` replaces the champion. `labels` are the holdout's.
+/// Decides whether the best of `candidates` replaces the champion. `labels` are the holdout's,
+/// `slices` its slices (see [`crate::slices`]): the best candidate and the champion are scored on
+/// each, for the report and for `slice_guardrail`.
 pub fn decide(
     policy: &GatePolicy,
     labels: &[bool],
+    slices: &[Slice],
     champion: ChampionStanding<'_>,
     candidates: &[Contender<'_>],
 ) -> Verdict {
@@ -82,6 +86,13 @@ pub fn decide(
     };
     let candidate = candidates[best_index];
     let best_name = candidate.name;
+    let scored_champion = match champion {
+        ChampionStanding::Scored { scored, .. } => Some(scored),
+        _ => None,
+    };
+    // Worst gain first.
+    let slice_table =
+        crate::slices::compare(metric, labels, slices, policy.slices.min_rows, &candidate, scored_champion.as_ref());
     let mut rules = Vec::new();
     let mut reasons = Vec::new();
 
@@ -131,9 +142,46 @@ pub fn decide(
                     format!("{guarded} {c:.4} vs champion {h:.4}: a drop of {drop:+.4} (at most {limit:.4} allowed)"),
                 ));
                 if !passed {
+                    let way = if guarded.higher_is_better() { "lower" } else { "raise" };
                     reasons.push(format!(
-                        "{best_name} would lower {guarded} by {drop:.4} against champion {version} (at most {limit:.4} allowed)"
+                        "{best_name} would {way} {guarded} by {drop:.4} against champion {version} (at most {limit:.4} allowed)"
                     ));
+                }
+            }
+            if let Some(limit) = policy.slice_guardrail {
+                let guarded = slice_table.iter().filter(|s| s.guarded).count();
+                match slice_table.iter().find(|s| s.guarded) {
+                    None => rules.push(rule(
+                        "slice_guardrail",
+                        true,
+                        None,
+                        Some(limit),
+                        format!(
+                            "no slice of the holdout has {} rows and a {metric} for both models",
+                            policy.slices.min_rows
+                        ),
+                    )),
+                    Some(worst) => {
+                        let drop = -worst.gain.expect("a guarded slice has a gain");
+                        let passed = drop <= limit + 1e-12;
+                        let (c, h) = (worst.candidate.unwrap_or(f64::NAN), worst.champion.unwrap_or(f64::NAN));
+                        rules.push(rule(
+                            "slice_guardrail",
+                            passed,
+                            Some(drop),
+                            Some(limit),
+                            format!(
+                                "worst of {guarded} slices with at least {} rows: {}={} ({} rows), {metric} {c:.4} vs champion {h:.4}: a drop of {drop:+.4} (at most {limit:.4} allowed)",
+                                policy.slices.min_rows, worst.feature, worst.value, worst.rows
+                            ),
+                        ));
+                        if !passed {
+                            reasons.push(format!(
+                                "{best_name} would lose {drop:.4} of {metric} on {}={} ({} holdout rows) against champion {version} (at most {limit:.4} allowed in a slice)",
+                                worst.feature, worst.value, worst.rows
+                            ));
+                        }
+                    }
                 }
             }
             if let Some(spec) = &policy.bootstrap {
@@ -203,6 +251,12 @@ pub fn decide(
     if deploy && reasons.len() > 1 {
         reasons.truncate(1);
     }
+    let slices = (!slices.is_empty()).then_some(SliceReport {
+        metric,
+        min_rows: policy.slices.min_rows,
+        guardrail: policy.slice_guardrail,
+        slices: slice_table,
+    });
     Verdict {
         best: Some(best_index),
         deploy: deploy.then_some(best_index),
@@ -213,6 +267,7 @@ pub fn decide(
             reasons,
             rules,
             maintenance: None,
+            slices,
         },
     }
 }
@@ -272,6 +327,7 @@ mod tests {
             pr_auc: Some(f1),
             log_loss: 1.0 - f1,
             brier: 1.0 - f1,
+            ece: Some(0.02),
             threshold: 0.5,
             confusion: ConfusionMatrix::default(),
         }
@@ -285,6 +341,14 @@ mod tests {
             guardrails: Default::default(),
             bootstrap: None,
             max_predict_micros_per_row: None,
+            slices: caretaker_core::config::SliceSpec {
+                categorical: None,
+                numeric: Vec::new(),
+                top_levels: 5,
+                bins: 4,
+                min_rows: 100,
+            },
+            slice_guardrail: None,
         }
     }
 
@@ -299,7 +363,7 @@ mod tests {
     #[test]
     fn deploys_the_best_candidate_when_it_beats_the_champion_by_the_margin() {
         let (a, b, h) = (scored(0.70), scored(0.75), scored(0.735));
-        let v = decide(&policy(), &[], champ(&h), &[c("a", &a), c("b", &b)]);
+        let v = decide(&policy(), &[], &[], champ(&h), &[c("a", &a), c("b", &b)]);
         assert_eq!(v.deploy, Some(1));
         assert_eq!(v.report.decision, GateOutcome::Deployed);
         assert_eq!(v.report.candidate.as_deref(), Some("b"));
@@ -309,7 +373,7 @@ mod tests {
     #[test]
     fn keeps_the_champion_when_the_gain_is_below_the_margin() {
         let (b, h) = (scored(0.745), scored(0.740));
-        let v = decide(&policy(), &[], champ(&h), &[c("b", &b)]);
+        let v = decide(&policy(), &[], &[], champ(&h), &[c("b", &b)]);
         assert_eq!((v.deploy, v.best), (None, Some(0)));
         assert_eq!(v.report.decision, GateOutcome::KeptChampion);
         assert!(v.report.reasons[0].contains("+0.0050 < +0.0100"), "{:?}", v.report.reasons);
@@ -319,7 +383,7 @@ mod tests {
     fn a_worse_candidate_never_deploys_even_with_zero_margin() {
         let p = GatePolicy { min_improvement: 0.0, ..policy() };
         let (b, h) = (scored(0.70), scored(0.71));
-        assert_eq!(decide(&p, &[], champ(&h), &[c("b", &b)]).deploy, None);
+        assert_eq!(decide(&p, &[], &[], champ(&h), &[c("b", &b)]).deploy, None);
     }
 
     #[test]
@@ -329,20 +393,36 @@ mod tests {
         let h = scored(0.70);
         let mut b = scored(0.75);
         b.recall = 0.65; // a drop of 0.05 against the champion's 0.70
-        let v = decide(&p, &[], champ(&h), &[c("b", &b)]);
+        let v = decide(&p, &[], &[], champ(&h), &[c("b", &b)]);
         assert_eq!(v.deploy, None);
         let guard = v.report.rules.iter().find(|r| r.rule == "guardrail:recall").unwrap();
         assert!(!guard.passed && (guard.measured.unwrap() - 0.05).abs() < 1e-12);
         assert!(v.report.reasons.iter().any(|r| r.contains("would lower recall by 0.0500")), "{:?}", v.report.reasons);
         b.recall = 0.69;
-        assert_eq!(decide(&p, &[], champ(&h), &[c("b", &b)]).deploy, Some(0));
+        assert_eq!(decide(&p, &[], &[], champ(&h), &[c("b", &b)]).deploy, Some(0));
+    }
+
+    #[test]
+    fn a_calibration_guardrail_stops_a_candidate_whose_probabilities_got_worse() {
+        let mut p = policy();
+        p.guardrails.insert(Metric::Ece, 0.02);
+        let h = scored(0.70);
+        let mut b = scored(0.75);
+        b.ece = Some(0.07); // 0.05 further from the observed rates than the champion's 0.02
+        let v = decide(&p, &[], &[], champ(&h), &[c("b", &b)]);
+        assert_eq!(v.deploy, None);
+        let guard = v.report.rules.iter().find(|r| r.rule == "guardrail:ece").unwrap();
+        assert!(!guard.passed && (guard.measured.unwrap() - 0.05).abs() < 1e-12);
+        assert!(v.report.reasons.iter().any(|r| r.contains("would raise ece by 0.0500")), "{:?}", v.report.reasons);
+        b.ece = Some(0.03);
+        assert_eq!(decide(&p, &[], &[], champ(&h), &[c("b", &b)]).deploy, Some(0));
     }
 
     #[test]
     fn first_run_deploys_only_above_the_floor() {
         let (good, bad) = (scored(0.6), scored(0.4));
-        assert_eq!(decide(&policy(), &[], ChampionStanding::None, &[c("g", &good)]).deploy, Some(0));
-        let v = decide(&policy(), &[], ChampionStanding::None, &[c("b", &bad)]);
+        assert_eq!(decide(&policy(), &[], &[], ChampionStanding::None, &[c("g", &good)]).deploy, Some(0));
+        let v = decide(&policy(), &[], &[], ChampionStanding::None, &[c("b", &bad)]);
         assert_eq!(v.deploy, None);
         assert!(v.report.reasons[0].contains("below the floor"), "{:?}", v.report.reasons);
     }
@@ -352,6 +432,7 @@ mod tests {
         let good = scored(0.6);
         let v = decide(
             &policy(),
+            &[],
             &[],
             ChampionStanding::Unscorable { version: "v0003", reason: "model.msgpack hash mismatch" },
             &[c("g", &good)],
@@ -364,7 +445,7 @@ mod tests {
     fn a_loss_metric_ranks_lower_as_better() {
         let p = GatePolicy { primary_metric: Metric::LogLoss, first_run_floor: 0.7, ..policy() };
         let (a, b, h) = (scored(0.8), scored(0.7), scored(0.75)); // log loss .2, .3, .25
-        assert_eq!(decide(&p, &[], champ(&h), &[c("a", &a), c("b", &b)]).deploy, Some(0));
+        assert_eq!(decide(&p, &[], &[], champ(&h), &[c("a", &a), c("b", &b)]).deploy, Some(0));
     }
 
     #[test]
@@ -372,14 +453,14 @@ mod tests {
         let p = GatePolicy { max_predict_micros_per_row: Some(2.0), ..policy() };
         let good = scored(0.6);
         let slow = Contender { predict_micros_per_row: Some(3.5), ..c("slow", &good) };
-        let v = decide(&p, &[], ChampionStanding::None, &[slow]);
+        let v = decide(&p, &[], &[], ChampionStanding::None, &[slow]);
         assert_eq!(v.deploy, None);
         assert!(v.report.rules.iter().any(|r| r.rule == "latency_budget" && !r.passed));
     }
 
     #[test]
     fn no_scored_candidate_skips() {
-        let v = decide(&policy(), &[], ChampionStanding::None, &[]);
+        let v = decide(&policy(), &[], &[], ChampionStanding::None, &[]);
         assert_eq!(v.report.decision, GateOutcome::Skipped);
     }
 
@@ -408,7 +489,7 @@ mod tests {
             let (mc, mh) = (classification_metrics(&labels, &pc, 0.5), classification_metrics(&labels, &ph, 0.5));
             let cand = Contender { name: "b", metrics: &mc, probabilities: &pc, predict_micros_per_row: None };
             let champ = Contender { name: "h", metrics: &mh, probabilities: &ph, predict_micros_per_row: None };
-            let v = decide(&p, &labels, ChampionStanding::Scored { version: "v0001", scored: champ }, &[cand]);
+            let v = decide(&p, &labels, &[], ChampionStanding::Scored { version: "v0001", scored: champ }, &[cand]);
             assert_eq!(v.deploy.is_some(), expect_deploy, "better by {better} rows: {:?}", v.report.rules);
             // Seeded: the same inputs give the same interval.
             assert_eq!(
@@ -416,5 +497,64 @@ mod tests {
                 bootstrap_interval(Metric::F1, &labels, &cand, &champ, &spec)
             );
         }
+    }
+
+    /// 4,000 holdout rows in two services: the champion is right on 80% of each; the candidate
+    /// on 95% of service "a" (3,000 rows) and on 80 - `loss` percent of service "b" (1,000 rows).
+    fn sliced(loss: usize) -> (Vec<bool>, Vec<f64>, Vec<f64>, Vec<Slice>) {
+        let n = 4000;
+        let labels: Vec<bool> = (0..n).map(|i| (i / 2) % 2 == 0).collect();
+        let answer = |i: usize, percent_right: usize| if (i % 100 < percent_right) == labels[i] { 0.9 } else { 0.1 };
+        let champion: Vec<f64> = (0..n).map(|i| answer(i, 80)).collect();
+        let candidate: Vec<f64> = (0..n).map(|i| if i < 3000 { answer(i, 95) } else { answer(i, 80 - loss) }).collect();
+        let slices = vec![
+            Slice { feature: "service".into(), value: "a".into(), key: "a".into(), rows: (0..3000).collect() },
+            Slice { feature: "service".into(), value: "b".into(), key: "b".into(), rows: (3000..4000).collect() },
+            Slice { feature: "service".into(), value: "tiny".into(), key: "tiny".into(), rows: (3900..3950).collect() },
+        ];
+        (labels, candidate, champion, slices)
+    }
+
+    #[test]
+    fn a_candidate_that_gains_overall_but_loses_a_slice_is_not_deployed() {
+        let p = GatePolicy { slice_guardrail: Some(0.05), primary_metric: Metric::Accuracy, ..policy() };
+        // Candidate: 0.95 on a, 0.70 on b (a planted drop of 0.10 on b); overall 0.8875 against 0.80.
+        let (labels, pc, ph, slices) = sliced(10);
+        let (mc, mh) = (classification_metrics(&labels, &pc, 0.5), classification_metrics(&labels, &ph, 0.5));
+        assert!((mc.accuracy - 0.8875).abs() < 1e-12 && (mh.accuracy - 0.8).abs() < 1e-12);
+        let cand = Contender { name: "b", metrics: &mc, probabilities: &pc, predict_micros_per_row: None };
+        let champ = Contender { name: "h", metrics: &mh, probabilities: &ph, predict_micros_per_row: None };
+        let v = decide(&p, &labels, &slices, ChampionStanding::Scored { version: "v0001", scored: champ }, &[cand]);
+        assert_eq!(v.deploy, None, "{:?}", v.report.rules);
+        let rule = v.report.rules.iter().find(|r| r.rule == "slice_guardrail").unwrap();
+        assert!(!rule.passed && (rule.measured.unwrap() - 0.10).abs() < 1e-9, "{rule:?}");
+        assert!(rule.detail.contains("service=b (1000 rows)"), "{}", rule.detail);
+        let reasons = v.report.reasons.join("; ");
+        assert!(reasons.contains("would lose 0.1000 of accuracy on service=b (1000 holdout rows)"), "{reasons}");
+        // The report lists every slice, worst first; the 50-row slice is shown, not guarded.
+        let table = v.report.slices.as_ref().unwrap();
+        assert_eq!(table.metric, Metric::Accuracy);
+        let order: Vec<(&str, bool)> = table.slices.iter().map(|s| (s.value.as_str(), s.guarded)).collect();
+        assert_eq!(order[2], ("a", true));
+        assert!(order.contains(&("tiny", false)) && order.contains(&("b", true)), "{order:?}");
+        let a = &table.slices[2];
+        assert!((a.candidate.unwrap() - 0.95).abs() < 1e-12 && (a.champion.unwrap() - 0.8).abs() < 1e-12);
+
+        // A drop within the limit deploys; without the guardrail the slices are still reported.
+        let (labels, pc, ph, slices) = sliced(3);
+        let (mc, mh) = (classification_metrics(&labels, &pc, 0.5), classification_metrics(&labels, &ph, 0.5));
+        let cand = Contender { name: "b", metrics: &mc, probabilities: &pc, predict_micros_per_row: None };
+        let champ = Contender { name: "h", metrics: &mh, probabilities: &ph, predict_micros_per_row: None };
+        let standing = ChampionStanding::Scored { version: "v0001", scored: champ };
+        assert_eq!(decide(&p, &labels, &slices, standing, &[cand]).deploy, Some(0));
+        let (labels, pc, ph, slices) = sliced(10);
+        let (mc, mh) = (classification_metrics(&labels, &pc, 0.5), classification_metrics(&labels, &ph, 0.5));
+        let cand = Contender { name: "b", metrics: &mc, probabilities: &pc, predict_micros_per_row: None };
+        let champ = Contender { name: "h", metrics: &mh, probabilities: &ph, predict_micros_per_row: None };
+        let standing = ChampionStanding::Scored { version: "v0001", scored: champ };
+        let v =
+            decide(&GatePolicy { primary_metric: Metric::Accuracy, ..policy() }, &labels, &slices, standing, &[cand]);
+        assert_eq!(v.deploy, Some(0));
+        assert!(v.report.slices.is_some() && !v.report.rules.iter().any(|r| r.rule == "slice_guardrail"));
     }
 }

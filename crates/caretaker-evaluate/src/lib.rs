@@ -12,6 +12,9 @@
 //! assert_eq!(m.roc_auc, Some(0.75));
 //! ```
 
+pub mod calibration;
 pub mod curves;
+pub mod estimate;
 pub mod gate;
 pub mod metrics;
+pub mod slices;

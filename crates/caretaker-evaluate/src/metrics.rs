@@ -43,6 +43,7 @@ pub fn classification_metrics(labels: &[bool], probabilities: &[f64], threshold:
         } else {
             labels.iter().zip(probabilities).map(|(&y, &p)| (p - y as u8 as f64).powi(2)).sum::<f64>() / n
         },
+        ece: crate::calibration::expected_calibration_error(labels, probabilities),
         threshold,
         confusion,
     }

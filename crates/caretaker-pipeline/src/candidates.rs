@@ -51,6 +51,7 @@ pub(crate) fn train_and_score(
             model_blake3: None,
             selection: Vec::new(),
             note: None,
+            calibration: None,
             error: None,
         };
         let predicted = selected.and_then(|selected| {
@@ -71,6 +72,7 @@ pub(crate) fn train_and_score(
                 candidate.model_bytes = Some(bytes.len() as u64);
                 candidate.model_blake3 = Some(blake3::hash(&bytes).to_hex().to_string());
                 candidate.note = selected.note;
+                candidate.calibration = selected.calibration;
                 candidate.selection = selected
                     .grid
                     .iter()
@@ -133,6 +135,7 @@ pub(crate) fn model_card(
         features: winner.model.encoding.names(),
         metrics: Some(winner.metrics.clone()),
         threshold: winner.model.threshold,
+        calibration: winner.model.calibrator.as_ref().map(|c| c.method()),
         train_rows: train.len() as u64,
         train_hash: train_hash.to_string(),
         config_hash: config.hash.clone(),

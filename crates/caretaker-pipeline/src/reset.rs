@@ -224,7 +224,8 @@ fn reset_in_maintenance(
     // The first-run policy: the floor, no champion to weigh against.
     let contenders = contenders(config, &scored);
     let only: Vec<Contender> = contenders.iter().map(|(_, c)| *c).collect();
-    let verdict = gate::decide(&config.gate, &split.holdout.labels, ChampionStanding::None, &only);
+    let slices = caretaker_evaluate::slices::define(&split.holdout, &config.gate.slices);
+    let verdict = gate::decide(&config.gate, &split.holdout.labels, &slices, ChampionStanding::None, &only);
     let mut gate_report = verdict.report;
     // The gate speaks of a first run; say what really happened.
     let not_compared = match previous {

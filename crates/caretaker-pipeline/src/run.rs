@@ -181,7 +181,8 @@ fn stages_of_the_run(
         },
     };
     let only: Vec<Contender> = contenders.iter().map(|(_, c)| *c).collect();
-    let verdict = gate::decide(&config.gate, &split.holdout.labels, standing, &only);
+    let slices = caretaker_evaluate::slices::define(&split.holdout, &config.gate.slices);
+    let verdict = gate::decide(&config.gate, &split.holdout.labels, &slices, standing, &only);
     let mut gate_report = verdict.report;
     if let Some(c) = &report.champion
         && c.trained_on_hash.as_deref() == Some(train_hash.as_str())

@@ -18,6 +18,10 @@ pub struct ModelCard {
     /// Scores on the holdout of the run that trained it.
     pub metrics: Option<ClassificationMetrics>,
     pub threshold: f64,
+    /// The calibration the model applies to its probabilities before the threshold, when it has
+    /// one (the map itself is in `model.msgpack`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<caretaker_core::config::Calibration>,
     pub train_rows: u64,
     /// Content hash of the training rows.
     pub train_hash: String,

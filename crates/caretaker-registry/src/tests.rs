@@ -9,6 +9,7 @@ fn card(name: &str) -> ModelCard {
         features: vec!["x".into()],
         metrics: None,
         threshold: 0.5,
+        calibration: None,
         train_rows: 10,
         train_hash: "h".into(),
         config_hash: "c".into(),

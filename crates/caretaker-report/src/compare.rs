@@ -9,9 +9,6 @@ use caretaker_core::report::RunReport;
 use serde::Serialize;
 use std::fmt::Write;
 
-/// Metrics shown first, in this order; any other metric of the report follows, sorted by name.
-const LEADING_METRICS: [&str; 8] = ["f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc", "log_loss", "brier"];
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunComparison {
     pub a: RunSide,
@@ -22,6 +19,19 @@ pub struct RunComparison {
     pub checks: Vec<CheckDelta>,
     /// Features whose drift was measured in either run.
     pub drift: Vec<DriftDelta>,
+    /// Slices of the holdout scored in either run, when both runs scored them by the same metric.
+    pub slices: Vec<SliceDelta>,
+}
+
+/// One slice of the holdout (`feature=value`, the value as run B names it): the champion's and
+/// the gate's candidate's primary metric there in each run. Numeric bins are matched by their
+/// number, not their edges.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SliceDelta {
+    pub slice: String,
+    pub metric: String,
+    pub champion: Delta,
+    pub candidate: Delta,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -101,14 +111,15 @@ fn side(report: &RunReport) -> RunSide {
     }
 }
 
-/// Metric names in display order: the leading ones, then the rest sorted.
+/// Metric names in display order: the gate's metrics in [`Metric::ALL`]'s order, then the rest
+/// sorted.
 fn ordered_metrics<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
     let mut all: Vec<String> = names.cloned().collect();
     all.sort();
     all.dedup();
     let mut out: Vec<String> =
-        LEADING_METRICS.iter().filter(|m| all.iter().any(|n| n == *m)).map(|m| m.to_string()).collect();
-    out.extend(all.into_iter().filter(|n| !LEADING_METRICS.contains(&n.as_str())));
+        Metric::ALL.iter().map(|m| m.name()).filter(|m| all.iter().any(|n| n == m)).map(String::from).collect();
+    out.extend(all.into_iter().filter(|n| Metric::from_name(n).is_none()));
     out
 }
 
@@ -203,7 +214,10 @@ pub fn compare(a: &RunReport, b: &RunReport) -> RunComparison {
         })
         .collect();
 
+    let slices = slice_deltas(a, b);
+
     RunComparison {
+        slices,
         a: side(a),
         b: side(b),
         quality_score: Delta::new(a.quality.as_ref().map(|q| q.score), b.quality.as_ref().map(|q| q.score), Some(true)),
@@ -211,6 +225,40 @@ pub fn compare(a: &RunReport, b: &RunReport) -> RunComparison {
         checks,
         drift,
     }
+}
+
+fn slice_deltas(a: &RunReport, b: &RunReport) -> Vec<SliceDelta> {
+    let (ta, tb) = (a.gate.slices.as_ref(), b.gate.slices.as_ref());
+    let metric = match (ta, tb) {
+        (Some(x), Some(y)) if x.metric != y.metric => return Vec::new(),
+        (Some(t), _) | (None, Some(t)) => t.metric,
+        (None, None) => return Vec::new(),
+    };
+    // Slices are matched by feature and key (a numeric bin's edges move from run to run).
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for s in ta.iter().chain(tb.iter()).flat_map(|t| &t.slices) {
+        let key = (s.feature.clone(), s.key.clone());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys.sort();
+    let find = |t: Option<&caretaker_core::report::SliceReport>, (feature, key): &(String, String)| {
+        t.and_then(|t| t.slices.iter().find(|s| &s.feature == feature && &s.key == key)).cloned()
+    };
+    keys.iter()
+        .map(|k| {
+            let (sa, sb) = (find(ta, k), find(tb, k));
+            let up = Some(metric.higher_is_better());
+            let shown = sb.as_ref().or(sa.as_ref()).map(|s| s.value.clone()).unwrap_or_default();
+            SliceDelta {
+                champion: Delta::new(sa.as_ref().and_then(|s| s.champion), sb.as_ref().and_then(|s| s.champion), up),
+                candidate: Delta::new(sa.as_ref().and_then(|s| s.candidate), sb.as_ref().and_then(|s| s.candidate), up),
+                metric: metric.name().to_string(),
+                slice: format!("{}={shown}", k.0),
+            }
+        })
+        .collect()
 }
 
 fn num(v: Option<f64>) -> String {
@@ -315,6 +363,31 @@ pub fn render_text(c: &RunComparison) -> String {
                 format!("{}{}", num(d.psi.a), alarm(d.alarm_a)),
                 format!("{}{}", num(d.psi.b), alarm(d.alarm_b)),
                 delta(&d.psi)
+            );
+        }
+    }
+    if !c.slices.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<28} {:>10} {:>10}  {:<16} {:>10} {:>10}  B - A",
+            format!("slice ({})", c.slices[0].metric),
+            "champion A",
+            "B",
+            "B - A",
+            "candidate A",
+            "B"
+        );
+        for s in &c.slices {
+            let _ = writeln!(
+                out,
+                "{:<28} {:>10} {:>10}  {:<16} {:>10} {:>10}  {}",
+                s.slice,
+                num(s.champion.a),
+                num(s.champion.b),
+                delta(&s.champion),
+                num(s.candidate.a),
+                num(s.candidate.b),
+                delta(&s.candidate)
             );
         }
     }

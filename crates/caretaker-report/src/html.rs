@@ -55,6 +55,7 @@ struct Page {
     metric_names: Vec<String>,
     models_note: Option<String>,
     confusions: Vec<ConfusionView>,
+    slices: Option<SlicesView>,
     curves: Option<CurvesView>,
     trends: TrendsView,
     patterns: Option<PatternsView>,
@@ -68,6 +69,28 @@ struct Card {
     detail: String,
     tone: &'static str,
 }
+
+/// The gate's candidate against the champion per slice, worst first.
+struct SlicesView {
+    note: String,
+    rows: Vec<SliceRow>,
+    /// Slices left out of the table (the best for the candidate).
+    more: usize,
+}
+
+struct SliceRow {
+    slice: String,
+    rows: String,
+    positives: String,
+    candidate: String,
+    champion: String,
+    gain: String,
+    tone: &'static str,
+    guarded: bool,
+}
+
+/// The slice table shows this many slices, worst first.
+const SLICE_ROWS: usize = 12;
 
 struct GateRuleRow {
     rule: String,
@@ -130,6 +153,8 @@ struct ModelRow {
     badges: Vec<&'static str>,
     cells: Vec<MetricCell>,
     timing: String,
+    /// How the candidate's probabilities were calibrated, when they were.
+    calibration: String,
     error: Option<String>,
 }
 
@@ -220,9 +245,6 @@ fn status_tone(status: RunStatus) -> &'static str {
     }
 }
 
-/// The metric columns of the models table: the usual ones first, in this order.
-const TABLE_METRICS: [&str; 8] = ["f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc", "log_loss", "brier"];
-
 impl Page {
     fn new(report: &RunReport, history: &[RunReport]) -> Page {
         let seconds = (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0;
@@ -261,6 +283,7 @@ impl Page {
             metric_names,
             models_note,
             confusions: confusions(report),
+            slices: slices_view(report),
             curves: curves_view(report, &colour_of),
             trends: trends_view(report, history, &series_names),
             patterns: report.patterns.as_ref().map(patterns_view),
@@ -542,7 +565,7 @@ fn models_table(report: &RunReport, colour_of: &dyn Fn(&str) -> usize) -> (Vec<M
     }
     // The usual metrics, then any other the report holds (not the confusion cells, which have
     // their own section, nor the row count and threshold, which are not scores).
-    let mut names: Vec<String> = TABLE_METRICS.iter().map(|m| m.to_string()).collect();
+    let mut names: Vec<String> = caretaker_core::metrics::Metric::ALL.iter().map(|m| m.name().to_string()).collect();
     for row in &rows {
         for (name, _) in &row.metrics {
             if !names.contains(name) && !name.starts_with("confusion") && name != "rows" && name != "threshold" {
@@ -591,6 +614,21 @@ fn models_table(report: &RunReport, colour_of: &dyn Fn(&str) -> usize) -> (Vec<M
                 (Some(t), None) => format!("trained in {t:.2} s"),
                 _ => String::new(),
             };
+            let candidate = (r.role == Some(ModelRole::Candidate))
+                .then(|| report.candidates.iter().find(|c| Some(&c.name) == r.model.as_ref()))
+                .flatten();
+            let calibration = candidate
+                .and_then(|c| c.calibration.as_ref())
+                .map(|c| {
+                    format!(
+                        "{} calibration fitted on {} validation rows (ECE there {:.4} → {:.4})",
+                        c.method.name(),
+                        c.validation_rows,
+                        c.validation_ece_before,
+                        c.validation_ece_after
+                    )
+                })
+                .unwrap_or_default();
             ModelRow {
                 name: match (r.role, &r.version) {
                     (Some(ModelRole::Champion), Some(v)) => format!("{v} {}", r.model.clone().unwrap_or_default()),
@@ -602,6 +640,7 @@ fn models_table(report: &RunReport, colour_of: &dyn Fn(&str) -> usize) -> (Vec<M
                 badges,
                 cells,
                 timing,
+                calibration,
                 error: r.error.clone(),
             }
         })
@@ -612,6 +651,45 @@ fn models_table(report: &RunReport, colour_of: &dyn Fn(&str) -> usize) -> (Vec<M
         None
     };
     (out, names, note)
+}
+
+fn slices_view(report: &RunReport) -> Option<SlicesView> {
+    let table = report.gate.slices.as_ref()?;
+    let candidate = report.gate.candidate.as_deref().unwrap_or("the candidate");
+    let against = match &report.champion {
+        Some(c) if table.slices.iter().any(|s| s.champion.is_some()) => format!(" against champion {}", c.version),
+        _ => " (no champion was scored to compare with)".to_string(),
+    };
+    let note = format!(
+        "{} of {candidate}{against} on each slice of the holdout, the worst for {candidate} first. Slices under {} rows are shown in grey and not guarded{}.",
+        table.metric,
+        count(table.min_rows),
+        match table.guardrail {
+            Some(limit) => format!(" (gate.slice_guardrail allows a drop of {limit} in a guarded slice)"),
+            None => " (gate.slice_guardrail is off)".to_string(),
+        }
+    );
+    let rows = table
+        .slices
+        .iter()
+        .take(SLICE_ROWS)
+        .map(|s| SliceRow {
+            slice: format!("{}={}", s.feature, s.value),
+            rows: count(s.rows),
+            positives: count(s.positives),
+            candidate: f4(s.candidate),
+            champion: f4(s.champion),
+            gain: s.gain.map(|g| format!("{g:+.4}")).unwrap_or_else(|| "–".into()),
+            tone: match s.gain {
+                Some(g) if g.abs() < 5e-5 => "muted",
+                Some(g) if g > 0.0 => "ok",
+                Some(_) => "bad",
+                None => "muted",
+            },
+            guarded: s.guarded,
+        })
+        .collect();
+    Some(SlicesView { note, rows, more: table.slices.len().saturating_sub(SLICE_ROWS) })
 }
 
 fn confusions(report: &RunReport) -> Vec<ConfusionView> {

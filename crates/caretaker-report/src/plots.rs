@@ -231,7 +231,7 @@ pub fn curves(kind: CurveKind, series: &[CurveSeries]) -> String {
         CurveKind::Roc => ("ROC curve", "false positive rate", "true positive rate", SeriesLabelPosition::LowerRight),
         CurveKind::PrecisionRecall => ("Precision-recall curve", "recall", "precision", SeriesLabelPosition::LowerLeft),
         CurveKind::Calibration => {
-            ("Calibration", "mean predicted probability", "observed positive rate", SeriesLabelPosition::UpperLeft)
+            ("Reliability", "mean predicted probability", "observed positive rate", SeriesLabelPosition::UpperLeft)
         }
     };
     svg(title, (352, 340), |root| {

@@ -104,12 +104,11 @@ pub fn render(report: &RunReport) -> String {
     }
 
     // Models: the champion re-scored on the holdout, and every candidate.
-    let names = ["f1", "precision", "recall", "accuracy", "roc_auc", "pr_auc", "log_loss", "brier"];
-    let vecs: Vec<(&str, GaugeVec)> = names
+    let vecs: Vec<(caretaker_core::metrics::Metric, GaugeVec)> = caretaker_core::metrics::Metric::ALL
         .iter()
-        .map(|m| {
+        .map(|&m| {
             (
-                *m,
+                m,
                 metrics.vec(
                     &format!("model_{m}"),
                     &format!("{m} of each model on the last run's holdout."),
@@ -120,8 +119,7 @@ pub fn render(report: &RunReport) -> String {
         .collect();
     let set = |name: &str, role: &str, m: &caretaker_core::metrics::ClassificationMetrics| {
         for (metric, vec) in &vecs {
-            let value = caretaker_core::metrics::Metric::from_name(metric).and_then(|k| k.value(m));
-            if let Some(v) = value {
+            if let Some(v) = metric.value(m) {
                 vec.with_label_values(&[name, role]).set(v);
             }
         }

@@ -284,6 +284,7 @@ mod tests {
                 encoding: encoding.clone(),
                 classifier,
                 threshold: 0.5,
+                calibrator: None,
             };
             let back = TrainedModel::from_bytes(&model.to_bytes()).unwrap();
             let p = back.predict_proba(&train).unwrap();

@@ -33,6 +33,7 @@ pub mod trees;
 
 use caretaker_core::config::{CandidateSpec, ModelParams, TrainingSpec};
 use caretaker_core::events::LabelledEvents;
+use caretaker_evaluate::calibration::Calibrator;
 use serde::{Deserialize, Serialize};
 
 pub use families::Classifier;
@@ -53,6 +54,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Bumped when the serialised form changes incompatibly.
 pub const MODEL_FORMAT: u32 = 1;
 
+/// The format of a model that carries a calibrator: a release that reads only format 1 would drop
+/// the map and score the model on uncalibrated probabilities against a threshold chosen on
+/// calibrated ones, so it must refuse the model instead. A model without a calibrator keeps format
+/// 1, and its bytes are what they were.
+pub const CALIBRATED_MODEL_FORMAT: u32 = 2;
+
 /// A fitted model with its encoding.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainedModel {
@@ -63,6 +70,11 @@ pub struct TrainedModel {
     pub classifier: Classifier,
     /// Rows with a probability at or above this are predicted positive.
     pub threshold: f64,
+    /// Applied to the classifier's probabilities before the threshold; absent (and not written)
+    /// for a model without calibration, so such a model's bytes are what they were before
+    /// calibration existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrator: Option<Calibrator>,
 }
 
 impl TrainedModel {
@@ -117,6 +129,7 @@ impl TrainedModel {
             encoding,
             classifier,
             threshold: 0.5,
+            calibrator: None,
         })
     }
 
@@ -147,13 +160,23 @@ impl TrainedModel {
             encoding,
             classifier: fit.into_classifier(params),
             threshold: 0.5,
+            calibrator: None,
         }
     }
 
-    /// The probability that each row is positive. Rows are encoded and scored a block at a time:
-    /// a holdout of millions of rows as one dense matrix of its encoded columns would take
-    /// gigabytes.
+    /// The probability that each row is positive, calibrated when the model carries a
+    /// calibrator. Rows are encoded and scored a block at a time: a holdout of millions of rows as
+    /// one dense matrix of its encoded columns would take gigabytes.
     pub fn predict_proba(&self, events: &LabelledEvents) -> Result<Vec<f64>> {
+        let mut p = self.predict_uncalibrated(events)?;
+        if let Some(c) = &self.calibrator {
+            c.apply_all(&mut p);
+        }
+        Ok(p)
+    }
+
+    /// The classifier's own probabilities, before any calibration.
+    pub fn predict_uncalibrated(&self, events: &LabelledEvents) -> Result<Vec<f64>> {
         const BLOCK: usize = 16_384;
         let mut out = Vec::with_capacity(events.len());
         for start in (0..events.len()).step_by(BLOCK) {
@@ -171,11 +194,18 @@ impl TrainedModel {
         rmp_serde::to_vec_named(self).expect("a model always serialises")
     }
 
+    /// Makes `calibrator` part of the model: applied to every probability from now on.
+    pub fn calibrate(&mut self, calibrator: Calibrator) {
+        self.calibrator = Some(calibrator);
+        self.format = CALIBRATED_MODEL_FORMAT;
+    }
+
     pub fn from_bytes(bytes: &[u8]) -> Result<TrainedModel> {
         let model: TrainedModel = rmp_serde::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))?;
-        if model.format != MODEL_FORMAT {
+        let expected = if model.calibrator.is_some() { CALIBRATED_MODEL_FORMAT } else { MODEL_FORMAT };
+        if model.format != expected {
             return Err(Error::Decode(format!(
-                "model format {} is not the format this caretaker reads ({MODEL_FORMAT})",
+                "model format {} is not a format this caretaker reads ({MODEL_FORMAT}, or {CALIBRATED_MODEL_FORMAT} with a calibrator)",
                 model.format
             )));
         }

@@ -19,6 +19,8 @@ use crate::{Result, TrainedModel, families};
 use caretaker_core::config::{CandidateSpec, ModelParams, TrainingSpec};
 use caretaker_core::events::LabelledEvents;
 use caretaker_core::metrics::Metric;
+use caretaker_core::report::CalibrationReport;
+use caretaker_evaluate::calibration::{Calibrator, expected_calibration_error};
 use caretaker_evaluate::metrics::{best_threshold, classification_metrics};
 use serde::Serialize;
 use std::sync::OnceLock;
@@ -41,6 +43,9 @@ pub struct Selected {
     pub validation_rows: usize,
     /// Why the validation step was skipped, when it was.
     pub note: Option<String>,
+    /// The calibrator the model carries, how it was fitted and what it changed on the validation
+    /// rows.
+    pub calibration: Option<CalibrationReport>,
 }
 
 /// The training rows of one run and what its candidates share.
@@ -172,15 +177,16 @@ fn score(metric: Metric, labels: &[bool], p: &[f64], tune: bool) -> (f64, f64) {
     (metric.value(&m).map(|v| if metric.higher_is_better() { v } else { -v }).unwrap_or(f64::NEG_INFINITY), 0.5)
 }
 
-/// Trains `spec` on `rows`: when it has a grid or thresholds are tuned, every grid point is fitted
-/// on the older training rows and scored on the validation rows; the best is refitted on all
-/// training rows and keeps the threshold chosen on validation.
+/// Trains `spec` on `rows`: when it has a grid, thresholds are tuned or it is calibrated, every
+/// grid point is fitted on the older training rows and scored on the validation rows (calibrated
+/// there first, when the candidate is calibrated); the best is refitted on all training rows and
+/// keeps the threshold and the calibration chosen on the validation rows.
 pub fn train_candidate(spec: &CandidateSpec, metric: Metric, rows: &TrainingRows) -> Result<Selected> {
     let training = rows.training;
     let choices: Vec<ModelParams> = if spec.grid.is_empty() { vec![spec.params.clone()] } else { spec.grid.clone() };
-    if choices.len() == 1 && !training.tune_threshold {
+    if choices.len() == 1 && !training.tune_threshold && spec.calibration.is_none() {
         let model = rows.fit_all(&spec.name, &choices[0], None)?;
-        return Ok(Selected { model, grid: Vec::new(), validation_rows: 0, note: None });
+        return Ok(Selected { model, grid: Vec::new(), validation_rows: 0, note: None, calibration: None });
     }
     let (fit, validate) = (rows.fit.len(), rows.validate.len());
     let (fit_positives, positives) = (rows.positives(&rows.fit), rows.positives(&rows.validate));
@@ -188,33 +194,60 @@ pub fn train_candidate(spec: &CandidateSpec, metric: Metric, rows: &TrainingRows
         fit >= training.min_rows && positives > 0 && positives < validate && fit_positives > 0 && fit_positives < fit;
     if !usable {
         let model = rows.fit_all(&spec.name, &spec.params, None)?;
+        let mut skipped = Vec::new();
+        if choices.len() > 1 {
+            skipped.push("grid search");
+        }
+        if training.tune_threshold {
+            skipped.push("threshold tuning");
+        }
+        if spec.calibration.is_some() {
+            skipped.push("calibration");
+        }
         return Ok(Selected {
             model,
             grid: Vec::new(),
             validation_rows: validate,
             note: Some(format!(
-                "no grid search or threshold tuning: the validation rows ({validate} rows, {positives} positive) or the rows before them ({fit} rows) are too few or hold one class"
+                "no {}: the validation rows ({validate} rows, {positives} positive) or the rows before them ({fit} rows) are too few or hold one class",
+                skipped.join(" or ")
             )),
+            calibration: None,
         });
     }
     let labels: Vec<bool> = rows.validate.iter().map(|&r| rows.events.labels[r as usize]).collect();
     let mut grid = Vec::with_capacity(choices.len());
     let mut fitted = Vec::with_capacity(choices.len());
+    // Each grid point's calibration, when the candidate asks for one.
+    let mut calibrations: Vec<Option<(Calibrator, CalibrationReport)>> = Vec::with_capacity(choices.len());
     for params in &choices {
-        let (validation_score, threshold, model) = match rows.out_of_bag_fit(&spec.name, params)? {
+        // The validation rows' probabilities and labels (a forest's: the rows out of bag).
+        let (mut p, p_labels, model) = match rows.out_of_bag_fit(&spec.name, params)? {
             // A forest is grown once, on every row, and scored out of bag.
-            Some((p, oob_labels, model)) => {
-                let (v, t) = score(metric, &oob_labels, &p, training.tune_threshold);
-                (v, t, Fitted::Final(model))
-            }
+            Some((p, oob_labels, model)) => (p, oob_labels, Fitted::Final(model)),
             None => {
                 let (p, model) = rows.validation_fit(&spec.name, params)?;
-                let (v, t) = score(metric, &labels, &p, training.tune_threshold);
-                (v, t, Fitted::Near(model))
+                (p, labels.clone(), Fitted::Near(model))
             }
         };
+        // A calibrated candidate's grid point is scored, and its threshold chosen, on the
+        // probabilities its calibration gives.
+        let calibration = spec.calibration.and_then(|method| {
+            let calibrator = Calibrator::fit(method, &p_labels, &p)?;
+            let before = expected_calibration_error(&p_labels, &p);
+            calibrator.apply_all(&mut p);
+            let report = CalibrationReport {
+                method,
+                validation_rows: p_labels.len() as u64,
+                validation_ece_before: before.unwrap_or(0.0),
+                validation_ece_after: expected_calibration_error(&p_labels, &p).unwrap_or(0.0),
+            };
+            Some((calibrator, report))
+        });
+        let (validation_score, threshold) = score(metric, &p_labels, &p, training.tune_threshold);
         grid.push(GridPoint { params: params.clone(), validation_score, threshold });
         fitted.push(Some(model));
+        calibrations.push(calibration);
     }
     let best = grid
         .iter()
@@ -226,8 +259,12 @@ pub fn train_candidate(spec: &CandidateSpec, metric: Metric, rows: &TrainingRows
         Fitted::Final(model) => model,
         Fitted::Near(near) => rows.fit_all(&spec.name, &grid[best].params, near.as_ref())?,
     };
+    let calibration = calibrations[best].take().map(|(calibrator, report)| {
+        model.calibrate(calibrator);
+        report
+    });
     model.threshold = grid[best].threshold;
-    Ok(Selected { model, grid, validation_rows: validate, note: None })
+    Ok(Selected { model, grid, validation_rows: validate, note: None, calibration })
 }
 
 #[cfg(test)]
@@ -235,6 +272,7 @@ mod tests {
     use super::*;
     use crate::Classifier;
     use crate::tests::{events, families, training};
+    use caretaker_core::config::Calibration;
 
     fn tuned() -> TrainingSpec {
         TrainingSpec { tune_threshold: true, ..training() }
@@ -247,7 +285,8 @@ mod tests {
         let spec = tuned();
         let rows = TrainingRows::new(&train, &spec);
         for params in families() {
-            let candidate = CandidateSpec { name: "c".into(), params: params.clone(), grid: Vec::new() };
+            let candidate =
+                CandidateSpec { name: "c".into(), params: params.clone(), grid: Vec::new(), calibration: None };
             let selected = train_candidate(&candidate, Metric::F1, &rows).unwrap();
             assert_eq!(selected.validation_rows, 1440, "{}", params.family());
             assert_eq!(selected.grid.len(), 1);
@@ -325,9 +364,73 @@ mod tests {
         assert_ne!(before, after, "the flipped label reached the trees that drew the row");
         assert_ne!(model.predict_proba(&train).unwrap(), flipped_model.predict_proba(&train).unwrap());
         // The forest chosen is that one fit, with the threshold its out-of-bag scores gave.
-        let candidate = CandidateSpec { name: "c".into(), params: forest.clone(), grid: Vec::new() };
+        let candidate = CandidateSpec { name: "c".into(), params: forest.clone(), grid: Vec::new(), calibration: None };
         let selected = train_candidate(&candidate, Metric::F1, &rows).unwrap();
         assert_eq!(selected.model.predict_proba(&train).unwrap(), model.predict_proba(&train).unwrap());
         assert_eq!(selected.model.threshold, score(Metric::F1, &labels, &p, true).1);
+    }
+
+    /// `n` rows a minute apart, 30% positive, with five copies of one noisy feature: naive Bayes
+    /// counts the same evidence five times, and its probabilities are far too sure.
+    fn echoed(n: usize, seed: u64) -> LabelledEvents {
+        use caretaker_core::events::NumericColumn;
+        let mut rng = caretaker_core::rng::SplitMix64::new(seed);
+        let mut u = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let (mut x, mut labels) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for _ in 0..n {
+            let y = u() < 0.3;
+            // Roughly normal noise (the sum of four uniforms) around 0 or 1.
+            let noise = (u() + u() + u() + u() - 2.0) * 1.2;
+            x.push(y as u8 as f64 + noise);
+            labels.push(y);
+        }
+        LabelledEvents {
+            timestamps: (0..n as i64).map(|i| i * 60_000_000).collect(),
+            labels,
+            numeric: (0..5).map(|k| NumericColumn { name: format!("x{k}"), values: x.clone() }).collect(),
+            categorical: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_calibrated_candidate_carries_its_map_and_its_probabilities_come_closer_to_the_rates() {
+        let (train, holdout) = (echoed(6000, 21), echoed(4000, 22));
+        let spec = training();
+        let rows = TrainingRows::new(&train, &spec);
+        let nb = ModelParams::GaussianNb { var_smoothing: 1e-9 };
+        let plain = CandidateSpec { name: "nb".into(), params: nb.clone(), grid: Vec::new(), calibration: None };
+        let raw = train_candidate(&plain, Metric::F1, &rows).unwrap();
+        assert!(raw.calibration.is_none() && raw.model.calibrator.is_none());
+        let ece = |m: &TrainedModel| {
+            expected_calibration_error(&holdout.labels, &m.predict_proba(&holdout).unwrap()).unwrap()
+        };
+        let before = ece(&raw.model);
+        assert!(before > 0.05, "the planted overconfidence: {before}");
+        for method in [Calibration::Isotonic, Calibration::Sigmoid] {
+            let candidate = CandidateSpec { calibration: Some(method), ..plain.clone() };
+            let selected = train_candidate(&candidate, Metric::F1, &rows).unwrap();
+            let report = selected.calibration.clone().unwrap();
+            // A release that reads only uncalibrated models refuses this one rather than drop its map.
+            assert_eq!(
+                (selected.model.format, raw.model.format),
+                (crate::CALIBRATED_MODEL_FORMAT, crate::MODEL_FORMAT)
+            );
+            assert_eq!((report.method, report.validation_rows), (method, 1440));
+            assert!(report.validation_ece_after < report.validation_ece_before, "{report:?}");
+            // On rows neither fit saw, the calibrated model is far closer to the rates.
+            let after = ece(&selected.model);
+            assert!(after < before / 2.0, "{method:?}: {before} -> {after}");
+            // The map goes with the model: the bytes read back give the same probabilities, and
+            // the classifier under it is the uncalibrated model's.
+            let back = TrainedModel::from_bytes(&selected.model.to_bytes()).unwrap();
+            assert_eq!(back.predict_proba(&holdout).unwrap(), selected.model.predict_proba(&holdout).unwrap());
+            assert_eq!(back.predict_uncalibrated(&holdout).unwrap(), raw.model.predict_proba(&holdout).unwrap());
+            // Calibration keeps the ranking (the isotonic map may tie rows, never reorder them).
+            let m = classification_metrics(&holdout.labels, &back.predict_proba(&holdout).unwrap(), 0.5);
+            let r = classification_metrics(&holdout.labels, &raw.model.predict_proba(&holdout).unwrap(), 0.5);
+            assert!(m.roc_auc.unwrap() > r.roc_auc.unwrap() - 0.01, "{:?} {:?}", m.roc_auc, r.roc_auc);
+        }
+        // An uncalibrated model's bytes do not mention calibration at all.
+        assert!(!raw.model.to_bytes().windows(10).any(|w| w == b"calibrator"));
     }
 }

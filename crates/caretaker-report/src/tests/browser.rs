@@ -17,14 +17,14 @@ fn the_page_opens_in_headless_chromium_without_console_errors() {
 
     assert!(load.console.is_empty(), "console messages: {:#?}\n{}", load.console, load.stderr);
     assert!(load.requests.is_empty(), "the page requested {:?}", load.requests);
-    for id in ["summary", "gate", "quality", "drift", "models", "confusion", "curves", "trends", "patterns"] {
+    for id in ["summary", "gate", "quality", "drift", "models", "slices", "confusion", "curves", "trends", "patterns"] {
         assert!(load.dom.contains(&format!("id=\"{id}\"")), "the loaded page lacks #{id}");
     }
     // The plots are in the DOM as SVG: PSI bars, histograms of alarmed features, three curve
     // plots and three trends.
     let svgs = load.dom.matches("<svg class=\"plot\"").count();
     assert!(svgs >= 8, "{svgs} plots in the DOM");
-    for label in ["PSI per feature", "ROC curve", "Precision-recall curve", "Calibration", "F1 on each run"] {
+    for label in ["PSI per feature", "ROC curve", "Precision-recall curve", "Reliability", "F1 on each run"] {
         assert!(load.dom.contains(&format!("aria-label=\"{label}")), "no {label} plot in the DOM");
     }
     // The script in a category value stayed text.

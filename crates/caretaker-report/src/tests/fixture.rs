@@ -21,7 +21,7 @@ fn metrics(f1: f64, rows: u64) -> Value {
     json!({
         "rows": rows, "accuracy": 0.9 + f1 / 20.0, "precision": (f1 + 0.1).min(1.0), "recall": f1 - 0.05,
         "f1": f1, "roc_auc": (f1 + 0.2).min(0.99), "pr_auc": f1 + 0.02, "log_loss": 0.5 - f1 / 4.0,
-        "brier": 0.12 - f1 / 20.0, "threshold": 0.5,
+        "brier": 0.12 - f1 / 20.0, "ece": 0.05 - f1 / 50.0, "threshold": 0.5,
         "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn_}
     })
 }
@@ -106,7 +106,12 @@ pub fn report_with(night: usize, features: usize, curve_points: usize) -> RunRep
             "model_blake3": "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00",
             "selection": [{"params": {"max_depth": 6}, "validation_score": f1 - 0.01, "threshold": 0.45, "chosen": false},
                           {"params": {"max_depth": 8}, "validation_score": f1, "threshold": 0.5, "chosen": true}],
-            "note": null, "error": null
+            "note": null, "error": null,
+            "calibration": if *name == "naive_bayes" {
+                json!({"method": "isotonic", "validation_rows": 3000, "validation_ece_before": 0.081, "validation_ece_after": 0.012})
+            } else {
+                Value::Null
+            }
         })
     }).collect();
     let run_id = format!("{}-{:04x}", started.format("%Y%m%dT%H%M%SZ"), 0xa000 + night);
@@ -149,7 +154,14 @@ pub fn report_with(night: usize, features: usize, curve_points: usize) -> RunRep
                      "curves": curves(0.70, curve_points), "error": null, "trained_on_hash": "0f1e2d3c"},
         "gate": {"decision": "deployed", "candidate": "forest", "deployed_version": "v0002",
                  "reasons": ["forest f1 0.7400 beats champion v0001 (0.7000) by 0.0400, at least gate.min_improvement 0.0100"],
-                 "rules": [{"rule": "min_improvement", "passed": true, "measured": 0.04, "threshold": 0.01, "detail": "f1 0.7400 - 0.7000"}]},
+                 "rules": [{"rule": "min_improvement", "passed": true, "measured": 0.04, "threshold": 0.01, "detail": "f1 0.7400 - 0.7000"}],
+                 "slices": {"metric": "f1", "min_rows": 200, "guardrail": 0.05, "slices": [
+                     {"feature": "service", "value": SCRIPT, "key": SCRIPT, "rows": 420, "positives": 61,
+                      "candidate": 0.66, "champion": 0.69, "gain": -0.03, "guarded": true},
+                     {"feature": "latency_ms", "value": "[1200, 5000]", "key": "bin 04", "rows": 150, "positives": 40,
+                      "candidate": 0.70, "champion": 0.71, "gain": -0.01, "guarded": false},
+                     {"feature": "service", "value": "api", "key": "api", "rows": 1200, "positives": 190,
+                      "candidate": 0.78, "champion": 0.71, "gain": 0.07, "guarded": true}]}},
         "patterns": patterns,
         "stages": [{"stage": "quality", "seconds": 0.9, "rows": 20_000}, {"stage": "retrain", "seconds": 1.8, "rows": 17_588},
                    {"stage": "evaluate", "seconds": 0.1, "rows": 2_395}, {"stage": "deploy", "seconds": 0.05, "rows": null},

@@ -141,6 +141,7 @@ fn the_summary_comes_first_and_every_section_is_there() {
         "id=\"quality\"",
         "id=\"drift\"",
         "id=\"models\"",
+        "id=\"slices\"",
         "id=\"confusion\"",
         "id=\"curves\"",
         "id=\"trends\"",
@@ -160,15 +161,24 @@ fn the_summary_comes_first_and_every_section_is_there() {
     assert_eq!(page.matches("aria-label=\"PSI per feature\"").count(), 1);
     assert_eq!(page.matches("reference and current distribution\"").count(), alarms);
     for title in
-        ["ROC curve", "Precision-recall curve", "Calibration", "Quality score", "F1 on each run", "ROC-AUC on each run"]
+        ["ROC curve", "Precision-recall curve", "Reliability", "Quality score", "F1 on each run", "ROC-AUC on each run"]
     {
         assert!(page.contains(&format!("aria-label=\"{title}")), "no {title} plot");
     }
+    // The calibrated candidate says how, and the slices are listed worst first, the small one
+    // greyed; the level that is a script shows as text.
+    assert!(page.contains("isotonic calibration fitted on 3000 validation rows (ECE there 0.0810 → 0.0120)"));
+    let slices = &page[page.find("id=\"slices\"").expect("a slices section")..];
+    let slices = &slices[..slices.find("</section>").unwrap()];
+    assert!(slices.contains("gate.slice_guardrail allows a drop of 0.05"), "{slices}");
+    let worst = slices.find("service=&#60;script&#62;").unwrap_or_else(|| panic!("the script level as text: {slices}"));
+    assert!(worst < slices.find("service=api").unwrap());
+    assert_eq!(slices.matches("<tr class=\"muted\">").count(), 1);
     // Five models in the table and five confusion matrices; ten runs in the trend table.
     assert_eq!(page.matches("class=\"swatch\"").count(), 5);
     assert_eq!(page.matches("class=\"confusion\"").count(), 5);
     assert_eq!(page.matches("<tr class=\"current\">").count(), 1);
-    let trends = &page[positions[6]..positions[7]];
+    let trends = &page[positions[7]..positions[8]];
     assert_eq!(trends.matches("<code>2026").count(), 10);
 }
 
