@@ -96,6 +96,71 @@ fn a_calibrated_candidate_reports_its_map_and_its_calibration_error() {
 }
 
 #[test]
+fn rows_awaiting_their_label_get_estimated_metrics_for_every_model() {
+    let mut ctx = context();
+    // The newest 36 hours of the example have no label yet; labels take up to two days.
+    let base = caretaker_test_support::example_pipeline(3_000)
+        .replace("rows = 3000\n", "rows = 3000\nunlabelled_hours = 36\n")
+        .replace("label = \"failed\"", "label = \"failed\"\nlabel_delay = \"2d\"");
+    let pipeline = ctx.pipeline_from(&base, "");
+    let pipeline = pipeline.to_str().unwrap();
+    let first = ctx.caretaker(&["run", pipeline, "--json"]);
+    first.assert_code(0);
+    let report = first.json();
+    let awaiting = report["quality"]["awaiting_label_rows"].as_u64().unwrap();
+    assert!(awaiting > 20, "{:#}", report["quality"]);
+    let rules = report["quality"]["rule_counts"].to_string();
+    assert!(!rules.contains("null:failed"), "rows within the delay are not quarantined: {rules}");
+    let estimate = &report["estimate"];
+    assert_eq!(estimate["rows"].as_u64(), Some(awaiting));
+    assert_eq!(estimate["note"], "there is no champion to estimate", "{estimate:#}");
+    for c in report["candidates"].as_array().unwrap() {
+        let f1 = &c["estimated"]["f1"];
+        let (v, low, high) = (f1["value"].as_f64().unwrap(), f1["low"].as_f64().unwrap(), f1["high"].as_f64().unwrap());
+        assert!((0.0..=1.0).contains(&v) && low <= v && v <= high, "{}: {f1}", c["name"]);
+        assert_eq!(c["estimated"]["rows"].as_u64(), Some(awaiting));
+    }
+
+    // A day later the same rows are 24 to 60 hours old: those past two days have no label still
+    // and are quarantined; the others still await theirs, and the champion is estimated on them.
+    ctx.set_now("2026-11-29T02:00:00Z");
+    let second = ctx.caretaker(&["run", pipeline, "--json"]);
+    second.assert_code(0);
+    let report = second.json();
+    let still = report["quality"]["awaiting_label_rows"].as_u64().unwrap();
+    assert!(still > 0 && still < awaiting, "{still} of {awaiting}");
+    assert!(report["quality"]["rule_counts"].to_string().contains("null:failed"));
+    let estimate = &report["estimate"];
+    assert_eq!(estimate["metric"], "f1");
+    let realised = estimate["champion_realised"].as_f64().unwrap();
+    let estimated = estimate["champion_estimated"]["value"].as_f64().unwrap();
+    assert!((estimate["drop"].as_f64().unwrap() - (realised - estimated)).abs() < 1e-12, "{estimate:#}");
+    assert_eq!(estimate["alarm"].as_bool().unwrap(), realised - estimated > 0.05);
+    assert_eq!(report["champion"]["estimated"]["f1"]["value"].as_f64(), Some(estimated));
+
+    let run_id = report["run_id"].as_str().unwrap();
+    let html = std::fs::read_to_string(ctx.path().join(format!("reports/{run_id}/report.html"))).unwrap();
+    assert!(html.contains("id=\"estimate\"") && html.contains("rows await their label"));
+    let textfile = std::fs::read_to_string(ctx.path().join("state/metrics.prom")).unwrap();
+    assert!(
+        textfile.lines().any(|l| l.starts_with("caretaker_awaiting_label_rows{") && l.ends_with(&format!(" {still}"))),
+        "{textfile}"
+    );
+    assert!(
+        textfile.lines().any(|l| l.starts_with("caretaker_model_estimated_f1{") && l.contains("role=\"champion\"")),
+        "{textfile}"
+    );
+    // The terminal summary says it too.
+    ctx.set_now("2026-11-29T03:00:00Z");
+    let third = ctx.caretaker(&["run", pipeline]);
+    third.assert_code(0).assert_stdout_contains("rows awaiting their label");
+    let (a, b) = (first.json()["run_id"].as_str().unwrap().to_string(), run_id.to_string());
+    let compare = ctx.caretaker(&["runs", "compare", &a, &b, "--pipeline", pipeline]);
+    compare.assert_code(0).assert_stdout_contains("awaiting label (f1)");
+    compare.assert_stdout_contains("champion estimated");
+}
+
+#[test]
 fn the_gate_scores_its_candidate_and_the_champion_on_every_slice() {
     let mut ctx = context();
     let pipeline = ctx.pipeline("[gate.slices]\nnumeric = [\"latency_ms\"]\nmin_rows = 50\n");

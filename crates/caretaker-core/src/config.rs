@@ -85,6 +85,8 @@ struct RawDataset {
     example: Option<RawExample>,
     /// `caretaker data compact` rewrites small files into files of about this many MiB.
     compact_target_mb: Option<f64>,
+    /// How long a label takes to arrive (`"3d"`, `"12h"`): newer rows without one await it.
+    label_delay: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +95,7 @@ struct RawExample {
     rows: usize,
     seed: u64,
     files_per_day: Option<usize>,
+    unlabelled_hours: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +114,7 @@ struct RawQuality {
     max_age_hours: Option<f64>,
     future_tolerance_minutes: Option<f64>,
     max_label_shift: Option<f64>,
+    estimated_drop_alarm: Option<f64>,
     #[serde(default)]
     drift: RawDrift,
 }
@@ -279,6 +283,10 @@ pub struct DatasetSpec {
     /// The size `caretaker data compact` aims at for each file it writes, in bytes
     /// (`dataset.compact_target_mb`, default 128 MiB).
     pub compact_target_bytes: u64,
+    /// Rows newer than the run time minus this, with no label, await it: they are neither
+    /// quarantined nor trained on, and the models' performance on them is estimated. `None`: every
+    /// row without a label is quarantined.
+    pub label_delay: Option<std::time::Duration>,
 }
 
 impl DatasetSpec {
@@ -294,6 +302,9 @@ pub struct ExampleSpec {
     pub seed: u64,
     /// Files per daily partition, as an hourly ingest would leave them (default 1).
     pub files_per_day: usize,
+    /// The newest hours of the example have no label yet, as in a pipeline whose labels come
+    /// late (default 0).
+    pub unlabelled_hours: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -317,6 +328,9 @@ pub struct QualityPolicy {
     pub future_tolerance_minutes: f64,
     /// Largest allowed change of the positive rate between the reference and current windows.
     pub max_label_shift: f64,
+    /// The champion's primary metric estimated on the rows awaiting their label may fall this far
+    /// below its realised value on the holdout before the run raises the alarm.
+    pub estimated_drop_alarm: f64,
     pub drift: DriftPolicy,
 }
 
@@ -662,7 +676,21 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
                 format!("must be at most 24 (one file an hour), got {files_per_day}"),
             );
         }
-        ExampleSpec { rows: e.rows, seed: e.seed, files_per_day }
+        ExampleSpec { rows: e.rows, seed: e.seed, files_per_day, unlabelled_hours: e.unlabelled_hours.unwrap_or(0) }
+    });
+    let label_delay = d.label_delay.as_deref().and_then(|text| match humantime::parse_duration(text.trim()) {
+        Ok(delay) if !delay.is_zero() => Some(delay),
+        Ok(_) => {
+            check.fail(
+                "dataset.label_delay",
+                "must be longer than zero (leave it out when labels arrive with the events)",
+            );
+            None
+        }
+        Err(e) => {
+            check.fail("dataset.label_delay", format!("{text:?} is not a duration such as \"3d\" or \"12h\": {e}"));
+            None
+        }
     });
     let compact_target_mb = d.compact_target_mb.unwrap_or(128.0);
     if !(0.001..=1_048_576.0).contains(&compact_target_mb) {
@@ -712,6 +740,7 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
             }
         },
         max_label_shift: check.fraction("quality.max_label_shift", q.max_label_shift, 0.1),
+        estimated_drop_alarm: check.fraction("quality.estimated_drop_alarm", q.estimated_drop_alarm, 0.05),
         drift: DriftPolicy {
             reference_days: check.at_least("quality.drift.reference_days", q.drift.reference_days.unwrap_or(30), 1),
             current_days: check.at_least("quality.drift.current_days", q.drift.current_days.unwrap_or(7), 1),
@@ -946,6 +975,7 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
             categorical: d.categorical.clone(),
             example,
             compact_target_bytes: (compact_target_mb.clamp(0.001, 1_048_576.0) * 1024.0 * 1024.0) as u64,
+            label_delay,
         },
         quality,
         training,
@@ -1289,6 +1319,21 @@ max_depth = 6
             split_quality: SplitQuality::Gini
         }));
         assert!(c.candidates[0].grid.is_empty());
+    }
+
+    #[test]
+    fn a_label_delay_is_a_duration_and_a_wrong_one_is_named() {
+        assert_eq!(load(MINIMAL).unwrap().dataset.label_delay, None);
+        let with = |delay: &str| {
+            MINIMAL.replace("label = \"failed\"", &format!("label = \"failed\"\nlabel_delay = {delay:?}"))
+        };
+        let c = load(&with("3d")).unwrap();
+        assert_eq!(c.dataset.label_delay, Some(std::time::Duration::from_secs(3 * 86_400)));
+        assert_eq!(c.quality.estimated_drop_alarm, 0.05);
+        let err = load(&with("three days")).unwrap_err().to_string();
+        assert!(err.contains("dataset.label_delay: \"three days\" is not a duration such as \"3d\""), "{err}");
+        let err = load(&with("0s")).unwrap_err().to_string();
+        assert!(err.contains("dataset.label_delay: must be longer than zero"), "{err}");
     }
 
     #[test]

@@ -35,10 +35,36 @@ pub struct RunReport {
     pub candidates: Vec<CandidateReport>,
     pub champion: Option<ChampionReport>,
     pub gate: GateReport,
+    /// Performance estimated on the rows awaiting their label (`dataset.label_delay`); absent
+    /// without a delay or when no model was scored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<EstimateReport>,
     pub patterns: Option<PatternsReport>,
     pub stages: Vec<StageTiming>,
     /// The directory holding this report and the run's other files.
     pub report_dir: String,
+}
+
+/// What the rows awaiting their label say of the champion before their labels arrive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EstimateReport {
+    /// Rows awaiting their label, and the span of their event times.
+    pub rows: u64,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// The primary metric, or F1 when the primary metric cannot be estimated (a loss).
+    pub metric: crate::metrics::Metric,
+    /// The champion's value on the labelled holdout, and its estimate on the awaiting rows.
+    pub champion_realised: Option<f64>,
+    pub champion_estimated: Option<EstimatedValue>,
+    /// Realised minus estimated: how far the champion is expected to fall on the newest rows.
+    pub drop: Option<f64>,
+    /// `quality.estimated_drop_alarm`, and whether the drop is above it.
+    pub alarm_threshold: f64,
+    pub alarm: bool,
+    /// Why there is no estimate of the champion, when there is none.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +108,10 @@ pub struct QualityReport {
     pub rows: u64,
     pub clean_rows: u64,
     pub quarantined_rows: u64,
+    /// Rows without a label, newer than the run time minus `dataset.label_delay`: neither clean
+    /// (not trained on) nor quarantined; the models' performance on them is estimated.
+    #[serde(default)]
+    pub awaiting_label_rows: u64,
     /// Where the failing rows went, when there were any.
     pub quarantine_path: Option<String>,
     /// Rows per broken rule (a row can break several).
@@ -187,6 +217,9 @@ pub struct CandidateReport {
     /// The calibration fitted on the validation rows, when the candidate asks for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<CalibrationReport>,
+    /// Its metrics estimated on the rows awaiting their label (`dataset.label_delay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated: Option<EstimatedMetrics>,
     /// Why the candidate has no metrics, when it failed to train.
     pub error: Option<String>,
 }
@@ -229,6 +262,21 @@ pub struct EstimatedValue {
     pub high: f64,
 }
 
+impl EstimatedMetrics {
+    /// The estimate of `metric`, for the metrics CBPE estimates (not the losses).
+    pub fn get(&self, metric: crate::metrics::Metric) -> Option<EstimatedValue> {
+        use crate::metrics::Metric;
+        match metric {
+            Metric::Accuracy => Some(self.accuracy),
+            Metric::Precision => Some(self.precision),
+            Metric::Recall => Some(self.recall),
+            Metric::F1 => Some(self.f1),
+            Metric::RocAuc => self.roc_auc,
+            Metric::PrAuc | Metric::LogLoss | Metric::Brier | Metric::Ece => None,
+        }
+    }
+}
+
 /// One grid point of a candidate, scored on the validation rows (never the holdout).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GridResult {
@@ -250,6 +298,9 @@ pub struct ChampionReport {
     /// Why it could not be scored (unloadable files, say).
     pub error: Option<String>,
     pub trained_on_hash: Option<String>,
+    /// Its metrics estimated on the rows awaiting their label (`dataset.label_delay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated: Option<EstimatedMetrics>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -170,6 +170,21 @@ pub fn events(rows: usize, seed: u64, end: DateTime<Utc>) -> DataFrame {
     c.into_frame()
 }
 
+/// Takes the label (`failed`) off the events later than `after`: their labels have not arrived.
+pub fn withhold_labels(df: &mut DataFrame, after: DateTime<Utc>) -> PolarsResult<()> {
+    let after = after.timestamp_micros();
+    let ts = df.column("ts")?.cast(&DataType::Int64)?;
+    let failed = df.column("failed")?.bool()?.clone();
+    let withheld: BooleanChunked = ts
+        .i64()?
+        .iter()
+        .zip(failed.iter())
+        .map(|(t, label)| if t.is_some_and(|t| t > after) { None } else { label })
+        .collect();
+    df.with_column(withheld.with_name("failed".into()).into_column())?;
+    Ok(())
+}
+
 #[derive(Default)]
 struct Columns {
     event_id: Vec<String>,

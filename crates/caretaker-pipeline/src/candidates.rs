@@ -52,6 +52,7 @@ pub(crate) fn train_and_score(
             selection: Vec::new(),
             note: None,
             calibration: None,
+            estimated: None,
             error: None,
         };
         let predicted = selected.and_then(|selected| {

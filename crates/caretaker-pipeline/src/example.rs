@@ -15,17 +15,24 @@ pub struct ExampleFiles {
     pub patterns: usize,
 }
 
-/// Writes the example events (daily Hive partitions under `events_dir`) ending at `end`, and, when
-/// `pattern_store` is given, an example pattern store of `rows / 10` patterns.
+/// Writes the example events (daily Hive partitions under `events_dir`) ending at `end`, the
+/// newest `unlabelled_hours` without a label, and, when `pattern_store` is given, an example
+/// pattern store of `rows / 10` patterns.
 pub fn write_example(
     events_dir: &Path,
     pattern_store: Option<&Path>,
     rows: usize,
     seed: u64,
     files_per_day: usize,
+    unlabelled_hours: u32,
     end: DateTime<Utc>,
 ) -> Result<ExampleFiles> {
-    let df = caretaker_data::example::events(rows, seed, end);
+    let mut df = caretaker_data::example::events(rows, seed, end);
+    if unlabelled_hours > 0 {
+        let after = end - chrono::Duration::hours(unlabelled_hours.into());
+        caretaker_data::example::withhold_labels(&mut df, after)
+            .map_err(|e| caretaker_data::parquet_io::write_error(events_dir, e))?;
+    }
     let files = caretaker_data::example::write_events(&df, events_dir, files_per_day)?;
     let patterns = match pattern_store {
         Some(path) => caretaker_patterns::example::write(path, (rows / 10).max(50), seed, end)?,
@@ -59,6 +66,14 @@ pub(crate) fn ensure_example(config: &PipelineConfig, now: DateTime<Utc>) -> Res
         seed = example.seed,
         "the dataset does not exist yet: writing the example data ([dataset.example])"
     );
-    write_example(&config.dataset.path, store, example.rows, example.seed, example.files_per_day, example_end(now))
-        .map(Some)
+    write_example(
+        &config.dataset.path,
+        store,
+        example.rows,
+        example.seed,
+        example.files_per_day,
+        example.unlabelled_hours,
+        example_end(now),
+    )
+    .map(Some)
 }

@@ -283,6 +283,7 @@ fn reset_in_maintenance(
         candidates: outcome.candidates.clone(),
         champion: None,
         gate: gate_report.clone(),
+        estimate: None,
         patterns: None,
         stages: stages.timings,
         report_dir: report_dir.display().to_string(),

@@ -77,6 +77,7 @@ pub fn run(config: &PipelineConfig, clock: Clock, options: &RunOptions) -> Resul
         candidates: Vec::new(),
         champion: None,
         gate: GateReport::skipped("the run stopped before the gate"),
+        estimate: None,
         patterns: None,
         stages: Vec::new(),
         report_dir: report_dir.display().to_string(),
@@ -132,6 +133,7 @@ fn stages_of_the_run(
     stages.finish(stage, Some(quality.report.rows));
     report.data = Some(quality.data);
     report.quality = Some(quality.report.clone());
+    let awaiting = quality.awaiting;
     let Some(events) = quality.events.filter(|_| quality.report.passed) else {
         report.status = RunStatus::QualityFailed;
         report.message = Some(quality_failure(&quality.report));
@@ -162,8 +164,19 @@ fn stages_of_the_run(
     // The champion, re-scored on the same holdout.
     let stage = stages.start("evaluate", "scoring the champion on the holdout");
     let registry = Registry::open(&config.output.models)?;
-    let champion = score_champion(&registry, &split.holdout)?;
+    let champion = score_champion(&registry, &split.holdout, awaiting.as_ref(), config.training.seed)?;
     report.champion = champion.as_ref().map(|(c, _)| c.clone());
+    if let Some(awaiting) = &awaiting {
+        for (candidate, scored) in report.candidates.iter_mut().zip(&scored) {
+            if let Some(s) = scored {
+                candidate.estimated = estimate_on(&s.model, awaiting, config.training.seed)
+                    .map_err(|e| tracing::warn!(candidate = %candidate.name, error = %e, "no estimate"))
+                    .ok()
+                    .flatten();
+            }
+        }
+        report.estimate = Some(estimate_report(config, awaiting, report.champion.as_ref()));
+    }
     stages.finish(stage, Some(split.holdout.len() as u64));
 
     // Gate.
@@ -291,7 +304,67 @@ pub(crate) fn quality_failure(q: &QualityReport) -> String {
 }
 
 /// The champion's report and, when it could be scored, its holdout probabilities.
-fn score_champion(registry: &Registry, holdout: &LabelledEvents) -> Result<Option<(ChampionReport, Option<Vec<f64>>)>> {
+/// Draws of the labels behind an estimate's band, and the band's confidence.
+const ESTIMATE_DRAWS: u32 = 200;
+const ESTIMATE_CONFIDENCE: f64 = 0.95;
+
+/// `model`'s metrics estimated on the rows awaiting their label; `None` without such rows.
+fn estimate_on(
+    model: &TrainedModel,
+    awaiting: &LabelledEvents,
+    seed: u64,
+) -> std::result::Result<Option<caretaker_core::report::EstimatedMetrics>, String> {
+    let p = model.predict_proba(awaiting).map_err(|e| e.to_string())?;
+    Ok(caretaker_evaluate::estimate::estimate(&p, model.threshold, ESTIMATE_DRAWS, ESTIMATE_CONFIDENCE, seed))
+}
+
+/// The champion's estimate against its realised value, and the alarm.
+fn estimate_report(
+    config: &PipelineConfig,
+    awaiting: &LabelledEvents,
+    champion: Option<&ChampionReport>,
+) -> caretaker_core::report::EstimateReport {
+    use caretaker_core::metrics::Metric;
+    let primary = config.gate.primary_metric;
+    let metric =
+        if matches!(primary, Metric::Accuracy | Metric::Precision | Metric::Recall | Metric::F1 | Metric::RocAuc) {
+            primary
+        } else {
+            Metric::F1
+        };
+    let realised = champion.and_then(|c| c.metrics.as_ref()).and_then(|m| metric.value(m));
+    let estimated = champion.and_then(|c| c.estimated.as_ref()).and_then(|e| e.get(metric));
+    let drop = realised.zip(estimated).map(|(r, e)| r - e.value);
+    let threshold = config.quality.estimated_drop_alarm;
+    let note = match (champion, estimated) {
+        _ if awaiting.is_empty() => Some("no row awaits its label".to_string()),
+        (None, _) => Some("there is no champion to estimate".to_string()),
+        (Some(c), None) if c.error.is_some() => Some(format!("champion {} cannot be scored", c.version)),
+        (Some(_), None) => Some(format!("{metric} cannot be estimated on these rows")),
+        _ if metric != primary => Some(format!("{primary} cannot be estimated without labels: {metric} is")),
+        _ => None,
+    };
+    let micros = |t: Option<&i64>| t.and_then(|&t| chrono::DateTime::from_timestamp_micros(t));
+    caretaker_core::report::EstimateReport {
+        rows: awaiting.len() as u64,
+        from: micros(awaiting.timestamps.iter().min()),
+        to: micros(awaiting.timestamps.iter().max()),
+        metric,
+        champion_realised: realised,
+        champion_estimated: estimated,
+        drop,
+        alarm_threshold: threshold,
+        alarm: drop.is_some_and(|d| d > threshold),
+        note,
+    }
+}
+
+fn score_champion(
+    registry: &Registry,
+    holdout: &LabelledEvents,
+    awaiting: Option<&LabelledEvents>,
+    seed: u64,
+) -> Result<Option<(ChampionReport, Option<Vec<f64>>)>> {
     let Some(pointer) = registry.champion()? else { return Ok(None) };
     let version = pointer.version;
     let mut report = ChampionReport {
@@ -302,6 +375,7 @@ fn score_champion(registry: &Registry, holdout: &LabelledEvents) -> Result<Optio
         curves: None,
         error: None,
         trained_on_hash: None,
+        estimated: None,
     };
     let loaded = registry.load(version).map_err(|e| e.to_string()).and_then(|(card, bytes)| {
         report.name = card.name.clone();
@@ -309,6 +383,9 @@ fn score_champion(registry: &Registry, holdout: &LabelledEvents) -> Result<Optio
         report.trained_on_hash = Some(card.train_hash.clone());
         let model = TrainedModel::from_bytes(&bytes).map_err(|e| e.to_string())?;
         let p = model.predict_proba(holdout).map_err(|e| e.to_string())?;
+        if let Some(awaiting) = awaiting {
+            report.estimated = estimate_on(&model, awaiting, seed)?;
+        }
         Ok((classification_metrics(&holdout.labels, &p, model.threshold), p))
     });
     match loaded {

@@ -207,13 +207,17 @@ fn column_outliers(column: &NumericColumn, rows: usize, policy: &QualityPolicy) 
 }
 
 /// The newest event against the run time.
+/// The newest event of `events` and of the rows awaiting their label (`awaiting`): labels that come
+/// late do not make the data stale.
 pub(crate) fn freshness(
     events: &LabelledEvents,
+    awaiting: Option<&LabelledEvents>,
     policy: &QualityPolicy,
     now: DateTime<Utc>,
     future_rows: u64,
 ) -> Vec<QualityCheck> {
-    let Some(&newest) = events.timestamps.iter().max() else {
+    let newest = events.timestamps.iter().chain(awaiting.iter().flat_map(|a| &a.timestamps)).max();
+    let Some(&newest) = newest else {
         return vec![check("freshness", None, f64::INFINITY, policy.max_age_hours, false, "no clean rows".into())];
     };
     let age_hours = (now.timestamp_micros() - newest) as f64 / 3.6e9;

@@ -74,6 +74,8 @@ pub struct QualityOutcome {
     /// The clean rows, or `None` when a blocking check (integrity, schema, no rows) failed and no
     /// row can be trusted.
     pub events: Option<LabelledEvents>,
+    /// With `dataset.label_delay`: the rows awaiting their label (labels unknown, written false).
+    pub awaiting: Option<LabelledEvents>,
 }
 
 pub(crate) fn check(
@@ -140,7 +142,7 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
     });
     let (labels, drift) = drift?;
     checks.extend(outliers);
-    checks.extend(checks::freshness(&events, input.policy, input.now, pass.future_rows));
+    checks.extend(checks::freshness(&events, pass.awaiting.as_ref(), input.policy, input.now, pass.future_rows));
     checks.extend(labels);
     checks.push(drift.check);
     tracing::debug!(
@@ -165,12 +167,13 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
         rows: pass.rows,
         clean_rows: events.len() as u64,
         quarantined_rows: pass.quarantined_rows,
+        awaiting_label_rows: pass.awaiting.as_ref().map_or(0, |a| a.len() as u64),
         quarantine_path: pass.quarantine_path.map(|p| p.display().to_string()),
         rule_counts: pass.rule_counts.into_iter().map(|(rule, rows)| RuleCount { rule, rows }).collect(),
         checks,
         drift: drift.results,
     };
-    Ok(QualityOutcome { report, data, events: Some(events) })
+    Ok(QualityOutcome { report, data, events: Some(events), awaiting: pass.awaiting })
 }
 
 /// Threads for the column checks after the pass, at most, per check. The outlier check and drift
@@ -215,10 +218,11 @@ fn blocked(policy: &QualityPolicy, data: DataSummary, checks: Vec<QualityCheck>)
         rows: data.rows,
         clean_rows: 0,
         quarantined_rows: 0,
+        awaiting_label_rows: 0,
         quarantine_path: None,
         rule_counts: Vec::new(),
         checks,
         drift: Vec::new(),
     };
-    QualityOutcome { report, data, events: None }
+    QualityOutcome { report, data, events: None, awaiting: None }
 }

@@ -41,6 +41,9 @@ struct Rule {
 pub(crate) struct Pass {
     pub rows: u64,
     pub events: LabelledEvents,
+    /// With `dataset.label_delay`: the rows newer than the run time minus the delay that have no
+    /// label yet and break no other rule (their `labels` are all false: unknown).
+    pub awaiting: Option<LabelledEvents>,
     pub checks: Vec<QualityCheck>,
     pub rule_counts: Vec<(String, u64)>,
     pub quarantined_rows: u64,
@@ -160,6 +163,8 @@ struct Tested {
     labels: Vec<bool>,
     numbers: Vec<Plain<Float64Type>>,
     strings: Vec<StringChunked>,
+    /// The rows that await their label (empty: none).
+    awaiting: Vec<bool>,
 }
 
 struct Quarantine {
@@ -175,6 +180,11 @@ struct Accumulator {
     numeric: Vec<(String, Option<(f64, f64)>)>,
     categorical: Vec<(String, Option<HashSet<String>>)>,
     future_limit: i64,
+    /// With a label delay: a row later than this (µs) without a label awaits it.
+    awaiting_after: Option<i64>,
+    /// The awaiting rows' timestamp and feature columns, batch by batch, and how many.
+    awaiting_frames: Vec<DataFrame>,
+    awaiting_rows: u64,
     rules: Vec<Rule>,
     rows: u64,
     incomplete: u64,
@@ -682,6 +692,11 @@ impl Accumulator {
                 .map(|c| (c.clone(), policy.allowed.get(c).map(|v| v.iter().cloned().collect())))
                 .collect(),
             future_limit,
+            awaiting_after: spec.label_delay.map(|delay| {
+                input.now.timestamp_micros().saturating_sub(delay.as_micros().min(i64::MAX as u128) as i64)
+            }),
+            awaiting_frames: Vec::new(),
+            awaiting_rows: 0,
             rules,
             rows: 0,
             incomplete: 0,
@@ -759,6 +774,23 @@ impl Accumulator {
                 (values.null_count() > 0).then(|| values.iter().map(|v| v.is_none()).collect()),
             )
         };
+        let mut label_null = label_null;
+        let awaiting = match (self.awaiting_after, label_null.as_mut()) {
+            (Some(after), Some(nulls)) => {
+                // A row whose timestamp is null is not recent: it stays a null label.
+                let ts_null =
+                    self.rule_index(Kind::Null, &self.timestamp).map(|r| &broken[r]).filter(|m| !m.is_empty());
+                let mut awaiting = vec![false; nulls.len()];
+                for (i, t) in ts.values().enumerate() {
+                    if nulls[i] && t > after && !ts_null.is_some_and(|m| m[i]) {
+                        awaiting[i] = true;
+                        nulls[i] = false;
+                    }
+                }
+                if awaiting.contains(&true) { awaiting } else { Vec::new() }
+            }
+            _ => Vec::new(),
+        };
         mark(&mut broken, self.rule_index(Kind::Null, &self.label), label_null);
 
         let mut numbers = Vec::with_capacity(self.numeric.len());
@@ -801,7 +833,7 @@ impl Accumulator {
             strings.push(values);
         }
 
-        Ok(Tested { broken, ts, labels, numbers, strings })
+        Ok(Tested { broken, ts, labels, numbers, strings, awaiting })
     }
 
     /// Adds the id rules to the other rules' findings, counts, quarantines the rows that broke
@@ -815,7 +847,7 @@ impl Accumulator {
         null: Vec<bool>,
     ) -> PolarsResult<()> {
         let n = df.height();
-        let Tested { mut broken, ts, labels, numbers, strings } = tested;
+        let Tested { mut broken, ts, labels, numbers, strings, awaiting } = tested;
         for i in (0..n).filter(|&i| duplicate[i]) {
             if self.duplicate_examples.len() >= 5 {
                 break;
@@ -859,9 +891,26 @@ impl Accumulator {
         self.rows += n as u64;
         self.quarantined += bad_rows as u64;
 
+        // The rows that await their label and break no other rule: kept aside, not trained on.
+        let mut kept_out = Vec::new();
+        if !awaiting.is_empty() {
+            let waiting: Vec<bool> = awaiting.iter().zip(&bad).map(|(&a, &b)| a && !b).collect();
+            let count = waiting.iter().filter(|w| **w).count();
+            if count > 0 {
+                self.awaiting_rows += count as u64;
+                let columns: Vec<&str> = std::iter::once(self.timestamp.as_str())
+                    .chain(self.numeric.iter().map(|(c, _)| c.as_str()))
+                    .chain(self.categorical.iter().map(|(c, _)| c.as_str()))
+                    .collect();
+                let rows = df.select(columns)?.filter(&BooleanChunked::from_slice("awaiting".into(), &waiting))?;
+                self.awaiting_frames.push(rows);
+                kept_out = bad.iter().zip(&waiting).map(|(&b, &w)| b | w).collect();
+            }
+        }
+
         // The clean rows, into the training vectors, run by run (a clean row has no null): the
         // categories on a second core, the rest on this one.
-        let runs = clean_runs(&bad);
+        let runs = clean_runs(if kept_out.is_empty() { &bad } else { &kept_out });
         let mut dictionaries = std::mem::take(&mut self.dictionaries);
         std::thread::scope(|scope| {
             let coded = scope.spawn(|| {
@@ -1027,9 +1076,14 @@ fn finish(mut acc: Accumulator, input: &QualityInput<'_>) -> Result<Pass> {
             .collect(),
         categorical: spec.categorical.iter().zip(acc.dictionaries).map(|(name, d)| d.finish(name)).collect(),
     };
+    let awaiting = match acc.awaiting_after {
+        None => None,
+        Some(_) => Some(awaiting_events(&acc.awaiting_frames, spec).map_err(|e| input.files.read_error(e))?),
+    };
     Ok(Pass {
         rows,
         events,
+        awaiting,
         checks,
         rule_counts,
         quarantined_rows: acc.quarantined,
@@ -1039,6 +1093,46 @@ fn finish(mut acc: Accumulator, input: &QualityInput<'_>) -> Result<Pass> {
         duplicate_rows: acc.duplicates,
         future_rows,
     })
+}
+
+/// The rows that await their label as events (labels false: unknown), categories coded in order
+/// of first appearance.
+fn awaiting_events(frames: &[DataFrame], spec: &caretaker_core::config::DatasetSpec) -> PolarsResult<LabelledEvents> {
+    let mut events = LabelledEvents {
+        numeric: spec.numeric.iter().map(|name| NumericColumn { name: name.clone(), values: Vec::new() }).collect(),
+        categorical: spec
+            .categorical
+            .iter()
+            .map(|name| CategoricalColumn { name: name.clone(), levels: Vec::new(), codes: Vec::new() })
+            .collect(),
+        ..LabelledEvents::default()
+    };
+    let mut index: Vec<HashMap<String, u32>> = vec![HashMap::new(); spec.categorical.len()];
+    // The rows broke no rule: no value is null.
+    for df in frames {
+        events.timestamps.extend(timestamp_micros(df.column(&spec.timestamp)?)?.into_no_null_iter());
+        events.labels.extend(std::iter::repeat_n(false, df.height()));
+        for column in &mut events.numeric {
+            let values = df.column(&column.name)?.cast(&DataType::Float64)?;
+            column.values.extend(values.f64()?.into_no_null_iter());
+        }
+        for (column, index) in events.categorical.iter_mut().zip(&mut index) {
+            let values = df.column(&column.name)?.cast(&DataType::String)?;
+            for v in values.str()?.iter().map(Option::unwrap_or_default) {
+                let code = match index.get(v) {
+                    Some(&code) => code,
+                    None => {
+                        let code = column.levels.len() as u32;
+                        column.levels.push(v.to_string());
+                        index.insert(v.to_string(), code);
+                        code
+                    }
+                };
+                column.codes.push(code);
+            }
+        }
+    }
+    Ok(events)
 }
 
 #[cfg(test)]

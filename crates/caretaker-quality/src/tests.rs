@@ -34,7 +34,10 @@ fn config(dir: &Path) -> PipelineConfig {
 }
 
 fn run(dir: &Path) -> QualityOutcome {
-    let config = config(dir);
+    run_config(dir, config(dir))
+}
+
+fn run_config(dir: &Path, config: PipelineConfig) -> QualityOutcome {
     let files = DatasetFiles::find(&config.dataset.path).unwrap();
     assess(&QualityInput {
         files: &files,
@@ -409,4 +412,55 @@ fn integer_ids_and_labels_with_nulls_across_files_and_batches() {
     let positives = events.labels.iter().filter(|&&l| l).count();
     let expected_positives = (0..2 * per_file).filter(|i| (i % per_file).is_multiple_of(4) && !bad.contains(i)).count();
     assert_eq!(positives, expected_positives);
+}
+
+#[test]
+fn rows_newer_than_the_label_delay_await_their_label_and_older_ones_are_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1,000 rows an hour apart, the newest 100 within the last 100 hours.
+    let n = 1000;
+    let newest = now() - Duration::minutes(30);
+    let ts: Vec<i64> = (0..n).map(|i| micros(newest - Duration::hours((n - 1 - i) as i64))).collect();
+    let mut y: Vec<Option<bool>> = (0..n).map(|i| Some(i % 3 == 0)).collect();
+    let mut x: Vec<f64> = (0..n).map(|i| (i % 10) as f64).collect();
+    // Older than three days without a label: 5 rows, quarantined. Within three days (the newest
+    // 72 rows): 40 rows without a label, one of them also out of range (quarantined for that).
+    for i in [100, 200, 300, 400, 500] {
+        y[i] = None;
+    }
+    y[n - 40..].iter_mut().for_each(|label| *label = None);
+    x[n - 1] = 99.0;
+    let ts = Series::new("ts".into(), ts).cast(&DataType::Datetime(TimeUnit::Microseconds, None)).unwrap();
+    let df = DataFrame::new(
+        n,
+        vec![
+            Column::new("id".into(), (0..n as i64).collect::<Vec<_>>()),
+            ts.into_column(),
+            Column::new("y".into(), y),
+            Column::new("x".into(), x),
+            Column::new("c".into(), (0..n).map(|i| if i % 2 == 0 { "a" } else { "b" }).collect::<Vec<_>>()),
+        ],
+    )
+    .unwrap();
+    write(dir.path(), "part-0.parquet", df);
+    let text = PIPELINE.replace("label = \"y\"", "label = \"y\"\nlabel_delay = \"3d\"");
+    let config = PipelineConfig::from_toml_str(&text, &dir.path().join("p.toml")).unwrap();
+    let out = run_config(dir.path(), config);
+    let counts: std::collections::BTreeMap<&str, u64> =
+        out.report.rule_counts.iter().map(|c| (c.rule.as_str(), c.rows)).collect();
+    assert_eq!(counts, [("null:y", 5), ("range:x", 1)].into_iter().collect());
+    assert_eq!((out.report.awaiting_label_rows, out.report.quarantined_rows), (39, 6));
+    let events = out.events.unwrap();
+    assert_eq!(events.len(), n - 45, "the awaiting rows are not trained on");
+    let awaiting = out.awaiting.unwrap();
+    assert_eq!(awaiting.len(), 39);
+    assert_eq!(awaiting.numeric[0].values, ((n - 40)..(n - 1)).map(|i| (i % 10) as f64).collect::<Vec<_>>());
+    let first = awaiting.categorical[0].value(0);
+    assert_eq!(first, if (n - 40) % 2 == 0 { "a" } else { "b" });
+    assert!(awaiting.timestamps.iter().all(|&t| t > micros(now() - Duration::days(3))));
+    // Without a delay, every row without a label is quarantined, as before.
+    let plain = run(dir.path());
+    assert_eq!(plain.report.awaiting_label_rows, 0);
+    assert!(plain.awaiting.is_none());
+    assert_eq!(plain.report.quarantined_rows, 45);
 }

@@ -21,6 +21,20 @@ pub struct RunComparison {
     pub drift: Vec<DriftDelta>,
     /// Slices of the holdout scored in either run, when both runs scored them by the same metric.
     pub slices: Vec<SliceDelta>,
+    /// The champion's estimate on the rows awaiting their label, when either run made one.
+    pub estimate: Option<EstimateDelta>,
+}
+
+/// The champion's primary metric estimated on the rows awaiting their label, and realised on the
+/// holdout, in each run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EstimateDelta {
+    pub metric: String,
+    pub awaiting_rows: Delta,
+    pub champion_estimated: Delta,
+    pub champion_realised: Delta,
+    pub alarm_a: Option<bool>,
+    pub alarm_b: Option<bool>,
 }
 
 /// One slice of the holdout (`feature=value`, the value as run B names it): the champion's and
@@ -215,9 +229,32 @@ pub fn compare(a: &RunReport, b: &RunReport) -> RunComparison {
         .collect();
 
     let slices = slice_deltas(a, b);
+    let estimate = (a.estimate.is_some() || b.estimate.is_some()).then(|| {
+        let (ea, eb) = (a.estimate.as_ref(), b.estimate.as_ref());
+        let metric = eb.or(ea).map(|e| e.metric).unwrap_or(Metric::F1);
+        let (ma, mb) = (ea.filter(|e| e.metric == metric), eb.filter(|e| e.metric == metric));
+        let up = Some(metric.higher_is_better());
+        EstimateDelta {
+            metric: metric.name().to_string(),
+            awaiting_rows: Delta::new(ea.map(|e| e.rows as f64), eb.map(|e| e.rows as f64), None),
+            champion_estimated: Delta::new(
+                ma.and_then(|e| e.champion_estimated.map(|v| v.value)),
+                mb.and_then(|e| e.champion_estimated.map(|v| v.value)),
+                up,
+            ),
+            champion_realised: Delta::new(
+                ma.and_then(|e| e.champion_realised),
+                mb.and_then(|e| e.champion_realised),
+                up,
+            ),
+            alarm_a: ea.map(|e| e.alarm),
+            alarm_b: eb.map(|e| e.alarm),
+        }
+    });
 
     RunComparison {
         slices,
+        estimate,
         a: side(a),
         b: side(b),
         quality_score: Delta::new(a.quality.as_ref().map(|q| q.score), b.quality.as_ref().map(|q| q.score), Some(true)),
@@ -365,6 +402,34 @@ pub fn render_text(c: &RunComparison) -> String {
                 delta(&d.psi)
             );
         }
+    }
+    if let Some(e) = &c.estimate {
+        let alarm = |a: Option<bool>| if a == Some(true) { "!" } else { "" };
+        let _ = writeln!(out, "\n{:<28} {:>10} {:>10}  B - A", format!("awaiting label ({})", e.metric), "A", "B");
+        let _ = writeln!(
+            out,
+            "{:<28} {:>10} {:>10}  {}",
+            "rows",
+            e.awaiting_rows.a.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            e.awaiting_rows.b.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+            delta(&e.awaiting_rows)
+        );
+        let _ = writeln!(
+            out,
+            "{:<28} {:>10} {:>10}  {}",
+            "champion estimated",
+            format!("{}{}", num(e.champion_estimated.a), alarm(e.alarm_a)),
+            format!("{}{}", num(e.champion_estimated.b), alarm(e.alarm_b)),
+            delta(&e.champion_estimated)
+        );
+        let _ = writeln!(
+            out,
+            "{:<28} {:>10} {:>10}  {}",
+            "champion on the holdout",
+            num(e.champion_realised.a),
+            num(e.champion_realised.b),
+            delta(&e.champion_realised)
+        );
     }
     if !c.slices.is_empty() {
         let _ = writeln!(

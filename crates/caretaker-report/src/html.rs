@@ -55,6 +55,7 @@ struct Page {
     metric_names: Vec<String>,
     models_note: Option<String>,
     confusions: Vec<ConfusionView>,
+    estimate: Option<EstimateView>,
     slices: Option<SlicesView>,
     curves: Option<CurvesView>,
     trends: TrendsView,
@@ -68,6 +69,14 @@ struct Card {
     value: String,
     detail: String,
     tone: &'static str,
+}
+
+/// The models' metrics estimated on the rows awaiting their label.
+struct EstimateView {
+    summary: String,
+    tone: &'static str,
+    metrics: Vec<&'static str>,
+    rows: Vec<(String, &'static str, Vec<String>)>,
 }
 
 /// The gate's candidate against the champion per slice, worst first.
@@ -283,6 +292,7 @@ impl Page {
             metric_names,
             models_note,
             confusions: confusions(report),
+            estimate: estimate_view(report),
             slices: slices_view(report),
             curves: curves_view(report, &colour_of),
             trends: trends_view(report, history, &series_names),
@@ -651,6 +661,50 @@ fn models_table(report: &RunReport, colour_of: &dyn Fn(&str) -> usize) -> (Vec<M
         None
     };
     (out, names, note)
+}
+
+fn estimate_view(report: &RunReport) -> Option<EstimateView> {
+    use caretaker_core::metrics::Metric;
+    let e = report.estimate.as_ref()?;
+    let span = match (e.from, e.to) {
+        (Some(a), Some(b)) => format!(", events from {} to {}", a.format("%Y-%m-%d %H:%M"), b.format("%Y-%m-%d %H:%M")),
+        _ => String::new(),
+    };
+    let verdict = match (e.champion_realised, e.champion_estimated, e.drop) {
+        (Some(r), Some(v), Some(d)) => format!(
+            "champion {} estimated at {:.4} [{:.4}, {:.4}] against {r:.4} on the labelled holdout: {} of {d:+.4}{}",
+            e.metric,
+            v.value,
+            v.low,
+            v.high,
+            if d >= 0.0 { "a drop" } else { "a rise" },
+            if e.alarm { format!(", above the alarm threshold {:.4}", e.alarm_threshold) } else { String::new() }
+        ),
+        _ => e.note.clone().unwrap_or_default(),
+    };
+    let metrics = [Metric::F1, Metric::Precision, Metric::Recall, Metric::Accuracy, Metric::RocAuc];
+    let cells = |m: Option<&caretaker_core::report::EstimatedMetrics>| -> Vec<String> {
+        metrics
+            .iter()
+            .map(|&k| match m.and_then(|m| m.get(k)) {
+                Some(v) => format!("{:.4} [{:.4}, {:.4}]", v.value, v.low, v.high),
+                None => "–".into(),
+            })
+            .collect()
+    };
+    let mut rows = Vec::new();
+    if let Some(c) = &report.champion {
+        rows.push((format!("{} {}", c.version, c.name), "champion", cells(c.estimated.as_ref())));
+    }
+    for c in report.candidates.iter().filter(|c| c.estimated.is_some()) {
+        rows.push((c.name.clone(), "candidate", cells(c.estimated.as_ref())));
+    }
+    Some(EstimateView {
+        summary: format!("{} rows await their label{span}; {verdict}.", count(e.rows)),
+        tone: if e.alarm { "bad" } else { "ok" },
+        metrics: metrics.iter().map(|m| m.name()).collect(),
+        rows,
+    })
 }
 
 fn slices_view(report: &RunReport) -> Option<SlicesView> {

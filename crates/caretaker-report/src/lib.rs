@@ -91,12 +91,17 @@ pub fn summary(report: &RunReport) -> String {
     if let Some(q) = &report.quality {
         let _ = writeln!(
             out,
-            "quality   score {:.3} (min {:.3}) {}; {} rows, {} quarantined{}",
+            "quality   score {:.3} (min {:.3}) {}; {} rows, {} quarantined{}{}",
             q.score,
             q.min_score,
             if q.passed { "passed" } else { "FAILED" },
             q.rows,
             q.quarantined_rows,
+            if q.awaiting_label_rows > 0 {
+                format!(", {} awaiting their label", q.awaiting_label_rows)
+            } else {
+                String::new()
+            },
             q.quarantine_path.as_ref().map(|p| format!(" -> {p}")).unwrap_or_default()
         );
         for c in q.checks.iter().filter(|c| !c.passed) {
@@ -154,6 +159,21 @@ pub fn summary(report: &RunReport) -> String {
                 c.error.as_ref().map(|e| format!("  failed: {e}")).unwrap_or_default()
             );
         }
+    }
+    if let Some(e) = &report.estimate {
+        let line = match (e.champion_estimated, e.champion_realised, e.drop) {
+            (Some(v), Some(r), Some(d)) => format!(
+                "champion {} {:.4} [{:.4}, {:.4}] on {} rows awaiting their label, {r:.4} on the holdout ({d:+.4} drop){}",
+                e.metric,
+                v.value,
+                v.low,
+                v.high,
+                e.rows,
+                if e.alarm { format!("  ALARM: above {:.4}", e.alarm_threshold) } else { String::new() }
+            ),
+            _ => format!("{} rows await their label: {}", e.rows, e.note.as_deref().unwrap_or("no estimate")),
+        };
+        let _ = writeln!(out, "estimate  {line}");
     }
     let gate = &report.gate;
     let decision = match (gate.decision, gate.deployed_version) {

@@ -11,6 +11,7 @@
 //! `caretaker_drift_alarms > 0`, a falling `caretaker_model_f1{role="champion"}`.
 
 use caretaker_core::fs::FsError;
+use caretaker_core::metrics::Metric;
 use caretaker_core::report::{GateOutcome, RunReport, RunStatus};
 use prometheus::{Gauge, GaugeVec, Opts, Registry};
 use std::collections::HashMap;
@@ -132,6 +133,46 @@ pub fn render(report: &RunReport) -> String {
     for c in &report.candidates {
         if let Some(m) = &c.metrics {
             set(&c.name, "candidate", m);
+        }
+    }
+    // Estimates on the rows awaiting their label.
+    if let Some(e) = &report.estimate {
+        metrics.gauge(
+            "awaiting_label_rows",
+            "Rows of the last run without a label yet, newer than dataset.label_delay.",
+            e.rows as f64,
+        );
+        metrics.gauge(
+            "estimate_alarm",
+            "1 if the champion's primary metric estimated on the rows awaiting their label fell below its holdout value by more than quality.estimated_drop_alarm.",
+            b(e.alarm),
+        );
+        if let Some(d) = e.drop {
+            metrics.gauge(
+                "estimated_drop",
+                "The champion's holdout value of the primary metric minus its estimate on the rows awaiting their label.",
+                d,
+            );
+        }
+        let estimable = [Metric::F1, Metric::Precision, Metric::Recall, Metric::Accuracy, Metric::RocAuc];
+        let vecs: Vec<(Metric, GaugeVec)> = estimable
+            .iter()
+            .map(|&m| {
+                let help = format!("{m} of each model estimated on the last run's rows awaiting their label.");
+                (m, metrics.vec(&format!("model_estimated_{m}"), &help, &["model", "role"]))
+            })
+            .collect();
+        let models = report
+            .champion
+            .iter()
+            .map(|c| (c.name.as_str(), "champion", c.estimated.as_ref()))
+            .chain(report.candidates.iter().map(|c| (c.name.as_str(), "candidate", c.estimated.as_ref())));
+        for (name, role, estimated) in models {
+            for (metric, vec) in &vecs {
+                if let Some(v) = estimated.and_then(|e| e.get(*metric)) {
+                    vec.with_label_values(&[name, role]).set(v.value);
+                }
+            }
         }
     }
     metrics.gauge(

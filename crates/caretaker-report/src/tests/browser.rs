@@ -17,7 +17,19 @@ fn the_page_opens_in_headless_chromium_without_console_errors() {
 
     assert!(load.console.is_empty(), "console messages: {:#?}\n{}", load.console, load.stderr);
     assert!(load.requests.is_empty(), "the page requested {:?}", load.requests);
-    for id in ["summary", "gate", "quality", "drift", "models", "slices", "confusion", "curves", "trends", "patterns"] {
+    for id in [
+        "summary",
+        "gate",
+        "quality",
+        "drift",
+        "models",
+        "estimate",
+        "slices",
+        "confusion",
+        "curves",
+        "trends",
+        "patterns",
+    ] {
         assert!(load.dom.contains(&format!("id=\"{id}\"")), "the loaded page lacks #{id}");
     }
     // The plots are in the DOM as SVG: PSI bars, histograms of alarmed features, three curve

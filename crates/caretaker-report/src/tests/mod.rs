@@ -37,8 +37,8 @@ fn report_json_schema_v1_snapshot() {
 }
 
 /// Every field path of a report as `docs/report-schema.md` names it: array items as `[]`, the
-/// fields of a metrics and a curves object under `metrics.` and `curves.` (the two shapes that
-/// occur in several places), family parameters and cut points as free-form fields.
+/// fields of a metrics, a curves and an estimated object under `metrics.`, `curves.` and
+/// `estimated.` (the shapes that occur in several places), family parameters and cut points as free-form fields.
 fn field_paths(value: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
     match value {
         serde_json::Value::Object(fields) => {
@@ -49,7 +49,7 @@ fn field_paths(value: &serde_json::Value, prefix: &str, out: &mut BTreeSet<Strin
                 match key.as_str() {
                     // Free-form: family parameters, cut points per feature.
                     "params" | "cut_points" => {}
-                    "metrics" | "curves" => field_paths(v, key, out),
+                    "metrics" | "curves" | "estimated" => field_paths(v, key, out),
                     _ => field_paths(v, &path, out),
                 }
             }
@@ -141,6 +141,7 @@ fn the_summary_comes_first_and_every_section_is_there() {
         "id=\"quality\"",
         "id=\"drift\"",
         "id=\"models\"",
+        "id=\"estimate\"",
         "id=\"slices\"",
         "id=\"confusion\"",
         "id=\"curves\"",
@@ -174,11 +175,18 @@ fn the_summary_comes_first_and_every_section_is_there() {
     let worst = slices.find("service=&#60;script&#62;").unwrap_or_else(|| panic!("the script level as text: {slices}"));
     assert!(worst < slices.find("service=api").unwrap());
     assert_eq!(slices.matches("<tr class=\"muted\">").count(), 1);
+    // The rows awaiting their label: the champion's estimate against its holdout value, alarmed.
+    let estimate = &page[page.find("id=\"estimate\"").expect("an estimate section")..];
+    let estimate = &estimate[..estimate.find("</section>").unwrap()];
+    assert!(estimate.contains("412 rows await their label"), "{estimate}");
+    assert!(estimate.contains("champion f1 estimated at 0.6200 [0.5800, 0.6600] against 0.7000"), "{estimate}");
+    assert!(estimate.contains("above the alarm threshold 0.0500") && estimate.contains("pill bad"), "{estimate}");
+    assert_eq!(estimate.matches("<tr><td><strong>").count(), 5, "the champion and four candidates");
     // Five models in the table and five confusion matrices; ten runs in the trend table.
     assert_eq!(page.matches("class=\"swatch\"").count(), 5);
     assert_eq!(page.matches("class=\"confusion\"").count(), 5);
     assert_eq!(page.matches("<tr class=\"current\">").count(), 1);
-    let trends = &page[positions[7]..positions[8]];
+    let trends = &page[positions[8]..positions[9]];
     assert_eq!(trends.matches("<code>2026").count(), 10);
 }
 
@@ -242,6 +250,15 @@ fn the_textfile_holds_what_an_operator_alerts_on() {
     assert!(text.contains("# HELP caretaker_model_f1 "), "{text}");
     assert_eq!(sample(&text, "caretaker_maintenance_mode", &[p]), Some(0.0));
     assert!(!text.contains("caretaker_maintenance_held_seconds"), "{text}");
+    // The rows awaiting their label: how many, the alarm, and every model's estimates.
+    assert_eq!(sample(&text, "caretaker_awaiting_label_rows", &[p]), Some(412.0));
+    assert_eq!(sample(&text, "caretaker_estimate_alarm", &[p]), Some(1.0));
+    assert_eq!(sample(&text, "caretaker_estimated_drop", &[p]), Some(0.08));
+    assert_eq!(sample(&text, "caretaker_model_estimated_f1", &[p, "model=\"tree\"", "role=\"champion\""]), Some(0.62));
+    assert_eq!(
+        sample(&text, "caretaker_model_ece", &[p, "model=\"tree\"", "role=\"champion\""]),
+        Some(0.05 - 0.70 / 50.0)
+    );
 }
 
 #[test]

@@ -51,8 +51,15 @@ pub fn demo(args: DemoArgs, clock: Clock) -> Result<ExitCode> {
         }
     }
     let end = args.end.unwrap_or_else(|| caretaker_pipeline::example_end(clock.now()));
-    let written =
-        caretaker_pipeline::write_example(&events, Some(&store), args.rows, args.seed, args.files_per_day.into(), end)?;
+    let written = caretaker_pipeline::write_example(
+        &events,
+        Some(&store),
+        args.rows,
+        args.seed,
+        args.files_per_day.into(),
+        0,
+        end,
+    )?;
     println!(
         "wrote {} events in {} files (daily partitions) under {}, ending {}",
         written.rows,

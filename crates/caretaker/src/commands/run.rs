@@ -24,6 +24,11 @@ pub fn run(args: PipelineArgs, clock: Clock) -> Result<ExitCode> {
     })
 }
 
+/// `, N awaiting their label` when rows await one.
+fn awaiting(rows: u64) -> String {
+    if rows == 0 { String::new() } else { format!(", {rows} awaiting their label") }
+}
+
 pub fn quality(args: PipelineArgs, clock: Clock) -> Result<ExitCode> {
     let config = load(&args.pipeline)?;
     let q = caretaker_pipeline::quality_only(&config, clock)?;
@@ -31,13 +36,14 @@ pub fn quality(args: PipelineArgs, clock: Clock) -> Result<ExitCode> {
         print_json(&serde_json::json!({ "run_id": q.run_id, "data": q.data, "quality": q.report }));
     } else {
         println!(
-            "quality score {:.3} (min {:.3}) {}: {} rows in {} files, {} quarantined",
+            "quality score {:.3} (min {:.3}) {}: {} rows in {} files, {} quarantined{}",
             q.report.score,
             q.report.min_score,
             if q.report.passed { "passed" } else { "FAILED" },
             q.report.rows,
             q.data.files,
-            q.report.quarantined_rows
+            q.report.quarantined_rows,
+            awaiting(q.report.awaiting_label_rows)
         );
         for c in &q.report.checks {
             println!(
