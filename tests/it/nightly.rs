@@ -188,9 +188,19 @@ fn the_gate_scores_its_candidate_and_the_champion_on_every_slice() {
         assert!(s["rows"].as_u64().unwrap() >= 50 && s["champion"].is_number(), "{s:#}");
     }
 
+    // Permutation importance of every feature, for the candidate and the champion, ranked.
+    let importance = &report["importance"];
+    let features = importance["features"].as_array().unwrap();
+    assert_eq!(features.len(), 12, "{importance:#}");
+    let ranks: Vec<u64> = features.iter().map(|f| f["candidate_rank"].as_u64().unwrap()).collect();
+    assert_eq!(ranks, (1..=12).collect::<Vec<u64>>());
+    assert!(features.iter().all(|f| f["champion"].is_number()), "{importance:#}");
+    assert!(features[0]["candidate"].as_f64().unwrap() > 0.0, "the model leans on some feature");
+
     let run_id = report["run_id"].as_str().unwrap();
     let html = std::fs::read_to_string(ctx.path().join(format!("reports/{run_id}/report.html"))).unwrap();
     assert!(html.contains("id=\"slices\"") && html.contains("gate.slice_guardrail is off"));
+    assert!(html.contains("id=\"importance\""));
     let runs = ctx.caretaker(&["runs", "list", "--pipeline", pipeline, "--json"]).json();
     let ids: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap()).collect();
     let compare = ctx.caretaker(&["runs", "compare", ids[1], ids[0], "--pipeline", pipeline]);

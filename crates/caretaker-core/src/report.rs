@@ -39,10 +39,38 @@ pub struct RunReport {
     /// without a delay or when no model was scored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<EstimateReport>,
+    /// Permutation importance of each feature for the gate's candidate and the champion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub importance: Option<ImportanceReport>,
     pub patterns: Option<PatternsReport>,
     pub stages: Vec<StageTiming>,
     /// The directory holding this report and the run's other files.
     pub report_dir: String,
+}
+
+/// Permutation importance on the holdout: the mean drop of the primary metric (a rise, for a loss)
+/// when one feature's values are shuffled across the rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportanceReport {
+    pub metric: crate::metrics::Metric,
+    /// Holdout rows scored per shuffle (a seeded sample of a large holdout).
+    pub rows: u64,
+    pub repeats: u32,
+    pub seed: u64,
+    /// The gate's candidate, when it was measured.
+    pub candidate: Option<String>,
+    /// Most important first (for the candidate, else the champion).
+    pub features: Vec<FeatureImportance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureImportance {
+    pub feature: String,
+    pub candidate: Option<f64>,
+    pub champion: Option<f64>,
+    /// 1 is the most important.
+    pub candidate_rank: Option<u32>,
+    pub champion_rank: Option<u32>,
 }
 
 /// What the rows awaiting their label say of the champion before their labels arrive.

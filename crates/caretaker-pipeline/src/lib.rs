@@ -18,6 +18,7 @@ mod candidates;
 pub mod compact;
 mod example;
 pub mod history_export;
+mod importance;
 mod progress;
 pub mod reset;
 mod run;

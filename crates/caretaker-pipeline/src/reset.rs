@@ -284,6 +284,7 @@ fn reset_in_maintenance(
         champion: None,
         gate: gate_report.clone(),
         estimate: None,
+        importance: None,
         patterns: None,
         stages: stages.timings,
         report_dir: report_dir.display().to_string(),

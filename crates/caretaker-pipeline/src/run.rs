@@ -78,6 +78,7 @@ pub fn run(config: &PipelineConfig, clock: Clock, options: &RunOptions) -> Resul
         champion: None,
         gate: GateReport::skipped("the run stopped before the gate"),
         estimate: None,
+        importance: None,
         patterns: None,
         stages: Vec::new(),
         report_dir: report_dir.display().to_string(),
@@ -197,6 +198,35 @@ fn stages_of_the_run(
     let slices = caretaker_evaluate::slices::define(&split.holdout, &config.gate.slices);
     let verdict = gate::decide(&config.gate, &split.holdout.labels, &slices, standing, &only);
     let mut gate_report = verdict.report;
+
+    // Which features the gate's candidate and the champion lean on.
+    let stage = stages.start("importance", "measuring permutation importance");
+    let rows = crate::importance::sample(&split.holdout, config.training.seed);
+    let metric = config.gate.primary_metric;
+    let measure = |model: &TrainedModel| {
+        crate::importance::importances(model, &rows, metric, config.training.seed)
+            .map_err(|e| tracing::warn!(error = %e, "no permutation importance"))
+            .ok()
+            .flatten()
+    };
+    let best = verdict.best.map(|k| (contenders[k].1.name, scored[contenders[k].0].as_ref().expect("a contender")));
+    let candidate = best.and_then(|(_, s)| measure(&s.model));
+    let champion_model = report
+        .champion
+        .as_ref()
+        .filter(|c| c.error.is_none())
+        .and_then(|c| registry.load(c.version).ok())
+        .and_then(|(_, bytes)| TrainedModel::from_bytes(&bytes).ok());
+    let champion_importance = champion_model.as_ref().and_then(measure);
+    report.importance = crate::importance::report(
+        metric,
+        rows.len() as u64,
+        config.training.seed,
+        best.map(|(name, _)| name),
+        candidate,
+        champion_importance,
+    );
+    stages.finish(stage, Some(rows.len() as u64));
     if let Some(c) = &report.champion
         && c.trained_on_hash.as_deref() == Some(train_hash.as_str())
     {

@@ -56,6 +56,7 @@ struct Page {
     models_note: Option<String>,
     confusions: Vec<ConfusionView>,
     estimate: Option<EstimateView>,
+    importance: Option<ImportanceView>,
     slices: Option<SlicesView>,
     curves: Option<CurvesView>,
     trends: TrendsView,
@@ -69,6 +70,12 @@ struct Card {
     value: String,
     detail: String,
     tone: &'static str,
+}
+
+/// Permutation importance: feature, candidate's (rank), champion's (rank), how the rank moved.
+struct ImportanceView {
+    note: String,
+    rows: Vec<(String, String, String, String)>,
 }
 
 /// The models' metrics estimated on the rows awaiting their label.
@@ -287,12 +294,17 @@ impl Page {
                 .collect(),
             data: data_rows(report),
             quality: report.quality.as_ref().map(quality_view),
-            drift: report.quality.as_ref().filter(|q| !q.drift.is_empty()).map(drift_view),
+            drift: report
+                .quality
+                .as_ref()
+                .filter(|q| !q.drift.is_empty())
+                .map(|q| drift_view(q, report.importance.as_ref())),
             models,
             metric_names,
             models_note,
             confusions: confusions(report),
             estimate: estimate_view(report),
+            importance: importance_view(report),
             slices: slices_view(report),
             curves: curves_view(report, &colour_of),
             trends: trends_view(report, history, &series_names),
@@ -510,7 +522,22 @@ fn alarm_thresholds(q: &QualityReport) -> String {
     if parts.is_empty() { String::new() } else { format!("A feature alarms above: {}.", parts.join(", ")) }
 }
 
-fn drift_view(q: &QualityReport) -> DriftView {
+/// The alarmed features, the most important first, when the run measured importance.
+fn alarms_by_importance(q: &QualityReport, importance: Option<&caretaker_core::report::ImportanceReport>) -> String {
+    let Some(importance) = importance else { return String::new() };
+    let alarmed: Vec<String> = importance
+        .features
+        .iter()
+        .filter(|f| q.drift.iter().any(|d| d.alarm && d.feature == f.feature))
+        .map(|f| format!("{} ({})", f.feature, f4(f.candidate.or(f.champion))))
+        .collect();
+    if alarmed.is_empty() {
+        return String::new();
+    }
+    format!(" Alarmed, the most important to the models first: {}.", alarmed.join(", "))
+}
+
+fn drift_view(q: &QualityReport, importance: Option<&caretaker_core::report::ImportanceReport>) -> DriftView {
     let (threshold, threshold_note, label) = match psi_threshold(q) {
         Some(t) => (t, format!("The line is the drift check's PSI threshold, {t}."), format!("threshold {t}")),
         None => (
@@ -527,9 +554,10 @@ fn drift_view(q: &QualityReport) -> DriftView {
     let alarms = q.drift.iter().filter(|d| d.alarm).count();
     DriftView {
         summary: format!(
-            "{alarms} of {} features alarmed ({:.0}% drifted).",
+            "{alarms} of {} features alarmed ({:.0}% drifted).{}",
             q.drift.len(),
-            100.0 * alarms as f64 / q.drift.len() as f64
+            100.0 * alarms as f64 / q.drift.len() as f64,
+            alarms_by_importance(q, importance)
         ),
         threshold_note,
         alarm_thresholds: alarm_thresholds(q),
@@ -661,6 +689,36 @@ fn models_table(report: &RunReport, colour_of: &dyn Fn(&str) -> usize) -> (Vec<M
         None
     };
     (out, names, note)
+}
+
+fn importance_view(report: &RunReport) -> Option<ImportanceView> {
+    let i = report.importance.as_ref()?;
+    let cell = |v: Option<f64>, rank: Option<u32>| match (v, rank) {
+        (Some(v), Some(r)) => format!("{v:.4} (#{r})"),
+        _ => "–".to_string(),
+    };
+    let rows = i
+        .features
+        .iter()
+        .map(|f| {
+            let moved = match (f.champion_rank, f.candidate_rank) {
+                (Some(h), Some(c)) if c < h => format!("up {}", h - c),
+                (Some(h), Some(c)) if c > h => format!("down {}", c - h),
+                (Some(_), Some(_)) => "same".to_string(),
+                _ => String::new(),
+            };
+            (f.feature.clone(), cell(f.candidate, f.candidate_rank), cell(f.champion, f.champion_rank), moved)
+        })
+        .collect();
+    Some(ImportanceView {
+        note: format!(
+            "How much {} falls when a feature's values are shuffled across {} holdout rows (mean of {} seeded shuffles); the rank's move is the candidate's against the champion's.",
+            i.metric,
+            count(i.rows),
+            i.repeats
+        ),
+        rows,
+    })
 }
 
 fn estimate_view(report: &RunReport) -> Option<EstimateView> {

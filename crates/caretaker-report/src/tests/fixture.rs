@@ -164,6 +164,12 @@ pub fn report_with(night: usize, features: usize, curve_points: usize) -> RunRep
         "champion": {"version": "v0001", "name": "tree", "family": "decision_tree", "metrics": metrics(0.70, 2395),
                      "curves": curves(0.70, curve_points), "error": null, "trained_on_hash": "0f1e2d3c",
                      "estimated": estimated(0.62, 412)},
+        "importance": {"metric": "f1", "rows": 2395, "repeats": 3, "seed": 42, "candidate": "forest",
+                       "features": (0..features).map(|i| json!({
+                           "feature": format!("feature_{i:02}"), "candidate": 0.3 / (i + 1) as f64,
+                           "champion": 0.25 / ((i + 2) % (features + 1) + 1) as f64,
+                           "candidate_rank": i + 1, "champion_rank": (i + 2) % (features + 1) + 1
+                       })).collect::<Vec<_>>()},
         "estimate": {"rows": 412, "from": started - Duration::hours(60), "to": started - Duration::hours(1), "metric": "f1",
                      "champion_realised": 0.70, "champion_estimated": {"value": 0.62, "low": 0.58, "high": 0.66},
                      "drop": 0.08, "alarm_threshold": 0.05, "alarm": true, "note": null},

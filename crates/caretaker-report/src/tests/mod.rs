@@ -142,6 +142,7 @@ fn the_summary_comes_first_and_every_section_is_there() {
         "id=\"drift\"",
         "id=\"models\"",
         "id=\"estimate\"",
+        "id=\"importance\"",
         "id=\"slices\"",
         "id=\"confusion\"",
         "id=\"curves\"",
@@ -175,6 +176,16 @@ fn the_summary_comes_first_and_every_section_is_there() {
     let worst = slices.find("service=&#60;script&#62;").unwrap_or_else(|| panic!("the script level as text: {slices}"));
     assert!(worst < slices.find("service=api").unwrap());
     assert_eq!(slices.matches("<tr class=\"muted\">").count(), 1);
+    // Importance: every feature, the candidate's rank against the champion's; the drift summary
+    // names the alarmed features the most important first.
+    let importance = &page[page.find("id=\"importance\"").expect("an importance section")..];
+    let importance = &importance[..importance.find("</section>").unwrap()];
+    assert_eq!(importance.matches("<tr><td class=\"name\">feature_").count(), 12, "{importance}");
+    assert!(importance.contains("0.3000 (#1)") && importance.contains("up 2"), "{importance}");
+    assert!(
+        page.contains("Alarmed, the most important to the models first: feature_02 (0.1000), feature_03"),
+        "drift summary"
+    );
     // The rows awaiting their label: the champion's estimate against its holdout value, alarmed.
     let estimate = &page[page.find("id=\"estimate\"").expect("an estimate section")..];
     let estimate = &estimate[..estimate.find("</section>").unwrap()];
@@ -186,7 +197,7 @@ fn the_summary_comes_first_and_every_section_is_there() {
     assert_eq!(page.matches("class=\"swatch\"").count(), 5);
     assert_eq!(page.matches("class=\"confusion\"").count(), 5);
     assert_eq!(page.matches("<tr class=\"current\">").count(), 1);
-    let trends = &page[positions[8]..positions[9]];
+    let trends = &page[positions[9]..positions[10]];
     assert_eq!(trends.matches("<code>2026").count(), 10);
 }
 
