@@ -82,10 +82,14 @@ pub struct EstimateReport {
     pub to: Option<DateTime<Utc>>,
     /// The primary metric, or F1 when the primary metric cannot be estimated (a loss).
     pub metric: crate::metrics::Metric,
-    /// The champion's value on the labelled holdout, and its estimate on the awaiting rows.
+    /// The champion's value on the labelled holdout, the same estimator's value there (the
+    /// baseline), and its estimate on the awaiting rows.
     pub champion_realised: Option<f64>,
+    #[serde(default)]
+    pub champion_holdout_estimate: Option<f64>,
     pub champion_estimated: Option<EstimatedValue>,
-    /// Realised minus estimated: how far the champion is expected to fall on the newest rows.
+    /// Baseline minus estimated: how far the champion is expected to fall on the newest rows,
+    /// its own miscalibration (present in both) set aside.
     pub drop: Option<f64>,
     /// `quality.estimated_drop_alarm`, and whether the drop is above it.
     pub alarm_threshold: f64,

@@ -176,7 +176,8 @@ fn stages_of_the_run(
                     .flatten();
             }
         }
-        report.estimate = Some(estimate_report(config, awaiting, report.champion.as_ref()));
+        let holdout_p = champion.as_ref().and_then(|(_, p)| p.as_deref());
+        report.estimate = Some(estimate_report(config, awaiting, report.champion.as_ref(), holdout_p));
     }
     stages.finish(stage, Some(split.holdout.len() as u64));
 
@@ -353,6 +354,7 @@ fn estimate_report(
     config: &PipelineConfig,
     awaiting: &LabelledEvents,
     champion: Option<&ChampionReport>,
+    holdout_probabilities: Option<&[f64]>,
 ) -> caretaker_core::report::EstimateReport {
     use caretaker_core::metrics::Metric;
     let primary = config.gate.primary_metric;
@@ -364,7 +366,20 @@ fn estimate_report(
         };
     let realised = champion.and_then(|c| c.metrics.as_ref()).and_then(|m| metric.value(m));
     let estimated = champion.and_then(|c| c.estimated.as_ref()).and_then(|e| e.get(metric));
-    let drop = realised.zip(estimated).map(|(r, e)| r - e.value);
+    // The baseline is the same estimator on the labelled holdout, so that the champion's own
+    // miscalibration, present in both, does not raise the alarm by itself.
+    let baseline = champion.and_then(|c| c.metrics.as_ref()).zip(holdout_probabilities).and_then(|(m, p)| {
+        caretaker_evaluate::estimate::estimate(
+            p,
+            m.threshold,
+            ESTIMATE_DRAWS,
+            ESTIMATE_CONFIDENCE,
+            config.training.seed,
+        )
+        .and_then(|e| e.get(metric))
+        .map(|v| v.value)
+    });
+    let drop = baseline.zip(estimated).map(|(b, e)| b - e.value);
     let threshold = config.quality.estimated_drop_alarm;
     let note = match (champion, estimated) {
         _ if awaiting.is_empty() => Some("no row awaits its label".to_string()),
@@ -381,6 +396,7 @@ fn estimate_report(
         to: micros(awaiting.timestamps.iter().max()),
         metric,
         champion_realised: realised,
+        champion_holdout_estimate: baseline,
         champion_estimated: estimated,
         drop,
         alarm_threshold: threshold,
@@ -414,7 +430,11 @@ fn score_champion(
         let model = TrainedModel::from_bytes(&bytes).map_err(|e| e.to_string())?;
         let p = model.predict_proba(holdout).map_err(|e| e.to_string())?;
         if let Some(awaiting) = awaiting {
-            report.estimated = estimate_on(&model, awaiting, seed)?;
+            // Without an estimate the champion still defends its place on the holdout.
+            report.estimated = estimate_on(&model, awaiting, seed)
+                .map_err(|e| tracing::warn!(error = %e, "no estimate of the champion"))
+                .ok()
+                .flatten();
         }
         Ok((classification_metrics(&holdout.labels, &p, model.threshold), p))
     });

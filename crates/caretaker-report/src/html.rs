@@ -728,14 +728,16 @@ fn estimate_view(report: &RunReport) -> Option<EstimateView> {
         (Some(a), Some(b)) => format!(", events from {} to {}", a.format("%Y-%m-%d %H:%M"), b.format("%Y-%m-%d %H:%M")),
         _ => String::new(),
     };
-    let verdict = match (e.champion_realised, e.champion_estimated, e.drop) {
-        (Some(r), Some(v), Some(d)) => format!(
-            "champion {} estimated at {:.4} [{:.4}, {:.4}] against {r:.4} on the labelled holdout: {} of {d:+.4}{}",
+    let verdict = match (e.champion_holdout_estimate, e.champion_estimated, e.drop) {
+        (Some(b), Some(v), Some(d)) => format!(
+            "champion {} estimated at {:.4} [{:.4}, {:.4}] against {b:.4} estimated the same way on the labelled holdout (realised {}): {} of {:.4}{}",
             e.metric,
             v.value,
             v.low,
             v.high,
+            f4(e.champion_realised),
             if d >= 0.0 { "a drop" } else { "a rise" },
+            d.abs(),
             if e.alarm { format!(", above the alarm threshold {:.4}", e.alarm_threshold) } else { String::new() }
         ),
         _ => e.note.clone().unwrap_or_default(),

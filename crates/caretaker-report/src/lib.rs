@@ -161,9 +161,9 @@ pub fn summary(report: &RunReport) -> String {
         }
     }
     if let Some(e) = &report.estimate {
-        let line = match (e.champion_estimated, e.champion_realised, e.drop) {
-            (Some(v), Some(r), Some(d)) => format!(
-                "champion {} {:.4} [{:.4}, {:.4}] on {} rows awaiting their label, {r:.4} on the holdout ({d:+.4} drop){}",
+        let line = match (e.champion_estimated, e.champion_holdout_estimate, e.drop) {
+            (Some(v), Some(b), Some(d)) => format!(
+                "champion {} {:.4} [{:.4}, {:.4}] on {} rows awaiting their label, {b:.4} estimated on the holdout ({d:+.4} drop){}",
                 e.metric,
                 v.value,
                 v.low,

@@ -136,12 +136,14 @@ pub fn render(report: &RunReport) -> String {
         }
     }
     // Estimates on the rows awaiting their label.
-    if let Some(e) = &report.estimate {
+    if let Some(q) = report.quality.as_ref().filter(|q| q.awaiting_label_rows > 0 || report.estimate.is_some()) {
         metrics.gauge(
             "awaiting_label_rows",
             "Rows of the last run without a label yet, newer than dataset.label_delay.",
-            e.rows as f64,
+            q.awaiting_label_rows as f64,
         );
+    }
+    if let Some(e) = &report.estimate {
         metrics.gauge(
             "estimate_alarm",
             "1 if the champion's primary metric estimated on the rows awaiting their label fell below its holdout value by more than quality.estimated_drop_alarm.",
@@ -150,7 +152,7 @@ pub fn render(report: &RunReport) -> String {
         if let Some(d) = e.drop {
             metrics.gauge(
                 "estimated_drop",
-                "The champion's holdout value of the primary metric minus its estimate on the rows awaiting their label.",
+                "The champion's primary metric estimated on the holdout minus its estimate on the rows awaiting their label.",
                 d,
             );
         }

@@ -171,7 +171,8 @@ pub fn report_with(night: usize, features: usize, curve_points: usize) -> RunRep
                            "candidate_rank": i + 1, "champion_rank": (i + 2) % (features + 1) + 1
                        })).collect::<Vec<_>>()},
         "estimate": {"rows": 412, "from": started - Duration::hours(60), "to": started - Duration::hours(1), "metric": "f1",
-                     "champion_realised": 0.70, "champion_estimated": {"value": 0.62, "low": 0.58, "high": 0.66},
+                     "champion_realised": 0.70, "champion_holdout_estimate": 0.70,
+                     "champion_estimated": {"value": 0.62, "low": 0.58, "high": 0.66},
                      "drop": 0.08, "alarm_threshold": 0.05, "alarm": true, "note": null},
         "gate": {"decision": "deployed", "candidate": "forest", "deployed_version": "v0002",
                  "reasons": ["forest f1 0.7400 beats champion v0001 (0.7000) by 0.0400, at least gate.min_improvement 0.0100"],

@@ -190,7 +190,10 @@ fn the_summary_comes_first_and_every_section_is_there() {
     let estimate = &page[page.find("id=\"estimate\"").expect("an estimate section")..];
     let estimate = &estimate[..estimate.find("</section>").unwrap()];
     assert!(estimate.contains("412 rows await their label"), "{estimate}");
-    assert!(estimate.contains("champion f1 estimated at 0.6200 [0.5800, 0.6600] against 0.7000"), "{estimate}");
+    assert!(
+        estimate.contains("champion f1 estimated at 0.6200 [0.5800, 0.6600] against 0.7000 estimated the same way"),
+        "{estimate}"
+    );
     assert!(estimate.contains("above the alarm threshold 0.0500") && estimate.contains("pill bad"), "{estimate}");
     assert_eq!(estimate.matches("<tr><td><strong>").count(), 5, "the champion and four candidates");
     // Five models in the table and five confusion matrices; ten runs in the trend table.
