@@ -295,6 +295,15 @@ pub struct EstimatedValue {
 }
 
 impl EstimatedMetrics {
+    /// The metrics CBPE estimates, in the order reports show them.
+    pub const METRICS: [crate::metrics::Metric; 5] = [
+        crate::metrics::Metric::F1,
+        crate::metrics::Metric::Precision,
+        crate::metrics::Metric::Recall,
+        crate::metrics::Metric::Accuracy,
+        crate::metrics::Metric::RocAuc,
+    ];
+
     /// The estimate of `metric`, for the metrics CBPE estimates (not the losses).
     pub fn get(&self, metric: crate::metrics::Metric) -> Option<EstimatedValue> {
         use crate::metrics::Metric;

@@ -53,7 +53,7 @@ pub struct Verdict {
 }
 
 /// `value` oriented so that larger is better.
-pub(crate) fn goodness(metric: Metric, value: f64) -> f64 {
+pub fn goodness(metric: Metric, value: f64) -> f64 {
     if metric.higher_is_better() { value } else { -value }
 }
 

@@ -6,6 +6,7 @@ use caretaker_core::events::LabelledEvents;
 use caretaker_core::metrics::Metric;
 use caretaker_core::report::{FeatureImportance, ImportanceReport};
 use caretaker_core::rng::SplitMix64;
+use caretaker_evaluate::gate::goodness;
 use caretaker_evaluate::metrics::classification_metrics;
 use caretaker_train::TrainedModel;
 
@@ -13,11 +14,6 @@ use caretaker_train::TrainedModel;
 pub(crate) const MAX_ROWS: usize = 20_000;
 /// Shuffles per feature, averaged.
 pub(crate) const REPEATS: u32 = 3;
-
-/// `value` oriented so that larger is better.
-fn goodness(metric: Metric, value: f64) -> f64 {
-    if metric.higher_is_better() { value } else { -value }
-}
 
 /// The holdout rows importance is measured on: every row, or a seeded sample of [`MAX_ROWS`].
 pub(crate) fn sample(holdout: &LabelledEvents, seed: u64) -> LabelledEvents {
@@ -52,33 +48,29 @@ pub(crate) fn importances(
     let mut rng = SplitMix64::new(seed);
     let mut shuffled = rows.clone();
     let mut out = Vec::new();
-    let numeric = rows.numeric.iter().map(|c| c.name.clone());
-    let categorical = rows.categorical.iter().map(|c| c.name.clone());
-    for (k, name) in numeric.enumerate().map(|(k, n)| (Some(k), n)).chain(categorical.map(|n| (None, n))) {
+    // Numeric columns first (`Ok(k)`), then categorical ones (`Err(k)`).
+    let columns = (0..rows.numeric.len()).map(Ok).chain((0..rows.categorical.len()).map(Err));
+    for column in columns {
         let mut drops = 0.0;
         for _ in 0..REPEATS {
             let order = permutation(rows.len(), &mut rng);
-            match k {
-                Some(k) => {
-                    let column = &rows.numeric[k].values;
-                    shuffled.numeric[k].values = order.iter().map(|&i| column[i]).collect();
-                }
-                None => {
-                    let c = rows.categorical.iter().position(|c| c.name == name).expect("a column");
-                    let codes = &rows.categorical[c].codes;
-                    shuffled.categorical[c].codes = order.iter().map(|&i| codes[i]).collect();
-                }
+            match column {
+                Ok(k) => shuffled.numeric[k].values = order.iter().map(|&i| rows.numeric[k].values[i]).collect(),
+                Err(k) => shuffled.categorical[k].codes = order.iter().map(|&i| rows.categorical[k].codes[i]).collect(),
             }
             drops += base - score(&shuffled)?.unwrap_or(base);
         }
         // The next feature shuffles a copy whose other columns are the rows' own.
-        match k {
-            Some(k) => shuffled.numeric[k].values.clone_from(&rows.numeric[k].values),
-            None => {
-                let c = rows.categorical.iter().position(|c| c.name == name).expect("a column");
-                shuffled.categorical[c].codes.clone_from(&rows.categorical[c].codes);
+        let name = match column {
+            Ok(k) => {
+                shuffled.numeric[k].values.clone_from(&rows.numeric[k].values);
+                rows.numeric[k].name.clone()
             }
-        }
+            Err(k) => {
+                shuffled.categorical[k].codes.clone_from(&rows.categorical[k].codes);
+                rows.categorical[k].name.clone()
+            }
+        };
         out.push((name, drops / REPEATS as f64));
     }
     Ok(Some(out))

@@ -359,11 +359,7 @@ fn estimate_report(
     use caretaker_core::metrics::Metric;
     let primary = config.gate.primary_metric;
     let metric =
-        if matches!(primary, Metric::Accuracy | Metric::Precision | Metric::Recall | Metric::F1 | Metric::RocAuc) {
-            primary
-        } else {
-            Metric::F1
-        };
+        if caretaker_core::report::EstimatedMetrics::METRICS.contains(&primary) { primary } else { Metric::F1 };
     let realised = champion.and_then(|c| c.metrics.as_ref()).and_then(|m| metric.value(m));
     let estimated = champion.and_then(|c| c.estimated.as_ref()).and_then(|e| e.get(metric));
     // The baseline is the same estimator on the labelled holdout, so that the champion's own

@@ -722,7 +722,6 @@ fn importance_view(report: &RunReport) -> Option<ImportanceView> {
 }
 
 fn estimate_view(report: &RunReport) -> Option<EstimateView> {
-    use caretaker_core::metrics::Metric;
     let e = report.estimate.as_ref()?;
     let span = match (e.from, e.to) {
         (Some(a), Some(b)) => format!(", events from {} to {}", a.format("%Y-%m-%d %H:%M"), b.format("%Y-%m-%d %H:%M")),
@@ -742,7 +741,7 @@ fn estimate_view(report: &RunReport) -> Option<EstimateView> {
         ),
         _ => e.note.clone().unwrap_or_default(),
     };
-    let metrics = [Metric::F1, Metric::Precision, Metric::Recall, Metric::Accuracy, Metric::RocAuc];
+    let metrics = caretaker_core::report::EstimatedMetrics::METRICS;
     let cells = |m: Option<&caretaker_core::report::EstimatedMetrics>| -> Vec<String> {
         metrics
             .iter()

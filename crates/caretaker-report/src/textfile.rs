@@ -156,8 +156,7 @@ pub fn render(report: &RunReport) -> String {
                 d,
             );
         }
-        let estimable = [Metric::F1, Metric::Precision, Metric::Recall, Metric::Accuracy, Metric::RocAuc];
-        let vecs: Vec<(Metric, GaugeVec)> = estimable
+        let vecs: Vec<(Metric, GaugeVec)> = caretaker_core::report::EstimatedMetrics::METRICS
             .iter()
             .map(|&m| {
                 let help = format!("{m} of each model estimated on the last run's rows awaiting their label.");
