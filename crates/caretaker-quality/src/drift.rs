@@ -84,8 +84,15 @@ impl Rows {
 }
 
 impl Windows {
+    /// The windows of `events`, anchored at their newest event.
     pub fn of(events: &LabelledEvents, policy: &DriftPolicy) -> Windows {
-        let Some(&newest) = events.timestamps.iter().max() else {
+        Windows::anchored(events, events.timestamps.iter().max().copied(), policy)
+    }
+
+    /// The windows of `events`, the current one ending at `newest` (an event of another set of
+    /// rows, say: the rows awaiting their label are newer than the labelled ones).
+    pub fn anchored(events: &LabelledEvents, newest: Option<i64>, policy: &DriftPolicy) -> Windows {
+        let Some(newest) = newest else {
             return Windows { reference: Rows::Run(0..0), current: Rows::Run(0..0) };
         };
         let current_from = newest - policy.current_days as i64 * DAY;
@@ -197,16 +204,68 @@ pub struct DriftOutcome {
     pub check: QualityCheck,
 }
 
+/// Rows drift is measured on: the clean rows and, with `dataset.label_delay`, the rows awaiting
+/// their label (the newest, whose features are known already), each set with its windows, all
+/// anchored at the newest of them. Every set holds the same feature columns.
+pub struct Part<'a> {
+    pub events: &'a LabelledEvents,
+    pub windows: Windows,
+}
+
+impl<'a> Part<'a> {
+    /// `events` and `awaiting`, windowed from the newest event of both.
+    pub fn both(
+        events: &'a LabelledEvents,
+        awaiting: Option<&'a LabelledEvents>,
+        policy: &DriftPolicy,
+    ) -> Vec<Part<'a>> {
+        let sets: Vec<&LabelledEvents> = std::iter::once(events).chain(awaiting.filter(|a| !a.is_empty())).collect();
+        let newest = sets.iter().flat_map(|e| e.timestamps.iter()).max().copied();
+        sets.into_iter().map(|events| Part { events, windows: Windows::anchored(events, newest, policy) }).collect()
+    }
+}
+
+/// The values of every part's rows in one window (borrowed when there is one part).
+fn gather<'a, T: Copy>(
+    parts: &'a [Part],
+    window: impl Fn(&Windows) -> &Rows,
+    values: impl Fn(&'a LabelledEvents) -> Option<&'a [T]>,
+) -> std::borrow::Cow<'a, [T]> {
+    let picked: Vec<std::borrow::Cow<'a, [T]>> =
+        parts.iter().filter_map(|part| values(part.events).map(|v| window(&part.windows).pick(v))).collect();
+    match <[_; 1]>::try_from(picked) {
+        Ok([one]) => one,
+        Err(many) => many.iter().flat_map(|v| v.iter().copied()).collect::<Vec<T>>().into(),
+    }
+}
+
+/// The values of the numeric column `name` of `events`, if it has one.
+fn numeric<'a>(events: &'a LabelledEvents, name: &str) -> Option<&'a [f64]> {
+    events.numeric.iter().find(|c| c.name == name).map(|c| c.values.as_slice())
+}
+
+/// The categorical column `name` of each part that has it, with the part's windows.
+fn categorical_parts<'a>(
+    parts: &'a [Part],
+    name: &'a str,
+) -> impl Iterator<Item = (&'a caretaker_core::events::CategoricalColumn, &'a Windows)> + 'a {
+    parts
+        .iter()
+        .filter_map(move |part| part.events.categorical.iter().find(|c| c.name == name).map(|c| (c, &part.windows)))
+}
+
 /// Measures every feature; freezes bins for the features that have none yet.
 pub fn measure(
-    events: &LabelledEvents,
-    windows: &Windows,
+    parts: &[Part],
     policy: &QualityPolicy,
     spec: &DatasetSpec,
     state_dir: &Path,
 ) -> Result<DriftOutcome, caretaker_data::Error> {
     let p = &policy.drift;
-    if windows.reference.is_empty() || windows.current.is_empty() {
+    let events = parts[0].events;
+    let reference_rows: usize = parts.iter().map(|part| part.windows.reference.len()).sum();
+    let current_rows: usize = parts.iter().map(|part| part.windows.current.len()).sum();
+    if reference_rows == 0 || current_rows == 0 {
         return Ok(DriftOutcome {
             results: Vec::new(),
             stability: 1.0,
@@ -218,10 +277,7 @@ pub fn measure(
                 true,
                 format!(
                     "not measured: {} rows in the reference window ({} days before the last {}), {} in the current window",
-                    windows.reference.len(),
-                    p.reference_days,
-                    p.current_days,
-                    windows.current.len()
+                    reference_rows, p.reference_days, p.current_days, current_rows
                 ),
             ),
         });
@@ -233,14 +289,20 @@ pub fn measure(
     // below).
     for column in &events.categorical {
         if !matches!(frozen.features.get(&column.name), Some(Bins::Categorical { .. })) {
-            let mut counts = vec![0u64; column.levels.len()];
-            for &code in windows.reference.pick(&column.codes).iter() {
-                counts[code as usize] += 1;
+            let mut counts: HashMap<&str, u64> = HashMap::new();
+            for (c, windows) in categorical_parts(parts, &column.name) {
+                let mut by_code = vec![0u64; c.levels.len()];
+                for &code in windows.reference.pick(&c.codes).iter() {
+                    by_code[code as usize] += 1;
+                }
+                for (k, n) in by_code.into_iter().enumerate().filter(|&(_, n)| n > 0) {
+                    *counts.entry(c.levels[k].as_str()).or_default() += n;
+                }
             }
-            let mut order: Vec<usize> = (0..counts.len()).filter(|&k| counts[k] > 0).collect();
-            order.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then_with(|| column.levels[a].cmp(&column.levels[b])));
+            let mut order: Vec<(&str, u64)> = counts.into_iter().collect();
+            order.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
             order.truncate(p.max_categories);
-            let categories = order.iter().map(|&k| column.levels[k].clone()).collect();
+            let categories = order.iter().map(|(level, _)| level.to_string()).collect();
             frozen.features.insert(column.name.clone(), Bins::Categorical { categories });
             changed = true;
         }
@@ -254,7 +316,8 @@ pub fn measure(
             _ if spec.numeric.contains(&column.name) => None,
             _ => Some(Vec::new()),
         };
-        let (reference, current) = (windows.reference.pick(&column.values), windows.current.pick(&column.values));
+        let reference = gather(parts, |w| &w.reference, |e| numeric(e, &column.name));
+        let current = gather(parts, |w| &w.current, |e| numeric(e, &column.name));
         let fresh = edges.is_none();
         let edges = edges.unwrap_or_else(|| {
             let mut edges = quantiles(&reference, &qs);
@@ -297,11 +360,13 @@ pub fn measure(
             _ => Vec::new(),
         };
         let index: HashMap<&str, usize> = categories.iter().enumerate().map(|(k, c)| (c.as_str(), k)).collect();
-        let slot: Vec<usize> =
-            column.levels.iter().map(|l| index.get(l.as_str()).copied().unwrap_or(categories.len())).collect();
         let (mut rc, mut cc) = (vec![0u64; categories.len() + 1], vec![0u64; categories.len() + 1]);
-        windows.reference.pick(&column.codes).iter().for_each(|&code| rc[slot[code as usize]] += 1);
-        windows.current.pick(&column.codes).iter().for_each(|&code| cc[slot[code as usize]] += 1);
+        for (c, windows) in categorical_parts(parts, &column.name) {
+            let slot: Vec<usize> =
+                c.levels.iter().map(|l| index.get(l.as_str()).copied().unwrap_or(categories.len())).collect();
+            windows.reference.pick(&c.codes).iter().for_each(|&code| rc[slot[code as usize]] += 1);
+            windows.current.pick(&c.codes).iter().for_each(|&code| cc[slot[code as usize]] += 1);
+        }
         let psi = psi(&rc, &cc);
         let js = js_distance(&rc, &cc);
         let mut bins = categories.clone();
@@ -333,8 +398,8 @@ pub fn measure(
             format!(
                 "no feature in alarm among {} ({} reference rows, {} current rows)",
                 results.len(),
-                windows.reference.len(),
-                windows.current.len()
+                reference_rows,
+                current_rows
             )
         } else {
             format!("{} of {} features in alarm: {}", alarms.len(), results.len(), alarms.join(", "))

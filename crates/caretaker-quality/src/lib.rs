@@ -135,9 +135,12 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
             let started = std::time::Instant::now();
             (checks::outliers(&events, input.policy), started.elapsed().as_secs_f64())
         });
+        // The label checks on the labelled rows; drift on the features of every row, the
+        // newest, awaiting their label, included.
         let windows = drift::Windows::of(&events, &input.policy.drift);
         let labels = checks::labels(&events, &windows, input.policy);
-        let drift = drift::measure(&events, &windows, input.policy, input.spec, input.state_dir);
+        let parts = drift::Part::both(&events, pass.awaiting.as_ref(), &input.policy.drift);
+        let drift = drift::measure(&parts, input.policy, input.spec, input.state_dir);
         (outliers.join().expect("the outlier check does not panic"), drift.map(|d| (labels, d)))
     });
     let (labels, drift) = drift?;

@@ -464,3 +464,47 @@ fn rows_newer_than_the_label_delay_await_their_label_and_older_ones_are_quaranti
     assert!(plain.awaiting.is_none());
     assert_eq!(plain.report.quarantined_rows, 45);
 }
+
+#[test]
+fn drift_counts_the_features_of_the_rows_awaiting_their_label() {
+    let dir = tempfile::tempdir().unwrap();
+    // 40 days of hourly rows; the newest two days have no label yet, and their x is shifted to
+    // the top of its range.
+    let n = 960;
+    let newest = now() - Duration::minutes(30);
+    let ts: Vec<i64> = (0..n).map(|i| micros(newest - Duration::hours((n - 1 - i) as i64))).collect();
+    let unlabelled = n - 48;
+    let y: Vec<Option<bool>> = (0..n).map(|i| (i < unlabelled).then_some(i % 3 == 0)).collect();
+    let x: Vec<f64> = (0..n).map(|i| if i < unlabelled { (i % 10) as f64 } else { 9.0 }).collect();
+    let ts = Series::new("ts".into(), ts).cast(&DataType::Datetime(TimeUnit::Microseconds, None)).unwrap();
+    let df = DataFrame::new(
+        n,
+        vec![
+            Column::new("id".into(), (0..n as i64).collect::<Vec<_>>()),
+            ts.into_column(),
+            Column::new("y".into(), y),
+            Column::new("x".into(), x),
+            Column::new("c".into(), (0..n).map(|i| if i % 2 == 0 { "a" } else { "b" }).collect::<Vec<_>>()),
+        ],
+    )
+    .unwrap();
+    write(dir.path(), "part-0.parquet", df);
+    let text = PIPELINE.replace("label = \"y\"", "label = \"y\"\nlabel_delay = \"3d\"");
+    let config = PipelineConfig::from_toml_str(&text, &dir.path().join("p.toml")).unwrap();
+    let out = run_config(dir.path(), config);
+    assert_eq!(out.report.awaiting_label_rows, 48);
+    // The current window is the last seven days of every row: 120 labelled (a tenth of them
+    // at 9), 48 awaiting (all at 9).
+    let x = out.report.drift.iter().find(|d| d.feature == "x").unwrap();
+    assert!(x.alarm && x.psi > 0.2, "the shift of the newest rows is seen: psi {}", x.psi);
+    let top = *x.current_share.last().unwrap();
+    assert!((top - (12.0 + 48.0) / 168.0).abs() < 1e-9, "current shares {:?}", x.current_share);
+
+    // Without the awaiting rows (no delay: they are quarantined), the labelled rows show no shift.
+    let dir2 = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir2.path().join("data")).unwrap();
+    std::fs::copy(dir.path().join("data/part-0.parquet"), dir2.path().join("data/part-0.parquet")).unwrap();
+    let plain = run(dir2.path());
+    let x = plain.report.drift.iter().find(|d| d.feature == "x").unwrap();
+    assert!(!x.alarm, "psi {}", x.psi);
+}
