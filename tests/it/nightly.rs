@@ -136,7 +136,8 @@ fn rows_awaiting_their_label_get_estimated_metrics_for_every_model() {
     let baseline = estimate["champion_holdout_estimate"].as_f64().unwrap();
     let estimated = estimate["champion_estimated"]["value"].as_f64().unwrap();
     assert!((estimate["drop"].as_f64().unwrap() - (baseline - estimated)).abs() < 1e-12, "{estimate:#}");
-    assert_eq!(estimate["alarm"].as_bool().unwrap(), baseline - estimated > 0.05);
+    let high = estimate["champion_estimated"]["high"].as_f64().unwrap();
+    assert_eq!(estimate["alarm"].as_bool().unwrap(), baseline - estimated > 0.05 && high < baseline);
     assert_eq!(report["champion"]["estimated"]["f1"]["value"].as_f64(), Some(estimated));
 
     let run_id = report["run_id"].as_str().unwrap();
@@ -159,6 +160,98 @@ fn rows_awaiting_their_label_get_estimated_metrics_for_every_model() {
     let compare = ctx.caretaker(&["runs", "compare", &a, &b, "--pipeline", pipeline]);
     compare.assert_code(0).assert_stdout_contains("awaiting label (f1)");
     compare.assert_stdout_contains("champion estimated");
+}
+
+#[test]
+fn an_estimate_is_set_against_what_came_true_once_its_labels_arrive() {
+    let mut ctx = context();
+    // The newest two days of the example have no label yet, and labels take up to two days.
+    let base = caretaker_test_support::example_pipeline(3_000)
+        .replace("rows = 3000\n", "rows = 3000\nunlabelled_hours = 48\n")
+        .replace("label = \"failed\"", "label = \"failed\"\nlabel_delay = \"2d\"")
+        .replace("max_age_hours = 48 ", "max_age_hours = 96 ");
+    let pipeline = ctx.pipeline_from(&base, "");
+    let pipeline = pipeline.to_str().unwrap();
+    // Night 1 deploys v0001; an hour later v0001 is estimated on the rows awaiting their label.
+    ctx.caretaker(&["run", pipeline]).assert_code(0);
+    ctx.set_now("2026-11-28T03:00:00Z");
+    let estimating = ctx.caretaker(&["run", pipeline, "--json"]);
+    estimating.assert_code(0);
+    let estimating = estimating.json();
+    let estimate = &estimating["estimate"];
+    let estimated = &estimate["champion_estimated"];
+    assert!(estimated["value"].is_number(), "{estimate:#}");
+    let awaiting = estimate["rows"].as_u64().unwrap();
+    assert!(awaiting > 50, "{estimate:#}");
+    assert!(estimating.get("realised_estimates").is_none(), "nothing is due yet");
+
+    // The labels arrive: the same events, now labelled.
+    ctx.caretaker(&[
+        "demo",
+        "--out",
+        "data",
+        "--rows",
+        "3000",
+        "--seed",
+        "42",
+        "--end",
+        "2026-11-28T02:00:00Z",
+        "--force",
+    ])
+    .assert_code(0);
+    // A day later the window is not two days old yet: nothing is realised.
+    ctx.set_now("2026-11-29T03:00:00Z");
+    let early = ctx.caretaker(&["run", pipeline, "--json"]);
+    early.assert_code(0);
+    assert!(early.json().get("realised_estimates").is_none(), "{:#}", early.json()["realised_estimates"]);
+
+    // Two days after the estimate, v0001 is scored on the same window, every row labelled now.
+    ctx.set_now("2026-11-30T03:00:00Z");
+    let realising = ctx.caretaker(&["run", pipeline, "--json"]);
+    realising.assert_code(0);
+    let report = realising.json();
+    let pairs = report["realised_estimates"].as_array().unwrap();
+    assert_eq!(pairs.len(), 1, "{pairs:#?}");
+    let pair = &pairs[0];
+    assert_eq!(pair["run_id"], estimating["run_id"]);
+    assert_eq!(pair["version"], "v0001");
+    assert_eq!(pair["metric"], "f1");
+    assert_eq!(&pair["estimate"], estimated);
+    assert_eq!((pair["from"].clone(), pair["to"].clone()), (estimate["from"].clone(), estimate["to"].clone()));
+    assert_eq!(pair["estimated_rows"].as_u64(), Some(awaiting));
+    assert_eq!(pair["labelled_rows"].as_u64(), Some(awaiting), "every row of the window has its label now");
+    // CBPE's estimate, made before the labels existed, holds the value they reveal.
+    let realised = pair["realised"].as_f64().unwrap();
+    let (low, high) = (estimated["low"].as_f64().unwrap(), estimated["high"].as_f64().unwrap());
+    assert!(low <= realised && realised <= high, "realised {realised} outside [{low}, {high}]");
+    assert_eq!(pair["within_band"], true);
+
+    let run_id = report["run_id"].as_str().unwrap();
+    let html = std::fs::read_to_string(ctx.path().join(format!("reports/{run_id}/report.html"))).unwrap();
+    assert!(
+        html.contains("Estimates against what came true") && html.contains("within the band"),
+        "the page pairs them"
+    );
+    let textfile = std::fs::read_to_string(ctx.path().join("state/metrics.prom")).unwrap();
+    assert!(
+        textfile.lines().any(|l| l.starts_with("caretaker_estimate_realised_value{metric=\"f1\",")
+            && l.split_whitespace()
+                .last()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| (v - realised).abs() < 1e-12)),
+        "{textfile}"
+    );
+    let estimating_id = estimating["run_id"].as_str().unwrap();
+    let compare = ctx.caretaker(&["runs", "compare", estimating_id, run_id, "--pipeline", pipeline]);
+    compare.assert_code(0).assert_stdout_contains("estimates realised");
+
+    // The next run does not realise it again; the summary said it once.
+    ctx.set_now("2026-11-30T04:00:00Z");
+    let next = ctx.caretaker(&["run", pipeline]);
+    next.assert_code(0);
+    assert!(!next.stdout.contains("realised  "), "realised once: {}", next.stdout);
+    let show = ctx.caretaker(&["runs", "show", run_id, "--pipeline", pipeline]);
+    show.assert_code(0).assert_stdout_contains(&format!("by run {estimating_id}; realised {realised:.4}"));
 }
 
 #[test]

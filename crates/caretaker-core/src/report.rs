@@ -39,6 +39,10 @@ pub struct RunReport {
     /// without a delay or when no model was scored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<EstimateReport>,
+    /// Earlier runs' estimates of their champion whose labels have arrived since, each against
+    /// the value realised on the same window of events (oldest estimate first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub realised_estimates: Vec<RealisedEstimate>,
     /// Permutation importance of each feature for the gate's candidate and the champion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub importance: Option<ImportanceReport>,
@@ -97,6 +101,37 @@ pub struct EstimateReport {
     /// Why there is no estimate of the champion, when there is none.
     #[serde(default)]
     pub note: Option<String>,
+}
+
+/// An earlier run's estimate of its champion set against what came true: the same model scored on
+/// the same window of events once their labels arrived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RealisedEstimate {
+    /// The run that made the estimate, and the champion it estimated.
+    pub run_id: RunId,
+    pub version: ModelVersion,
+    /// The window of event times the estimate covered (its awaiting rows' first and last).
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub metric: crate::metrics::Metric,
+    pub estimate: EstimatedValue,
+    /// Rows the estimate covered, and rows of the window that carry a label now.
+    pub estimated_rows: u64,
+    pub labelled_rows: u64,
+    /// The metric of that model on the labelled rows of the window; absent when the model can no
+    /// longer be scored (see `note`).
+    pub realised: Option<f64>,
+    /// Whether the realised value fell inside the estimate's band.
+    pub within_band: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl RealisedEstimate {
+    /// Realised minus estimated.
+    pub fn error(&self) -> Option<f64> {
+        self.realised.map(|r| r - self.estimate.value)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,7 @@ mod example;
 pub mod history_export;
 mod importance;
 mod progress;
+mod realised;
 pub mod reset;
 mod run;
 mod split;

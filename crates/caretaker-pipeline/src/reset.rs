@@ -284,6 +284,7 @@ fn reset_in_maintenance(
         champion: None,
         gate: gate_report.clone(),
         estimate: None,
+        realised_estimates: Vec::new(),
         importance: None,
         patterns: None,
         stages: stages.timings,

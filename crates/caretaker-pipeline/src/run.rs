@@ -78,6 +78,7 @@ pub fn run(config: &PipelineConfig, clock: Clock, options: &RunOptions) -> Resul
         champion: None,
         gate: GateReport::skipped("the run stopped before the gate"),
         estimate: None,
+        realised_estimates: Vec::new(),
         importance: None,
         patterns: None,
         stages: Vec::new(),
@@ -142,6 +143,10 @@ fn stages_of_the_run(
         return Ok(());
     };
 
+    // Earlier estimates whose labels have arrived since, against what came true.
+    let registry = Registry::open(&config.output.models)?;
+    report.realised_estimates = crate::realised::realise(config, &registry, &events, clock.now());
+
     // Split.
     let Some(split) = split(&events, &config.training) else {
         report.gate = GateReport::skipped("no clean rows to train on");
@@ -164,7 +169,6 @@ fn stages_of_the_run(
 
     // The champion, re-scored on the same holdout.
     let stage = stages.start("evaluate", "scoring the champion on the holdout");
-    let registry = Registry::open(&config.output.models)?;
     let champion = score_champion(&registry, &split.holdout, awaiting.as_ref(), config.training.seed)?;
     report.champion = champion.as_ref().map(|(c, _)| c.clone());
     if let Some(awaiting) = &awaiting {
@@ -396,7 +400,8 @@ fn estimate_report(
         champion_estimated: estimated,
         drop,
         alarm_threshold: threshold,
-        alarm: drop.is_some_and(|d| d > threshold),
+        // A drop the band explains (few rows, a wide band) is label noise, not an alarm.
+        alarm: drop.is_some_and(|d| d > threshold) && baseline.zip(estimated).is_some_and(|(b, e)| e.high < b),
         note,
     }
 }

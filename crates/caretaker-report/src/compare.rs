@@ -23,6 +23,9 @@ pub struct RunComparison {
     pub slices: Vec<SliceDelta>,
     /// The champion's estimate on the rows awaiting their label, when either run made one.
     pub estimate: Option<EstimateDelta>,
+    /// Earlier estimates each run set against what came true (`realised_estimates`).
+    pub realised_in_a: Vec<caretaker_core::report::RealisedEstimate>,
+    pub realised_in_b: Vec<caretaker_core::report::RealisedEstimate>,
 }
 
 /// The champion's primary metric estimated on the rows awaiting their label, and realised on the
@@ -255,6 +258,8 @@ pub fn compare(a: &RunReport, b: &RunReport) -> RunComparison {
     RunComparison {
         slices,
         estimate,
+        realised_in_a: a.realised_estimates.clone(),
+        realised_in_b: b.realised_estimates.clone(),
         a: side(a),
         b: side(b),
         quality_score: Delta::new(a.quality.as_ref().map(|q| q.score), b.quality.as_ref().map(|q| q.score), Some(true)),
@@ -430,6 +435,12 @@ pub fn render_text(c: &RunComparison) -> String {
             num(e.champion_realised.b),
             delta(&e.champion_realised)
         );
+    }
+    if !c.realised_in_a.is_empty() || !c.realised_in_b.is_empty() {
+        let _ = writeln!(out, "\nestimates realised");
+        for (side, r) in c.realised_in_a.iter().map(|r| ("A", r)).chain(c.realised_in_b.iter().map(|r| ("B", r))) {
+            let _ = writeln!(out, "  {side}  {}", crate::realised_line(r));
+        }
     }
     if !c.slices.is_empty() {
         let _ = writeln!(

@@ -56,6 +56,7 @@ struct Page {
     models_note: Option<String>,
     confusions: Vec<ConfusionView>,
     estimate: Option<EstimateView>,
+    realised: Option<RealisedView>,
     importance: Option<ImportanceView>,
     slices: Option<SlicesView>,
     curves: Option<CurvesView>,
@@ -84,6 +85,26 @@ struct EstimateView {
     tone: &'static str,
     metrics: Vec<&'static str>,
     rows: Vec<(String, &'static str, Vec<String>)>,
+}
+
+/// Earlier estimates of the champion against what came true, newest estimate first.
+struct RealisedView {
+    note: String,
+    plot: Option<String>,
+    rows: Vec<RealisedRow>,
+}
+
+struct RealisedRow {
+    run_id: String,
+    window: String,
+    version: String,
+    estimated: String,
+    realised: String,
+    error: String,
+    rows: String,
+    verdict: &'static str,
+    tone: &'static str,
+    realised_in: String,
 }
 
 /// The gate's candidate against the champion per slice, worst first.
@@ -304,6 +325,7 @@ impl Page {
             models_note,
             confusions: confusions(report),
             estimate: estimate_view(report),
+            realised: realised_view(report, history),
             importance: importance_view(report),
             slices: slices_view(report),
             curves: curves_view(report, &colour_of),
@@ -737,7 +759,14 @@ fn estimate_view(report: &RunReport) -> Option<EstimateView> {
             f4(e.champion_realised),
             if d >= 0.0 { "a drop" } else { "a rise" },
             d.abs(),
-            if e.alarm { format!(", above the alarm threshold {:.4}", e.alarm_threshold) } else { String::new() }
+            match (e.alarm, d > e.alarm_threshold) {
+                (true, _) => format!(", above the alarm threshold {:.4}", e.alarm_threshold),
+                (false, true) => format!(
+                    ", above the alarm threshold {:.4} but inside the estimate's band (label noise on these rows could give it): no alarm",
+                    e.alarm_threshold
+                ),
+                _ => String::new(),
+            }
         ),
         _ => e.note.clone().unwrap_or_default(),
     };
@@ -762,6 +791,91 @@ fn estimate_view(report: &RunReport) -> Option<EstimateView> {
         summary: format!("{} rows await their label{span}; {verdict}.", count(e.rows)),
         tone: if e.alarm { "bad" } else { "ok" },
         metrics: metrics.iter().map(|m| m.name()).collect(),
+        rows,
+    })
+}
+
+/// The champion's estimates of the recent runs, each with the value realised once its labels
+/// arrived (recorded by a later run, this one included), oldest estimate on the left of the plot.
+fn realised_view(report: &RunReport, history: &[RunReport]) -> Option<RealisedView> {
+    let mut runs: Vec<&RunReport> =
+        history.iter().filter(|r| r.run_id != report.run_id && r.started_at <= report.started_at).collect();
+    runs.sort_by_key(|r| (r.started_at, r.run_id.clone()));
+    runs.push(report);
+    let runs = &runs[runs.len().saturating_sub(TREND_RUNS)..];
+    // Each estimate's realisation, by the run that made the estimate.
+    let realisations: std::collections::HashMap<&str, (&caretaker_core::report::RealisedEstimate, &RunReport)> =
+        runs.iter().flat_map(|r| r.realised_estimates.iter().map(move |e| (e.run_id.as_str(), (e, *r)))).collect();
+    if realisations.is_empty() {
+        return None;
+    }
+    let estimating: Vec<&RunReport> =
+        runs.iter().copied().filter(|r| r.estimate.as_ref().is_some_and(|e| e.champion_estimated.is_some())).collect();
+    let metric = estimating.last().and_then(|r| r.estimate.as_ref()).map(|e| e.metric);
+    let rows = estimating
+        .iter()
+        .rev()
+        .filter_map(|r| {
+            let e = r.estimate.as_ref()?;
+            let v = e.champion_estimated?;
+            let realised = realisations.get(r.run_id.as_str());
+            let (verdict, tone) = match realised.and_then(|(x, _)| x.within_band) {
+                Some(true) => ("within the band", "ok"),
+                Some(false) => ("outside the band", "bad"),
+                None if realised.is_some() => ("not realised", "warn"),
+                None => ("labels due", "muted"),
+            };
+            let window = match (e.from, e.to) {
+                (Some(a), Some(b)) => format!("{} – {}", a.format("%m-%d %H:%M"), b.format("%m-%d %H:%M")),
+                _ => String::new(),
+            };
+            Some(RealisedRow {
+                run_id: r.run_id.to_string(),
+                window,
+                version: r.champion.as_ref().map(|c| c.version.to_string()).unwrap_or_default(),
+                estimated: format!("{:.4} [{:.4}, {:.4}]", v.value, v.low, v.high),
+                realised: match realised {
+                    Some((x, _)) if x.realised.is_none() => x.note.clone().unwrap_or_else(|| "–".into()),
+                    _ => f4(realised.and_then(|(x, _)| x.realised)),
+                },
+                error: realised.and_then(|(x, _)| x.error()).map(|d| format!("{d:+.4}")).unwrap_or_default(),
+                rows: match realised {
+                    Some((x, _)) => format!("{} of {}", count(x.labelled_rows), count(x.estimated_rows)),
+                    None => count(e.rows),
+                },
+                verdict,
+                tone,
+                realised_in: realised.map(|(_, by)| by.run_id.to_string()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let labels: Vec<String> = estimating.iter().map(|r| r.started_at.format("%m-%d %H:%M").to_string()).collect();
+    let estimated = |f: fn(&caretaker_core::report::EstimatedValue) -> f64| -> Vec<Option<f64>> {
+        estimating.iter().map(|r| r.estimate.as_ref().and_then(|e| e.champion_estimated).map(|v| f(&v))).collect()
+    };
+    let realised: Vec<Option<f64>> =
+        estimating.iter().map(|r| realisations.get(r.run_id.as_str()).and_then(|(x, _)| x.realised)).collect();
+    let plot = (estimating.len() >= 2).then(|| {
+        plots::trend(
+            "Estimated, then realised",
+            metric.map(|m| m.name()).unwrap_or("metric"),
+            &labels,
+            &[
+                TrendSeries { name: "estimated", color: 0, values: estimated(|v| v.value) },
+                TrendSeries { name: "band low", color: 9, values: estimated(|v| v.low) },
+                TrendSeries { name: "band high", color: 9, values: estimated(|v| v.high) },
+                TrendSeries { name: "realised", color: 2, values: realised },
+            ],
+        )
+    });
+    let inside = realisations.values().filter(|(x, _)| x.within_band == Some(true)).count();
+    let scored = realisations.values().filter(|(x, _)| x.within_band.is_some()).count();
+    Some(RealisedView {
+        note: format!(
+            "Each run's estimate of its champion{}, and the same model's value on the same window of events once their labels arrived (scored by a later run): {inside} of {scored} realised values fell within their band.",
+            metric.map(|m| format!(" ({m})")).unwrap_or_default()
+        ),
+        plot,
         rows,
     })
 }

@@ -175,6 +175,9 @@ pub fn summary(report: &RunReport) -> String {
         };
         let _ = writeln!(out, "estimate  {line}");
     }
+    for r in &report.realised_estimates {
+        let _ = writeln!(out, "realised  {}", realised_line(r));
+    }
     let gate = &report.gate;
     let decision = match (gate.decision, gate.deployed_version) {
         (GateOutcome::Deployed, Some(v)) => format!("deployed {} as {v}", gate.candidate.as_deref().unwrap_or("?")),
@@ -219,5 +222,23 @@ fn fmt_check(measured: f64, threshold: f64) -> String {
         format!("measured {measured:.4}, threshold {threshold:.4}")
     } else {
         format!("measured {measured}")
+    }
+}
+
+/// An earlier estimate against what came true, in one line: the terminal summary's and the
+/// HTML report's wording.
+pub fn realised_line(r: &caretaker_core::report::RealisedEstimate) -> String {
+    let estimated = format!(
+        "{} {} estimated {:.4} [{:.4}, {:.4}] on {} rows by run {}",
+        r.version, r.metric, r.estimate.value, r.estimate.low, r.estimate.high, r.estimated_rows, r.run_id
+    );
+    match (r.realised, r.within_band) {
+        (Some(v), Some(inside)) => format!(
+            "{estimated}; realised {v:.4} on {} labelled rows ({:+.4}, {} the band)",
+            r.labelled_rows,
+            v - r.estimate.value,
+            if inside { "within" } else { "outside" }
+        ),
+        _ => format!("{estimated}; not realised: {}", r.note.as_deref().unwrap_or("no value")),
     }
 }

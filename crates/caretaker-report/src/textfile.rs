@@ -176,6 +176,29 @@ pub fn render(report: &RunReport) -> String {
             }
         }
     }
+    // The newest estimate realised in this run: what the champion was estimated at, against what
+    // came true once the labels arrived.
+    if let Some(r) = report.realised_estimates.iter().filter(|r| r.realised.is_some()).max_by_key(|r| r.to) {
+        let metric = [r.metric.name()];
+        let vec = |name: &str, help: &str, value: f64| {
+            metrics.vec(name, help, &["metric"]).with_label_values(&metric).set(value);
+        };
+        vec(
+            "estimate_realised_estimated",
+            "The newest estimate realised in the last run: the champion's metric estimated before the labels arrived.",
+            r.estimate.value,
+        );
+        vec(
+            "estimate_realised_value",
+            "The same model's metric on the same window of events once their labels arrived.",
+            r.realised.unwrap_or_default(),
+        );
+        vec(
+            "estimate_realised_within_band",
+            "1 if that realised value fell inside the estimate's band.",
+            b(r.within_band == Some(true)),
+        );
+    }
     metrics.gauge(
         "candidates_failed",
         "Candidates that failed to train or predict in the last run.",

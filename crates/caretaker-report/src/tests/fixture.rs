@@ -124,7 +124,23 @@ pub fn report_with(night: usize, features: usize, curve_points: usize) -> RunRep
             }
         })
     }).collect();
-    let run_id = format!("{}-{:04x}", started.format("%Y%m%dT%H%M%SZ"), 0xa000 + night);
+    let id_of = |night: usize| format!("{}-{:04x}", start(night).format("%Y%m%dT%H%M%SZ"), 0xa000 + night);
+    let run_id = id_of(night);
+    // Each night realises the estimate of the night before (its labels came within a day); every
+    // third one fell outside its band, and night 1 found the version pruned from the registry.
+    let realised_estimates: Vec<Value> = (1..=night).rev().take(1).map(|n| {
+        let mut pair = json!({"run_id": id_of(n - 1), "version": "v0001", "from": start(n - 1) - Duration::hours(60),
+               "to": start(n - 1) - Duration::hours(1), "metric": "f1",
+               "estimate": {"value": 0.62, "low": 0.58, "high": 0.66}, "estimated_rows": 412, "labelled_rows": 405,
+               "realised": 0.63, "within_band": true});
+        if night.is_multiple_of(3) {
+            (pair["realised"], pair["within_band"]) = (json!(0.55), json!(false));
+        } else if night == 1 {
+            (pair["realised"], pair["within_band"]) = (Value::Null, Value::Null);
+            pair["note"] = json!("v0001 cannot be loaded: no such version in the registry");
+        }
+        pair
+    }).collect();
     let quality = json!({
         "score": 0.995 - night as f64 * 0.001, "min_score": 0.9, "passed": true, "rows": 20_000, "clean_rows": 19_983,
         "quarantined_rows": 17, "awaiting_label_rows": 412,
@@ -174,6 +190,7 @@ pub fn report_with(night: usize, features: usize, curve_points: usize) -> RunRep
                      "champion_realised": 0.70, "champion_holdout_estimate": 0.70,
                      "champion_estimated": {"value": 0.62, "low": 0.58, "high": 0.66},
                      "drop": 0.08, "alarm_threshold": 0.05, "alarm": true, "note": null},
+        "realised_estimates": realised_estimates,
         "gate": {"decision": "deployed", "candidate": "forest", "deployed_version": "v0002",
                  "reasons": ["forest f1 0.7400 beats champion v0001 (0.7000) by 0.0400, at least gate.min_improvement 0.0100"],
                  "rules": [{"rule": "min_improvement", "passed": true, "measured": 0.04, "threshold": 0.01, "detail": "f1 0.7400 - 0.7000"}],

@@ -24,6 +24,11 @@ pub struct DemoArgs {
     /// `caretaker data compact` to compact.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=24))]
     pub files_per_day: u8,
+    /// Leave the newest HOURS of events without a label, as a pipeline whose labels come late
+    /// sees them (`dataset.label_delay`); the same seed and end without it give the same rows
+    /// with their labels, as if they had arrived.
+    #[arg(long, value_name = "HOURS", default_value_t = 0)]
+    pub unlabelled_hours: u32,
     /// Replace existing example data in OUT.
     #[arg(long)]
     pub force: bool,
@@ -57,7 +62,7 @@ pub fn demo(args: DemoArgs, clock: Clock) -> Result<ExitCode> {
         args.rows,
         args.seed,
         args.files_per_day.into(),
-        0,
+        args.unlabelled_hours,
         end,
     )?;
     println!(
