@@ -1,9 +1,10 @@
 //! Earlier runs' estimates set against what came true once their labels arrived.
 //!
-//! A run with rows awaiting their label estimates its champion on them (`report.estimate`). Once
+//! A run with rows awaiting their label estimates its champion on them (`report.estimate`) and
+//! keeps their event times (`awaiting_times.bin` in its report directory). Once
 //! `dataset.label_delay` has passed since the newest of those rows, a later run finds the same
-//! window of event times in its clean rows, now labelled, scores the same model version on them
-//! and records the realised value beside the estimate (`report.realised_estimates`).
+//! rows among its clean rows by their event times, now labelled, scores the same model version on
+//! them and records the realised value beside the estimate (`report.realised_estimates`).
 
 use crate::run::history_path;
 use caretaker_core::config::PipelineConfig;
@@ -14,10 +15,28 @@ use caretaker_evaluate::metrics::classification_metrics;
 use caretaker_registry::Registry;
 use caretaker_train::TrainedModel;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 
 /// How many of the pipeline's latest runs are searched for an estimate to realise.
 pub(crate) const LOOKBACK_RUNS: usize = 90;
+/// The event times of a run's rows awaiting their label, in its report directory: little-endian
+/// microseconds since the epoch, ascending.
+pub(crate) const AWAITING_TIMES: &str = "awaiting_times.bin";
+
+/// Keeps the event times of the rows awaiting their label in `report_dir`, for the run that
+/// realises their estimate.
+pub(crate) fn keep_awaiting_times(report_dir: &Path, awaiting: &LabelledEvents) -> crate::Result<()> {
+    let mut times = awaiting.timestamps.clone();
+    times.sort_unstable();
+    let bytes: Vec<u8> = times.iter().flat_map(|t| t.to_le_bytes()).collect();
+    caretaker_core::fs::write_atomic(&report_dir.join(AWAITING_TIMES), &bytes).map_err(crate::Error::Fs)
+}
+
+fn read_awaiting_times(report_dir: &Path) -> Option<Vec<i64>> {
+    let bytes = std::fs::read(report_dir.join(AWAITING_TIMES)).ok()?;
+    (bytes.len() % 8 == 0).then(|| bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect())
+}
 
 /// The estimates to realise now, for a run of `config` at `now` on its clean rows `events`.
 /// Reads the history; a history it cannot read costs the run its realisations, not the run.
@@ -27,6 +46,9 @@ pub(crate) fn realise(
     events: &LabelledEvents,
     now: DateTime<Utc>,
 ) -> Vec<RealisedEstimate> {
+    if config.dataset.label_delay.is_none() {
+        return Vec::new();
+    }
     let earlier = caretaker_history::History::open(&history_path(config))
         .and_then(|h| h.recent_reports(&config.name, None, LOOKBACK_RUNS))
         .unwrap_or_else(|e| {
@@ -35,26 +57,45 @@ pub(crate) fn realise(
         });
     let delay = config.dataset.label_delay.unwrap_or_default();
     let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-    let mut models: BTreeMap<ModelVersion, Result<TrainedModel, String>> = BTreeMap::new();
+    // Each version loaded once; `Err(None)`: it could not be read this time.
+    let mut models: BTreeMap<ModelVersion, Result<TrainedModel, Option<String>>> = BTreeMap::new();
     let mut realised = Vec::new();
     for report in due(&earlier, now, delay) {
         let (Some(estimate), Some(champion)) = (&report.estimate, &report.champion) else { continue };
         let (Some(from), Some(to), Some(estimated)) = (estimate.from, estimate.to, estimate.champion_estimated) else {
             continue;
         };
-        let window = window(events, from, to);
-        if window.is_empty() {
-            // The window's rows are not among this run's clean rows (past the data's window, or
+        // The rows the estimate covered, by their event times; the window's rows when the
+        // estimating run's times are gone (its report directory removed).
+        let (rows, matched) = match read_awaiting_times(Path::new(&report.report_dir)) {
+            Some(times) => (same_times(events, &times), true),
+            None => (window(events, from, to), false),
+        };
+        if rows.is_empty() {
+            // The rows are not among this run's clean rows (past the data's window, or
             // quarantined): a later run may find them.
             continue;
         }
-        let model = models.entry(champion.version).or_insert_with(|| {
-            registry
-                .load(champion.version)
-                .map_err(|e| format!("{} cannot be loaded: {e}", champion.version))
-                .and_then(|(_, bytes)| TrainedModel::from_bytes(&bytes).map_err(|e| e.to_string()))
+        let rows = events.take(&rows);
+        let model = models.entry(champion.version).or_insert_with(|| match registry.load(champion.version) {
+            Ok((_, bytes)) => TrainedModel::from_bytes(&bytes).map_err(|e| Some(e.to_string())),
+            // A version pruned from the registry can never be scored; a read that failed may
+            // succeed on the next run.
+            Err(_) if registry.versions().is_ok_and(|v| !v.contains(&champion.version)) => {
+                Err(Some(format!("{} is no longer in the registry (registry.keep_last)", champion.version)))
+            }
+            Err(e) => {
+                tracing::warn!(version = %champion.version, error = %e, "cannot load the version an estimate was of");
+                Err(None)
+            }
         });
-        let scored = model.as_ref().map_err(Clone::clone).and_then(|m| {
+        let model = match model {
+            Ok(m) => Ok(&*m),
+            Err(Some(reason)) => Err(reason.clone()),
+            Err(None) => continue,
+        };
+        let window = rows;
+        let scored = model.and_then(|m| {
             let p =
                 m.predict_proba(&window).map_err(|e| format!("{} cannot score the window: {e}", champion.version))?;
             Ok(classification_metrics(&window.labels, &p, m.threshold))
@@ -77,7 +118,11 @@ pub(crate) fn realise(
             labelled_rows: window.len() as u64,
             realised: value,
             within_band: value.map(|v| estimated.low <= v && v <= estimated.high),
-            note,
+            note: note.or_else(|| {
+                (!matched).then(|| {
+                    format!("{AWAITING_TIMES} of run {} is gone: scored on every row of its window", report.run_id)
+                })
+            }),
         });
     }
     realised
@@ -100,10 +145,31 @@ fn due(earlier: &[RunReport], now: DateTime<Utc>, delay: chrono::Duration) -> Ve
 }
 
 /// The rows of `events` whose event time is within `[from, to]`.
-fn window(events: &LabelledEvents, from: DateTime<Utc>, to: DateTime<Utc>) -> LabelledEvents {
+fn window(events: &LabelledEvents, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<usize> {
     let (from, to) = (from.timestamp_micros(), to.timestamp_micros());
-    let rows: Vec<usize> = (0..events.len()).filter(|&i| (from..=to).contains(&events.timestamps[i])).collect();
-    events.take(&rows)
+    (0..events.len()).filter(|&i| (from..=to).contains(&events.timestamps[i])).collect()
+}
+
+/// The rows of `events` with the event times `times` (ascending), each time taken as many times
+/// as it is listed: the rows an estimate covered, and not the rows of its window that had their
+/// label already (and may have been trained on).
+fn same_times(events: &LabelledEvents, times: &[i64]) -> Vec<usize> {
+    let (Some(&first), Some(&last)) = (times.first(), times.last()) else { return Vec::new() };
+    let mut left: HashMap<i64, u32> = HashMap::new();
+    for &t in times {
+        *left.entry(t).or_default() += 1;
+    }
+    (0..events.len())
+        .filter(|&i| {
+            let t = events.timestamps[i];
+            (first..=last).contains(&t)
+                && left.get_mut(&t).is_some_and(|n| {
+                    let take = *n > 0;
+                    *n = n.saturating_sub(1);
+                    take
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -197,8 +263,21 @@ mod tests {
             numeric: vec![caretaker_core::events::NumericColumn { name: "x".into(), values: vec![1., 2., 3., 4., 5.] }],
             categorical: Vec::new(),
         };
-        let w = window(&events, at(-6), at(0));
-        assert_eq!(w.numeric[0].values, [2., 3., 4.], "both ends belong to the window");
-        assert_eq!(w.labels, [false, true, false]);
+        assert_eq!(window(&events, at(-6), at(0)), [1, 2, 3], "both ends belong to the window");
+        // By event time: the row at -3 twice listed is taken once (there is one), the row at -6
+        // not at all (it had its label when the estimate was made).
+        let times = [micros(-3), micros(-3), micros(0)];
+        assert_eq!(same_times(&events, &times), [2, 3]);
+        assert!(same_times(&events, &[]).is_empty());
+    }
+
+    #[test]
+    fn the_awaiting_times_are_kept_and_read_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let awaiting =
+            LabelledEvents { timestamps: vec![30, -5, 10, 10], labels: vec![false; 4], ..Default::default() };
+        keep_awaiting_times(dir.path(), &awaiting).unwrap();
+        assert_eq!(read_awaiting_times(dir.path()), Some(vec![-5, 10, 10, 30]));
+        assert_eq!(read_awaiting_times(&dir.path().join("gone")), None);
     }
 }

@@ -143,9 +143,17 @@ fn stages_of_the_run(
         return Ok(());
     };
 
-    // Earlier estimates whose labels have arrived since, against what came true.
-    let registry = Registry::open(&config.output.models)?;
-    report.realised_estimates = crate::realised::realise(config, &registry, &events, clock.now());
+    // Earlier estimates whose labels have arrived since, against what came true; the event times
+    // of this run's rows awaiting their label, for the run that realises its estimate.
+    if config.dataset.label_delay.is_some() {
+        let stage = stages.start("realise", "scoring earlier estimates whose labels have arrived");
+        let registry = Registry::open(&config.output.models)?;
+        report.realised_estimates = crate::realised::realise(config, &registry, &events, clock.now());
+        if let Some(awaiting) = awaiting.as_ref().filter(|a| !a.is_empty()) {
+            crate::realised::keep_awaiting_times(report_dir, awaiting)?;
+        }
+        stages.finish(stage, Some(report.realised_estimates.iter().map(|r| r.labelled_rows).sum()));
+    }
 
     // Split.
     let Some(split) = split(&events, &config.training) else {
@@ -169,6 +177,7 @@ fn stages_of_the_run(
 
     // The champion, re-scored on the same holdout.
     let stage = stages.start("evaluate", "scoring the champion on the holdout");
+    let registry = Registry::open(&config.output.models)?;
     let champion = score_champion(&registry, &split.holdout, awaiting.as_ref(), config.training.seed)?;
     report.champion = champion.as_ref().map(|(c, _)| c.clone());
     if let Some(awaiting) = &awaiting {

@@ -1,4 +1,5 @@
-//! Drift of every feature between a reference window and the current window, on the clean rows.
+//! Drift of every feature between a reference window and the current window, on the clean rows
+//! and the rows awaiting their label (`dataset.label_delay`).
 //!
 //! PSI uses bins frozen from the first reference window seen and kept in
 //! `<state>/drift_reference.json`, so that this run's PSI is comparable with last month's: with
@@ -27,7 +28,7 @@ pub const FILE: &str = "drift_reference.json";
 const DAY: i64 = 86_400_000_000;
 const OTHER: &str = "<other>";
 
-/// The rows of the two windows, anchored at the newest clean event.
+/// The rows of the two windows, anchored at the newest event (see [`Windows::anchored`]).
 pub struct Windows {
     pub reference: Rows,
     pub current: Rows,
@@ -231,8 +232,12 @@ fn gather<'a, T: Copy>(
     window: impl Fn(&Windows) -> &Rows,
     values: impl Fn(&'a LabelledEvents) -> Option<&'a [T]>,
 ) -> std::borrow::Cow<'a, [T]> {
-    let picked: Vec<std::borrow::Cow<'a, [T]>> =
-        parts.iter().filter_map(|part| values(part.events).map(|v| window(&part.windows).pick(v))).collect();
+    // Parts with no row in the window are left out, so that one part with rows is borrowed.
+    let picked: Vec<std::borrow::Cow<'a, [T]>> = parts
+        .iter()
+        .filter(|part| !window(&part.windows).is_empty())
+        .filter_map(|part| values(part.events).map(|v| window(&part.windows).pick(v)))
+        .collect();
     match <[_; 1]>::try_from(picked) {
         Ok([one]) => one,
         Err(many) => many.iter().flat_map(|v| v.iter().copied()).collect::<Vec<T>>().into(),

@@ -781,98 +781,138 @@ fn estimate_view(report: &RunReport) -> Option<EstimateView> {
             .collect()
     };
     let mut rows = Vec::new();
-    if let Some(c) = &report.champion {
+    if let Some(c) = report.champion.as_ref().filter(|c| c.estimated.is_some()) {
         rows.push((format!("{} {}", c.version, c.name), "champion", cells(c.estimated.as_ref())));
     }
     for c in report.candidates.iter().filter(|c| c.estimated.is_some()) {
         rows.push((c.name.clone(), "candidate", cells(c.estimated.as_ref())));
     }
     Some(EstimateView {
-        summary: format!("{} rows await their label{span}; {verdict}.", count(e.rows)),
+        summary: if e.rows == 0 {
+            "No row awaits its label in this run.".to_string()
+        } else {
+            format!("{} rows await their label{span}; {verdict}.", count(e.rows))
+        },
         tone: if e.alarm { "bad" } else { "ok" },
         metrics: metrics.iter().map(|m| m.name()).collect(),
         rows,
     })
 }
 
-/// The champion's estimates of the recent runs, each with the value realised once its labels
-/// arrived (recorded by a later run, this one included), oldest estimate on the left of the plot.
+/// The champion's estimates of the recent runs against the values realised once their labels
+/// arrived: every pair the recent runs (this one included) recorded, and the recent estimates
+/// still waiting for their labels; the oldest estimate on the left of the plot, first in the table
+/// the newest.
 fn realised_view(report: &RunReport, history: &[RunReport]) -> Option<RealisedView> {
+    use caretaker_core::report::RealisedEstimate;
     let mut runs: Vec<&RunReport> =
         history.iter().filter(|r| r.run_id != report.run_id && r.started_at <= report.started_at).collect();
     runs.sort_by_key(|r| (r.started_at, r.run_id.clone()));
     runs.push(report);
     let runs = &runs[runs.len().saturating_sub(TREND_RUNS)..];
-    // Each estimate's realisation, by the run that made the estimate.
-    let realisations: std::collections::HashMap<&str, (&caretaker_core::report::RealisedEstimate, &RunReport)> =
-        runs.iter().flat_map(|r| r.realised_estimates.iter().map(move |e| (e.run_id.as_str(), (e, *r)))).collect();
-    if realisations.is_empty() {
+    let pairs: Vec<(&RealisedEstimate, &RunReport)> =
+        runs.iter().flat_map(|r| r.realised_estimates.iter().map(move |e| (e, *r))).collect();
+    if pairs.is_empty() {
         return None;
     }
-    let estimating: Vec<&RunReport> =
-        runs.iter().copied().filter(|r| r.estimate.as_ref().is_some_and(|e| e.champion_estimated.is_some())).collect();
-    let metric = estimating.last().and_then(|r| r.estimate.as_ref()).map(|e| e.metric);
-    let rows = estimating
+    // One entry per estimate: its pair and the run that realised it, or still pending.
+    struct Entry<'a> {
+        run_id: String,
+        /// When the estimating run started: the plot's axis and the order.
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        version: String,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        estimate: caretaker_core::report::EstimatedValue,
+        rows: u64,
+        pair: Option<(&'a RealisedEstimate, &'a RunReport)>,
+    }
+    let mut entries: Vec<Entry> = pairs
+        .iter()
+        .map(|&(e, by)| Entry {
+            run_id: e.run_id.to_string(),
+            at: caretaker_core::ids::RunId::started_at_of(e.run_id.as_str()).or(Some(e.to)),
+            version: e.version.to_string(),
+            from: Some(e.from),
+            to: Some(e.to),
+            estimate: e.estimate,
+            rows: e.estimated_rows,
+            pair: Some((e, by)),
+        })
+        .collect();
+    for r in runs.iter().filter(|r| pairs.iter().all(|(e, _)| e.run_id != r.run_id)) {
+        if let (Some(e), Some(c)) = (&r.estimate, &r.champion)
+            && let Some(v) = e.champion_estimated
+        {
+            entries.push(Entry {
+                run_id: r.run_id.to_string(),
+                at: Some(r.started_at),
+                version: c.version.to_string(),
+                from: e.from,
+                to: e.to,
+                estimate: v,
+                rows: e.rows,
+                pair: None,
+            });
+        }
+    }
+    entries.sort_by(|a, b| (a.at, &a.run_id).cmp(&(b.at, &b.run_id)));
+    let metric = pairs.last().map(|(e, _)| e.metric);
+    let rows = entries
         .iter()
         .rev()
-        .filter_map(|r| {
-            let e = r.estimate.as_ref()?;
-            let v = e.champion_estimated?;
-            let realised = realisations.get(r.run_id.as_str());
-            let (verdict, tone) = match realised.and_then(|(x, _)| x.within_band) {
-                Some(true) => ("within the band", "ok"),
-                Some(false) => ("outside the band", "bad"),
-                None if realised.is_some() => ("not realised", "warn"),
+        .map(|x| {
+            let realised = x.pair.map(|(e, _)| e);
+            let (verdict, tone) = match realised.map(|e| e.within_band) {
+                Some(Some(true)) => ("within the band", "ok"),
+                Some(Some(false)) => ("outside the band", "bad"),
+                Some(None) => ("not realised", "warn"),
                 None => ("labels due", "muted"),
             };
-            let window = match (e.from, e.to) {
-                (Some(a), Some(b)) => format!("{} – {}", a.format("%m-%d %H:%M"), b.format("%m-%d %H:%M")),
-                _ => String::new(),
-            };
-            Some(RealisedRow {
-                run_id: r.run_id.to_string(),
-                window,
-                version: r.champion.as_ref().map(|c| c.version.to_string()).unwrap_or_default(),
-                estimated: format!("{:.4} [{:.4}, {:.4}]", v.value, v.low, v.high),
-                realised: match realised {
-                    Some((x, _)) if x.realised.is_none() => x.note.clone().unwrap_or_else(|| "–".into()),
-                    _ => f4(realised.and_then(|(x, _)| x.realised)),
+            RealisedRow {
+                run_id: x.run_id.clone(),
+                window: match (x.from, x.to) {
+                    (Some(a), Some(b)) => format!("{} – {}", a.format("%m-%d %H:%M"), b.format("%m-%d %H:%M")),
+                    _ => String::new(),
                 },
-                error: realised.and_then(|(x, _)| x.error()).map(|d| format!("{d:+.4}")).unwrap_or_default(),
+                version: x.version.clone(),
+                estimated: format!("{:.4} [{:.4}, {:.4}]", x.estimate.value, x.estimate.low, x.estimate.high),
+                realised: match realised {
+                    Some(e) if e.realised.is_none() => e.note.clone().unwrap_or_else(|| "–".into()),
+                    _ => f4(realised.and_then(|e| e.realised)),
+                },
+                error: realised.and_then(|e| e.error()).map(|d| format!("{d:+.4}")).unwrap_or_default(),
                 rows: match realised {
-                    Some((x, _)) => format!("{} of {}", count(x.labelled_rows), count(x.estimated_rows)),
-                    None => count(e.rows),
+                    Some(e) => format!("{} of {}", count(e.labelled_rows), count(e.estimated_rows)),
+                    None => count(x.rows),
                 },
                 verdict,
                 tone,
-                realised_in: realised.map(|(_, by)| by.run_id.to_string()).unwrap_or_default(),
-            })
+                realised_in: x.pair.map(|(_, by)| by.run_id.to_string()).unwrap_or_default(),
+            }
         })
         .collect();
-    let labels: Vec<String> = estimating.iter().map(|r| r.started_at.format("%m-%d %H:%M").to_string()).collect();
-    let estimated = |f: fn(&caretaker_core::report::EstimatedValue) -> f64| -> Vec<Option<f64>> {
-        estimating.iter().map(|r| r.estimate.as_ref().and_then(|e| e.champion_estimated).map(|v| f(&v))).collect()
-    };
-    let realised: Vec<Option<f64>> =
-        estimating.iter().map(|r| realisations.get(r.run_id.as_str()).and_then(|(x, _)| x.realised)).collect();
-    let plot = (estimating.len() >= 2).then(|| {
+    let labels: Vec<String> =
+        entries.iter().map(|x| x.at.map(|t| t.format("%m-%d %H:%M").to_string()).unwrap_or_default()).collect();
+    let series = |f: &dyn Fn(&Entry) -> Option<f64>| -> Vec<Option<f64>> { entries.iter().map(f).collect() };
+    let plot = (entries.len() >= 2).then(|| {
         plots::trend(
             "Estimated, then realised",
             metric.map(|m| m.name()).unwrap_or("metric"),
             &labels,
             &[
-                TrendSeries { name: "estimated", color: 0, values: estimated(|v| v.value) },
-                TrendSeries { name: "band low", color: 9, values: estimated(|v| v.low) },
-                TrendSeries { name: "band high", color: 9, values: estimated(|v| v.high) },
-                TrendSeries { name: "realised", color: 2, values: realised },
+                TrendSeries { name: "estimated", color: 0, values: series(&|x| Some(x.estimate.value)) },
+                TrendSeries { name: "band low", color: 9, values: series(&|x| Some(x.estimate.low)) },
+                TrendSeries { name: "band high", color: 9, values: series(&|x| Some(x.estimate.high)) },
+                TrendSeries { name: "realised", color: 2, values: series(&|x| x.pair.and_then(|(e, _)| e.realised)) },
             ],
         )
     });
-    let inside = realisations.values().filter(|(x, _)| x.within_band == Some(true)).count();
-    let scored = realisations.values().filter(|(x, _)| x.within_band.is_some()).count();
+    let inside = pairs.iter().filter(|(e, _)| e.within_band == Some(true)).count();
+    let scored = pairs.iter().filter(|(e, _)| e.within_band.is_some()).count();
     Some(RealisedView {
         note: format!(
-            "Each run's estimate of its champion{}, and the same model's value on the same window of events once their labels arrived (scored by a later run): {inside} of {scored} realised values fell within their band.",
+            "Each run's estimate of the champion{} on its rows awaiting their label, against the same model on the same rows once their labels arrived (scored by a later run): {inside} of {scored} realised values fell within their band.",
             metric.map(|m| format!(" ({m})")).unwrap_or_default()
         ),
         plot,

@@ -225,8 +225,8 @@ fn fmt_check(measured: f64, threshold: f64) -> String {
     }
 }
 
-/// An earlier estimate against what came true, in one line: the terminal summary's and the
-/// HTML report's wording.
+/// An earlier estimate against what came true, in one line: the terminal summary's and `runs
+/// compare`'s wording.
 pub fn realised_line(r: &caretaker_core::report::RealisedEstimate) -> String {
     let estimated = format!(
         "{} {} estimated {:.4} [{:.4}, {:.4}] on {} rows by run {}",

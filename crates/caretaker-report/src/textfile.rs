@@ -146,7 +146,7 @@ pub fn render(report: &RunReport) -> String {
     if let Some(e) = &report.estimate {
         metrics.gauge(
             "estimate_alarm",
-            "1 if the champion's primary metric estimated on the rows awaiting their label fell below its holdout value by more than quality.estimated_drop_alarm.",
+            "1 if the champion's primary metric estimated on the rows awaiting their label fell below the same estimate on its holdout by more than quality.estimated_drop_alarm, and below the estimate's band.",
             b(e.alarm),
         );
         if let Some(d) = e.drop {
@@ -179,22 +179,21 @@ pub fn render(report: &RunReport) -> String {
     // The newest estimate realised in this run: what the champion was estimated at, against what
     // came true once the labels arrived.
     if let Some(r) = report.realised_estimates.iter().filter(|r| r.realised.is_some()).max_by_key(|r| r.to) {
-        let metric = [r.metric.name()];
-        let vec = |name: &str, help: &str, value: f64| {
-            metrics.vec(name, help, &["metric"]).with_label_values(&metric).set(value);
-        };
-        vec(
-            "estimate_realised_estimated",
-            "The newest estimate realised in the last run: the champion's metric estimated before the labels arrived.",
+        let m = r.metric.name();
+        metrics.gauge(
+            &format!("realised_estimated_{m}"),
+            &format!(
+                "The champion's {m} estimated before the labels arrived, for the newest estimate the last run realised."
+            ),
             r.estimate.value,
         );
-        vec(
-            "estimate_realised_value",
-            "The same model's metric on the same window of events once their labels arrived.",
+        metrics.gauge(
+            &format!("realised_{m}"),
+            &format!("The same model's {m} on the same rows once their labels arrived."),
             r.realised.unwrap_or_default(),
         );
-        vec(
-            "estimate_realised_within_band",
+        metrics.gauge(
+            "realised_within_band",
             "1 if that realised value fell inside the estimate's band.",
             b(r.within_band == Some(true)),
         );

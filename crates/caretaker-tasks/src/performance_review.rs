@@ -45,7 +45,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The nightly run's stages, whose figures are metrics (`<stage>_seconds`, ...).
-pub const STAGES: &[&str] = &["quality", "retrain", "evaluate", "importance", "deploy", "patterns"];
+pub const STAGES: &[&str] = &["quality", "realise", "retrain", "evaluate", "importance", "deploy", "patterns"];
 /// Compaction is recommended when it would remove at least this share of the files.
 pub const COMPACTION_MIN_REDUCTION: f64 = 0.25;
 /// Runs in a row the quarantine must grow to be called growing.

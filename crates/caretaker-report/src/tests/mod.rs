@@ -196,6 +196,15 @@ fn the_summary_comes_first_and_every_section_is_there() {
     );
     assert!(estimate.contains("above the alarm threshold 0.0500") && estimate.contains("pill bad"), "{estimate}");
     assert_eq!(estimate.matches("<tr><td><strong>").count(), 5, "the champion and four candidates");
+    // Each of the nine earlier estimates against what came true (realised by the next night), and
+    // this night's still waiting for its labels.
+    assert!(estimate.contains("Estimates against what came true"), "{estimate}");
+    assert!(estimate.contains("5 of 8 realised values fell within their band"), "{estimate}");
+    assert!(estimate.contains("aria-label=\"Estimated, then realised"), "the plot");
+    for (verdict, n) in [("within the band", 5), ("outside the band", 3), ("not realised", 1), ("labels due", 1)] {
+        assert_eq!(estimate.matches(&format!(">{verdict}</span>")).count(), n, "{verdict}");
+    }
+    assert!(estimate.contains("no such version in the registry"), "the note of the pair without a value");
     // Five models in the table and five confusion matrices; ten runs in the trend table.
     assert_eq!(page.matches("class=\"swatch\"").count(), 5);
     assert_eq!(page.matches("class=\"confusion\"").count(), 5);
