@@ -9,6 +9,7 @@ mod operations;
 mod patterns;
 mod reports;
 mod scheduler;
+mod storage;
 
 use caretaker_test_support::TestContext;
 

@@ -87,6 +87,9 @@ struct RawDataset {
     compact_target_mb: Option<f64>,
     /// How long a label takes to arrive (`"3d"`, `"12h"`): newer rows without one await it.
     label_delay: Option<String>,
+    /// With an `s3://` path: endpoint, region, credentials, addressing (see [`STORAGE_OPTIONS`]).
+    #[serde(default)]
+    storage_options: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -287,6 +290,42 @@ pub struct DatasetSpec {
     /// quarantined nor trained on, and the models' performance on them is estimated. `None`: every
     /// row without a label is quarantined.
     pub label_delay: Option<std::time::Duration>,
+    /// With an `s3://` path (`DatasetSpec::remote`): how to reach the object store, by the keys
+    /// of [`STORAGE_OPTIONS`]; anything unset comes from the AWS environment and profile.
+    /// Serialised with the keys' values replaced by `[redacted]`.
+    #[serde(serialize_with = "redacted_options")]
+    pub storage_options: BTreeMap<String, String>,
+}
+
+fn redacted_options<S: serde::Serializer>(options: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(options.len()))?;
+    for (key, value) in options {
+        let secret = matches!(key.as_str(), "access_key_id" | "secret_access_key" | "session_token");
+        map.serialize_entry(key, if secret { "[redacted]" } else { value })?;
+    }
+    map.end()
+}
+
+/// The keys `dataset.storage_options` accepts, and what each sets.
+pub const STORAGE_OPTIONS: &[(&str, &str)] = &[
+    ("endpoint", "the S3 endpoint URL, for an S3-compatible server (MinIO, Ceph, ...)"),
+    ("region", "the bucket's region (default: AWS_REGION, the profile's region, else us-east-1)"),
+    ("allow_http", "\"true\" to allow an http:// endpoint"),
+    ("virtual_hosted_style_request", "\"false\" for path-style addressing (most S3-compatible servers)"),
+    ("access_key_id", "the access key (default: AWS_ACCESS_KEY_ID, else the profile's)"),
+    ("secret_access_key", "the secret key (default: AWS_SECRET_ACCESS_KEY, else the profile's)"),
+    ("session_token", "a session token for temporary credentials"),
+    ("profile", "the profile of ~/.aws/credentials and ~/.aws/config (default: AWS_PROFILE, else default)"),
+    ("timeout", "a request's time limit, such as \"30s\" (default 30s)"),
+    ("connect_timeout", "a connection's time limit, such as \"5s\" (default 5s)"),
+];
+
+impl DatasetSpec {
+    /// The object store URL of the dataset, when `path` is one (`s3://bucket/prefix/`).
+    pub fn remote(&self) -> Option<&str> {
+        self.path.to_str().filter(|p| p.starts_with("s3://"))
+    }
 }
 
 impl DatasetSpec {
@@ -678,6 +717,43 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
         }
         ExampleSpec { rows: e.rows, seed: e.seed, files_per_day, unlabelled_hours: e.unlabelled_hours.unwrap_or(0) }
     });
+    // Object storage: only s3:// (and S3-compatible servers); nothing is written there.
+    let remote = d.path.contains("://");
+    if remote {
+        match d.path.split_once("://") {
+            Some(("s3", rest)) if !rest.is_empty() && !rest.starts_with('/') => {}
+            Some(("s3", _)) => check.fail("dataset.path", format!("{:?} names no bucket: s3://bucket/prefix/", d.path)),
+            Some((scheme, _)) => check.fail(
+                "dataset.path",
+                format!("{:?}: {scheme}:// is not supported; a local path or s3://bucket/prefix/ (S3 and S3-compatible servers)", d.path),
+            ),
+            None => {}
+        }
+        if d.example.is_some() {
+            check.fail(
+                "dataset.example",
+                format!("the example data is written locally, not to {}: remove [dataset.example]", d.path),
+            );
+        }
+    }
+    for (key, value) in &d.storage_options {
+        if !remote {
+            check.fail(format!("dataset.storage_options.{key}"), "only an s3:// dataset.path takes storage options");
+        } else if !STORAGE_OPTIONS.iter().any(|(k, _)| k == key) {
+            let known: Vec<&str> = STORAGE_OPTIONS.iter().map(|(k, _)| *k).collect();
+            check.fail(
+                format!("dataset.storage_options.{key}"),
+                format!("unknown option; the options are {}", known.join(", ")),
+            );
+        } else if matches!(key.as_str(), "allow_http" | "virtual_hosted_style_request")
+            && !matches!(value.as_str(), "true" | "false")
+        {
+            check.fail(format!("dataset.storage_options.{key}"), format!("{value:?} is not \"true\" or \"false\""));
+        } else if matches!(key.as_str(), "timeout" | "connect_timeout") && humantime::parse_duration(value).is_err() {
+            check
+                .fail(format!("dataset.storage_options.{key}"), format!("{value:?} is not a duration such as \"30s\""));
+        }
+    }
     let label_delay = d.label_delay.as_deref().and_then(|text| match humantime::parse_duration(text.trim()) {
         Ok(delay) if !delay.is_zero() => Some(delay),
         Ok(_) => {
@@ -967,7 +1043,7 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
         source: path.to_path_buf(),
         hash,
         dataset: DatasetSpec {
-            path: resolve(&d.path),
+            path: if remote { PathBuf::from(&d.path) } else { resolve(&d.path) },
             id: d.id.clone(),
             timestamp: d.timestamp.clone(),
             label: d.label.clone(),
@@ -976,6 +1052,7 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
             example,
             compact_target_bytes: (compact_target_mb.clamp(0.001, 1_048_576.0) * 1024.0 * 1024.0) as u64,
             label_delay,
+            storage_options: d.storage_options.clone(),
         },
         quality,
         training,
@@ -1260,6 +1337,31 @@ max_depth = 6
             ModelParams::DecisionTree { max_depth: Some(6), min_samples_leaf: 1, split_quality: SplitQuality::Gini }
         );
         assert!(c.patterns.is_none());
+    }
+
+    #[test]
+    fn an_s3_path_is_kept_as_a_url_with_its_storage_options_checked() {
+        let remote = MINIMAL.replace("path = \"data/events\"", "path = \"s3://ml-data/bridge/events/\"");
+        let options = "[dataset.storage_options]\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = \"true\"\nsecret_access_key = \"s3cr3t\"\n";
+        let c = load(&format!("{remote}{options}")).unwrap();
+        assert_eq!(c.dataset.remote(), Some("s3://ml-data/bridge/events/"), "not resolved against root");
+        assert_eq!(c.dataset.storage_options["endpoint"], "http://127.0.0.1:9000");
+        let shown = serde_json::to_string(&c.dataset).unwrap();
+        assert!(!shown.contains("s3cr3t") && shown.contains("[redacted]"), "{shown}");
+        assert_eq!(load(MINIMAL).unwrap().dataset.remote(), None);
+        let problems = |text: &str| load(text).unwrap_err().to_string();
+        for (text, needle) in [
+            (format!("{remote}[dataset.storage_options]\nendpiont = \"x\"\n"), "dataset.storage_options.endpiont"),
+            (format!("{remote}[dataset.storage_options]\nallow_http = \"yes\"\n"), "not \"true\" or \"false\""),
+            (format!("{remote}[dataset.storage_options]\ntimeout = \"soon\"\n"), "dataset.storage_options.timeout"),
+            (format!("{MINIMAL}[dataset.storage_options]\nregion = \"eu\"\n"), "only an s3:// dataset.path"),
+            (remote.replace("s3://ml-data", "gs://ml-data"), "gs:// is not supported"),
+            (remote.replace("s3://ml-data/bridge/events/", "s3:///events"), "names no bucket"),
+            (format!("{remote}[dataset.example]\nrows = 1000\nseed = 1\n"), "the example data is written locally"),
+        ] {
+            let err = problems(&text);
+            assert!(err.contains(needle), "expected {needle:?} in {err}");
+        }
     }
 
     #[test]

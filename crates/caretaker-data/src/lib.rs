@@ -16,6 +16,7 @@ pub mod compact;
 pub mod dataset;
 pub mod example;
 pub mod parquet_io;
+pub mod remote;
 
 use std::path::PathBuf;
 
@@ -41,6 +42,9 @@ pub enum Error {
         "compaction of {dir}: the new files hold {found} (rows:hash), the files they would replace {expected}; nothing was swapped"
     )]
     Mismatch { dir: PathBuf, expected: String, found: String },
+    /// A dataset in object storage could not be listed or fetched.
+    #[error("dataset {url}: {reason}")]
+    Remote { url: String, reason: String },
     #[error(transparent)]
     Fs(#[from] caretaker_core::fs::FsError),
 }

@@ -69,6 +69,15 @@ impl CompactionReport {
 /// Compacts the training data of `config` (or, with `dry_run`, says what it would do).
 pub fn compact_dataset(config: &PipelineConfig, clock: Clock, options: &CompactOptions) -> Result<CompactionReport> {
     let root = &config.dataset.path;
+    if let Some(url) = config.dataset.remote() {
+        // Objects cannot be swapped for others in one step on every S3-compatible store, and a
+        // reader listing the prefix mid-swap would see rows twice or not at all.
+        return Err(caretaker_data::Error::NotCompactable {
+            path: root.clone(),
+            reason: format!("{url} is in object storage, which compaction does not rewrite (not built yet): compact where the files are written"),
+        }
+        .into());
+    }
     // A dry run reads only; a compaction takes the run lock, so no run reads files while they move.
     let _lock = if options.dry_run {
         None

@@ -163,6 +163,39 @@ pub fn redis_url() -> Option<String> {
     service("CARETAKER_TEST_REDIS_URL", "redis://127.0.0.1:6379", 6379)
 }
 
+/// The S3-compatible server tests use, as `.ci/run` starts it: `CARETAKER_TEST_S3_URL` (default
+/// `http://127.0.0.1:9000`), the keys `caretaker` / `caretaker-secret`, the bucket
+/// `caretaker-test`. Same skipping rule as [`postgres_url`]; each test works under its own prefix.
+pub fn s3_server() -> Option<S3Server> {
+    let url = service("CARETAKER_TEST_S3_URL", "http://127.0.0.1:9000", 9000)?;
+    Some(S3Server {
+        endpoint: url,
+        access_key: "caretaker".into(),
+        secret_key: "caretaker-secret".into(),
+        bucket: "caretaker-test".into(),
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Server {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub bucket: String,
+}
+
+impl S3Server {
+    /// `[dataset.storage_options]` reaching this server with these keys (or `secret` instead).
+    pub fn storage_options(&self, secret: Option<&str>) -> String {
+        format!(
+            "[dataset.storage_options]\nendpoint = {:?}\nallow_http = \"true\"\nvirtual_hosted_style_request = \"false\"\nregion = \"us-east-1\"\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
+            self.endpoint,
+            self.access_key,
+            secret.unwrap_or(&self.secret_key)
+        )
+    }
+}
+
 fn service(var: &str, default: &str, default_port: u16) -> Option<String> {
     let url = std::env::var(var).unwrap_or_else(|_| default.to_string());
     let authority = url.split("://").nth(1).unwrap_or(&url);

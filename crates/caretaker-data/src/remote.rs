@@ -1,0 +1,389 @@
+//! Datasets in object storage: `dataset.path = "s3://bucket/prefix/"` (a prefix, one object, or a
+//! glob over keys), on AWS S3 or an S3-compatible server.
+//!
+//! The objects are listed with the `object_store` crate (the one polars reads clouds with),
+//! the date partitions older than the run reads are left out, and the rest are copied into a
+//! local cache under the pipeline's state directory, which the quality stage then reads as it
+//! reads a local dataset (the footer checks included). An object already in the cache with the
+//! same size and ETag is not fetched again, so a nightly run fetches the new partitions only.
+//! Nothing is ever written to the bucket.
+//!
+//! Credentials and region come from `dataset.storage_options`, else the standard AWS
+//! environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
+//! `AWS_ENDPOINT_URL`, ...), else the profile (`AWS_PROFILE`, else `default`) of
+//! `~/.aws/credentials` and `~/.aws/config`, else the instance's role.
+
+use crate::dataset::DatasetFiles;
+use crate::{Error, Result};
+use caretaker_core::config::DatasetSpec;
+use chrono::NaiveDate;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Objects fetched at once.
+const PARALLEL_FETCHES: usize = 8;
+/// The cache's record of what it holds: key -> (size, ETag).
+const MANIFEST: &str = "manifest.json";
+
+/// Where an `s3://` URL points: the bucket, the key prefix to list, and the glob pattern the
+/// keys must match (a glob URL), or the one key (a URL ending in `.parquet`).
+#[derive(Debug, Clone, PartialEq)]
+struct Location {
+    bucket: String,
+    prefix: String,
+    pattern: Option<glob::Pattern>,
+    object: bool,
+}
+
+fn location(url: &str) -> Result<Location> {
+    let invalid = |reason: &str| Error::Remote { url: url.to_string(), reason: reason.to_string() };
+    let rest = url.strip_prefix("s3://").ok_or_else(|| invalid("not an s3:// URL"))?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(invalid("no bucket: s3://bucket/prefix/"));
+    }
+    let glob_at = key.find(['*', '?', '[']);
+    let (prefix, pattern) = match glob_at {
+        Some(at) => {
+            let dir = key[..at].rfind('/').map_or("", |slash| &key[..slash]);
+            let pattern = glob::Pattern::new(key).map_err(|e| invalid(&format!("bad glob: {e}")))?;
+            (dir.to_string(), Some(pattern))
+        }
+        None => (key.trim_end_matches('/').to_string(), None),
+    };
+    let object = pattern.is_none() && key.ends_with(".parquet");
+    Ok(Location { bucket: bucket.to_string(), prefix, pattern, object })
+}
+
+/// Whether `key` (under `prefix`) is a Parquet file of the dataset: named `*.parquet`, no path
+/// component after the prefix hidden (`.`, `_`: what crashed writers and Spark leave).
+fn is_data(key: &str, location: &Location) -> bool {
+    if location.object {
+        return key == location.prefix;
+    }
+    if let Some(pattern) = &location.pattern {
+        return pattern.matches(key) && key.ends_with(".parquet");
+    }
+    let relative = key.strip_prefix(&location.prefix).unwrap_or(key).trim_start_matches('/');
+    key.ends_with(".parquet") && !relative.split('/').any(|c| c.starts_with('.') || c.starts_with('_'))
+}
+
+/// The date of a key's Hive partition (`date=2026-11-28/`, any key name, a date or a date-time
+/// value), if it has one.
+fn partition_date(key: &str) -> Option<NaiveDate> {
+    let dirs = key.rsplit_once('/')?.0;
+    dirs.split('/').filter_map(|c| c.split_once('=')).find_map(|(_, value)| {
+        let value = value.get(..10)?;
+        NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()
+    })
+}
+
+/// The listed objects a run reads: those in date partitions within `days` of the newest
+/// partition (every object when `days` is `None` or no key has a date partition). Objects outside
+/// date partitions are always read.
+fn prune(objects: Vec<ObjectMeta>, days: Option<u32>) -> (Vec<ObjectMeta>, usize) {
+    let Some(days) = days else { return (objects, 0) };
+    let newest = objects.iter().filter_map(|o| partition_date(o.location.as_ref())).max();
+    let Some(oldest) = newest.and_then(|n| n.checked_sub_days(chrono::Days::new(days.into()))) else {
+        return (objects, 0);
+    };
+    let before = objects.len();
+    let kept: Vec<ObjectMeta> =
+        objects.into_iter().filter(|o| partition_date(o.location.as_ref()).is_none_or(|date| date >= oldest)).collect();
+    let pruned = before - kept.len();
+    (kept, pruned)
+}
+
+/// One cached object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Cached {
+    size: u64,
+    e_tag: Option<String>,
+}
+
+/// Lists the dataset at `spec.path` (an `s3://` URL), copies what the run reads into `cache`
+/// and returns the local copies. `days`: read only the date partitions within that many days of
+/// the newest one.
+pub fn stage(spec: &DatasetSpec, cache: &Path, days: Option<u32>) -> Result<DatasetFiles> {
+    let url = spec.remote().expect("an s3:// dataset");
+    let location = location(url)?;
+    let store = store(url, &location.bucket, &spec.storage_options)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Remote { url: url.to_string(), reason: format!("cannot start the I/O runtime: {e}") })?;
+    runtime.block_on(fetch(url, &store, &location, cache, days))
+}
+
+async fn fetch(
+    url: &str,
+    store: &AmazonS3,
+    location: &Location,
+    cache: &Path,
+    days: Option<u32>,
+) -> Result<DatasetFiles> {
+    let failed = |e: object_store::Error| Error::Remote { url: url.to_string(), reason: reason(&e) };
+    let prefix = (!location.prefix.is_empty()).then(|| ObjectPath::from(location.prefix.as_str()));
+    let listed: Vec<ObjectMeta> = store.list(prefix.as_ref()).try_collect().await.map_err(failed)?;
+    let listed: Vec<ObjectMeta> = listed.into_iter().filter(|o| is_data(o.location.as_ref(), location)).collect();
+    if listed.is_empty() {
+        return Err(Error::NoFiles { path: PathBuf::from(url) });
+    }
+    let (mut objects, pruned) = prune(listed, days);
+    if pruned > 0 {
+        tracing::info!(dataset = url, pruned, "left out the date partitions older than the run reads");
+    }
+    objects.sort_by(|a, b| a.location.cmp(&b.location));
+
+    let files_dir = cache.join("files");
+    let manifest_path = cache.join(MANIFEST);
+    let manifest: BTreeMap<String, Cached> =
+        std::fs::read(&manifest_path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
+    let local_of = |key: &str| files_dir.join(key);
+    let wanted: BTreeMap<String, Cached> =
+        objects.iter().map(|o| (o.location.to_string(), Cached { size: o.size, e_tag: o.e_tag.clone() })).collect();
+    // Fetch what the cache does not hold as listed, PARALLEL_FETCHES at a time.
+    let stale: Vec<&ObjectMeta> = objects
+        .iter()
+        .filter(|o| {
+            let key = o.location.to_string();
+            manifest.get(&key) != wanted.get(&key) || caretaker_core::fs::disk_size(&local_of(&key)) != o.size
+        })
+        .collect();
+    let fetched = stale.len();
+    futures::stream::iter(stale)
+        .map(|o| async {
+            let key = o.location.to_string();
+            let bytes = store.get(&o.location).await.map_err(failed)?.bytes().await.map_err(failed)?;
+            caretaker_core::fs::write_atomic(&local_of(&key), &bytes).map_err(Error::Fs)
+        })
+        .buffer_unordered(PARALLEL_FETCHES)
+        .try_collect::<Vec<()>>()
+        .await?;
+    // Forget what the dataset no longer holds, then record what the cache holds now.
+    for key in manifest.keys().filter(|k| !wanted.contains_key(*k)) {
+        let _ = std::fs::remove_file(local_of(key));
+    }
+    let bytes = serde_json::to_vec_pretty(&wanted).expect("a manifest serialises");
+    caretaker_core::fs::write_atomic(&manifest_path, &bytes).map_err(Error::Fs)?;
+    tracing::info!(dataset = url, "{} objects in the local cache, {fetched} fetched now", objects.len());
+
+    let hive = objects.iter().any(|o| {
+        let key = o.location.as_ref();
+        let relative = key.strip_prefix(location.prefix.as_str()).unwrap_or(key);
+        relative.rsplit_once('/').is_some_and(|(dirs, _)| dirs.contains('='))
+    });
+    Ok(DatasetFiles {
+        path: PathBuf::from(url),
+        files: objects.iter().map(|o| local_of(o.location.as_ref())).collect(),
+        bytes: objects.iter().map(|o| o.size).sum(),
+        hive,
+    })
+}
+
+/// The S3 client for `bucket`: `options` first, then the environment, then the profile.
+fn store(url: &str, bucket: &str, options: &BTreeMap<String, String>) -> Result<AmazonS3> {
+    let option = |key: &str| options.get(key).map(String::as_str);
+    let duration = |key: &str, default: u64| {
+        option(key).and_then(|v| humantime::parse_duration(v).ok()).unwrap_or(Duration::from_secs(default))
+    };
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let environment_keys = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
+    if option("access_key_id").is_none() && !environment_keys {
+        let profile = option("profile").map(str::to_string).or_else(|| std::env::var("AWS_PROFILE").ok());
+        let profile = profile.as_deref().unwrap_or("default");
+        for (key, value) in profile::credentials(profile) {
+            builder = match key.as_str() {
+                "aws_access_key_id" => builder.with_access_key_id(value),
+                "aws_secret_access_key" => builder.with_secret_access_key(value),
+                "aws_session_token" => builder.with_token(value),
+                _ => builder,
+            };
+        }
+        let region_set = std::env::var_os("AWS_REGION").is_some() || std::env::var_os("AWS_DEFAULT_REGION").is_some();
+        if let (false, Some(region)) = (region_set, profile::region(profile)) {
+            builder = builder.with_region(region);
+        }
+    }
+    for (key, value) in options {
+        builder = match key.as_str() {
+            "endpoint" => builder.with_endpoint(value),
+            "region" => builder.with_region(value),
+            "virtual_hosted_style_request" => builder.with_virtual_hosted_style_request(value == "true"),
+            "access_key_id" => builder.with_access_key_id(value),
+            "secret_access_key" => builder.with_secret_access_key(value),
+            "session_token" => builder.with_token(value),
+            _ => builder,
+        };
+    }
+    // A run that cannot reach its data says so within a minute, not after ten retries.
+    // The client options replace those of the environment: `allow_http` is one of them.
+    let allow_http = option("allow_http").map(str::to_string).or_else(|| std::env::var("AWS_ALLOW_HTTP").ok());
+    let client = ClientOptions::new()
+        .with_allow_http(allow_http.as_deref() == Some("true"))
+        .with_timeout(duration("timeout", 30))
+        .with_connect_timeout(duration("connect_timeout", 5));
+    let retry = RetryConfig { max_retries: 2, retry_timeout: Duration::from_secs(60), ..RetryConfig::default() };
+    builder
+        .with_client_options(client)
+        .with_retry(retry)
+        .build()
+        .map_err(|e| Error::Remote { url: url.to_string(), reason: reason(&e) })
+}
+
+/// What went wrong, in the words an operator acts on.
+fn reason(e: &object_store::Error) -> String {
+    let text = full_text(e);
+    let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    let what = match e {
+        object_store::Error::NotFound { .. } if has(&["NoSuchBucket"]) => "no such bucket",
+        object_store::Error::NotFound { .. } => "no such object",
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            "access denied: the credentials were refused"
+        }
+        _ if has(&["NoSuchBucket"]) => "no such bucket",
+        _ if has(&["InvalidBucketName"]) => "not a valid bucket name",
+        _ if has(&["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403 Forbidden"]) => {
+            "access denied: the credentials were refused"
+        }
+        _ if has(&["onnection refused", "error trying to connect", "dns error", "tcp connect error"]) => "unreachable",
+        _ if has(&["timed out", "deadline has elapsed", "operation timed out"]) => "timed out",
+        _ => return text,
+    };
+    format!("{what} ({text})")
+}
+
+/// An error and its sources, one after the other.
+fn full_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// The shared AWS files: `~/.aws/credentials` (or `AWS_SHARED_CREDENTIALS_FILE`) and
+/// `~/.aws/config` (or `AWS_CONFIG_FILE`), read for one profile's keys and region. Hand-written
+/// (an INI section and its `key = value` lines): the AWS SDK's loader would bring the whole SDK.
+mod profile {
+    use std::path::PathBuf;
+
+    fn file(variable: &str, name: &str) -> Option<PathBuf> {
+        std::env::var_os(variable)
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".aws").join(name)))
+    }
+
+    /// The `key = value` lines of section `[section]` of `text`.
+    pub(super) fn section(text: &str, section: &str) -> Vec<(String, String)> {
+        let mut inside = false;
+        let mut out = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                inside = name.trim() == section;
+            } else if inside
+                && !line.starts_with(['#', ';'])
+                && let Some((key, value)) = line.split_once('=')
+            {
+                out.push((key.trim().to_string(), value.trim().to_string()));
+            }
+        }
+        out
+    }
+
+    pub(super) fn credentials(profile: &str) -> Vec<(String, String)> {
+        file("AWS_SHARED_CREDENTIALS_FILE", "credentials")
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .map(|text| section(&text, profile))
+            .unwrap_or_default()
+    }
+
+    pub(super) fn region(profile: &str) -> Option<String> {
+        let text = std::fs::read_to_string(file("AWS_CONFIG_FILE", "config")?).ok()?;
+        let name = if profile == "default" { "default".to_string() } else { format!("profile {profile}") };
+        section(&text, &name).into_iter().find(|(k, _)| k == "region").map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_a_bucket_a_prefix_an_object_or_a_glob() {
+        let l = location("s3://data/events/").unwrap();
+        assert_eq!((l.bucket.as_str(), l.prefix.as_str(), l.object), ("data", "events", false));
+        let l = location("s3://data").unwrap();
+        assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("data", ""));
+        let l = location("s3://data/events/all.parquet").unwrap();
+        assert!(l.object && l.prefix == "events/all.parquet");
+        let l = location("s3://data/events/date=2026-11-*/*.parquet").unwrap();
+        assert_eq!(l.prefix, "events");
+        assert!(is_data("events/date=2026-11-02/part-0.parquet", &l));
+        assert!(!is_data("events/date=2026-10-31/part-0.parquet", &l));
+        assert!(location("s3:///events").is_err());
+    }
+
+    #[test]
+    fn hidden_and_foreign_keys_are_not_data() {
+        let l = location("s3://b/events/").unwrap();
+        assert!(is_data("events/date=2026-11-02/part-0.parquet", &l));
+        assert!(!is_data("events/date=2026-11-02/.part-0.parquet.tmp", &l));
+        assert!(!is_data("events/_temporary/part-0.parquet", &l));
+        assert!(!is_data("events/date=2026-11-02/_SUCCESS", &l));
+        assert!(!is_data("events/README.md", &l));
+    }
+
+    fn meta(key: &str) -> ObjectMeta {
+        ObjectMeta {
+            location: ObjectPath::from(key),
+            last_modified: chrono::Utc::now(),
+            size: 1,
+            e_tag: None,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn only_the_date_partitions_within_the_days_of_the_newest_are_read() {
+        let objects: Vec<ObjectMeta> = [
+            "e/date=2026-10-01/a.parquet",
+            "e/date=2026-11-27/a.parquet",
+            "e/date=2026-11-28/a.parquet",
+            "e/other/b.parquet",
+        ]
+        .into_iter()
+        .map(meta)
+        .collect();
+        let (kept, pruned) = prune(objects.clone(), Some(30));
+        let keys: Vec<&str> = kept.iter().map(|o| o.location.as_ref()).collect();
+        assert_eq!(keys, ["e/date=2026-11-27/a.parquet", "e/date=2026-11-28/a.parquet", "e/other/b.parquet"]);
+        assert_eq!(pruned, 1);
+        assert_eq!(prune(objects, None).0.len(), 4);
+        assert_eq!(partition_date("e/ts=2026-11-28T00:00:00/a.parquet"), NaiveDate::from_ymd_opt(2026, 11, 28));
+        assert_eq!(partition_date("e/region=eu/a.parquet"), None);
+    }
+
+    #[test]
+    fn a_profile_is_a_section_of_the_shared_files() {
+        let text =
+            "[default]\naws_access_key_id = A\n# note\n[profile ci]\nregion = eu-west-1\n[ci]\naws_access_key_id=B\n";
+        assert_eq!(section(text, "ci"), [("aws_access_key_id".to_string(), "B".to_string())]);
+        assert_eq!(section(text, "profile ci"), [("region".to_string(), "eu-west-1".to_string())]);
+        assert!(section(text, "missing").is_empty());
+    }
+
+    use profile::section;
+}

@@ -1,0 +1,128 @@
+//! Issue 25: training data in object storage, against the S3-compatible server `.ci/run` starts.
+
+use crate::context;
+use caretaker_test_support::{S3Server, TestContext};
+use object_store::ObjectStoreExt;
+use std::path::Path;
+
+/// Writes the example events locally and uploads them under `prefix/events/` of the test bucket,
+/// with one more partition far older than any run reads. Returns how many files the run reads.
+fn upload_example(ctx: &TestContext, s3: &S3Server, prefix: &str) -> usize {
+    ctx.caretaker(&["demo", "--out", "local", "--rows", "3000", "--seed", "42", "--end", "2026-11-28T02:00:00Z"])
+        .assert_code(0);
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&s3.endpoint)
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .with_region("us-east-1")
+        .with_bucket_name(&s3.bucket)
+        .with_access_key_id(&s3.access_key)
+        .with_secret_access_key(&s3.secret_key)
+        .build()
+        .unwrap();
+    let root = ctx.path().join("local/events");
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        for file in &files {
+            let key = format!("{prefix}/events/{}", file.strip_prefix(&root).unwrap().display());
+            let bytes = std::fs::read(file).unwrap();
+            store.put(&key.as_str().into(), bytes.clone().into()).await.unwrap();
+            if file == &files[0] {
+                // Ten years older than the data: left out of the run (read, its ids would be
+                // duplicates of the first partition's).
+                let old = format!("{prefix}/events/date=2016-11-01/part-0.parquet");
+                store.put(&old.as_str().into(), bytes.into()).await.unwrap();
+            }
+        }
+    });
+    files.len()
+}
+
+fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            walk(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+}
+
+/// The example pipeline reading `url`, its `[dataset.example]` removed.
+fn pipeline(ctx: &TestContext, url: &str, options: &str) -> String {
+    let base = caretaker_test_support::example_pipeline(3_000)
+        .replace("path = \"data/events\"", &format!("path = {url:?}"))
+        .replace("[dataset.example]\nrows = 3000\nseed = 42\n", "");
+    ctx.pipeline_from(&base, options).to_str().unwrap().to_string()
+}
+
+fn prefix(ctx: &TestContext) -> String {
+    // Bucket names are lower case.
+    format!("run-{}", ctx.path().file_name().unwrap().to_string_lossy().replace(['.', '_'], "").to_lowercase())
+}
+
+#[test]
+fn a_run_reads_its_training_data_from_object_storage() {
+    let Some(s3) = caretaker_test_support::s3_server() else { return };
+    let mut ctx = context();
+    let prefix = prefix(&ctx);
+    let files = upload_example(&ctx, &s3, &prefix);
+    let url = format!("s3://{}/{prefix}/events/", s3.bucket);
+    let pipeline = pipeline(&ctx, &url, &s3.storage_options(None));
+    ctx.set_now("2026-11-28T03:00:00Z");
+    let run = ctx.caretaker(&["run", &pipeline, "--json"]);
+    run.assert_code(0);
+    let report = run.json();
+    assert_eq!(report["data"]["path"], url.as_str());
+    assert_eq!(report["data"]["files"].as_u64(), Some(files as u64), "the old partition is left out");
+    assert_eq!(report["data"]["rows"].as_u64(), Some(3000), "the old partition's rows are not read");
+    assert_eq!(report["gate"]["decision"], "deployed", "{:#}", report["gate"]);
+    // The next run reads the same objects from the local cache.
+    ctx.set_now("2026-11-28T04:00:00Z");
+    let again = ctx.caretaker(&["-v", "run", &pipeline]);
+    again.assert_code(0).assert_stderr_contains(&format!("{files} objects in the local cache, 0 fetched now"));
+    // Compaction does not rewrite object storage; it says so and changes nothing.
+    let compact = ctx.caretaker(&["data", "compact", &pipeline]);
+    compact.assert_code(2).assert_stderr_contains("object storage");
+}
+
+#[test]
+fn a_dataset_that_cannot_be_read_from_object_storage_is_named_and_nothing_is_deployed() {
+    let Some(s3) = caretaker_test_support::s3_server() else { return };
+    let ctx = context();
+    let prefix = prefix(&ctx);
+    upload_example(&ctx, &s3, &prefix);
+    let cases = [
+        (format!("s3://no-such-bucket-{prefix}/events/"), s3.storage_options(None), "no such bucket"),
+        (
+            format!("s3://{}/{prefix}/events/", s3.bucket),
+            s3.storage_options(Some("not-the-secret-7f3a")),
+            "access denied",
+        ),
+        (
+            format!("s3://{}/{prefix}/events/", s3.bucket),
+            s3.storage_options(None).replace(&s3.endpoint, "http://127.0.0.1:9"),
+            "unreachable",
+        ),
+        (format!("s3://{}/{prefix}/nothing-here/", s3.bucket), s3.storage_options(None), "no Parquet files"),
+    ];
+    for (url, options, reason) in cases {
+        let pipeline = pipeline(&ctx, &url, &options);
+        let run = ctx.caretaker(&["run", &pipeline]);
+        run.assert_code(2);
+        let said = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            said.contains(url.trim_end_matches('/')) && said.contains(reason),
+            "{url}: expected {reason:?} in {said}"
+        );
+        assert!(
+            !said.contains("caretaker-secret") && !said.contains("not-the-secret-7f3a"),
+            "no secret in the output: {said}"
+        );
+        assert!(!ctx.path().join("models/champion.json").exists(), "nothing deployed");
+    }
+}
