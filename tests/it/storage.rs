@@ -85,6 +85,12 @@ fn a_run_reads_its_training_data_from_object_storage() {
     ctx.set_now("2026-11-28T04:00:00Z");
     let again = ctx.caretaker(&["-v", "run", &pipeline]);
     again.assert_code(0).assert_stderr_contains(&format!("{files} objects in the local cache, 0 fetched now"));
+    // One object: the quality stage reads that file alone.
+    let one = format!("s3://{}/{prefix}/events/date=2026-11-27/part-0.parquet", s3.bucket);
+    let single = self::pipeline(&ctx, &one, &s3.storage_options(None));
+    let quality = ctx.caretaker(&["quality", &single, "--json"]);
+    assert_ne!(quality.code, Some(2), "{}", quality.stderr);
+    assert_eq!(quality.json()["data"]["files"].as_u64(), Some(1));
     // Compaction does not rewrite object storage; it says so and changes nothing.
     let compact = ctx.caretaker(&["data", "compact", &pipeline]);
     compact.assert_code(2).assert_stderr_contains("object storage");

@@ -317,7 +317,7 @@ pub const STORAGE_OPTIONS: &[(&str, &str)] = &[
     ("secret_access_key", "the secret key (default: AWS_SECRET_ACCESS_KEY, else the profile's)"),
     ("session_token", "a session token for temporary credentials"),
     ("profile", "the profile of ~/.aws/credentials and ~/.aws/config (default: AWS_PROFILE, else default)"),
-    ("timeout", "a request's time limit, such as \"30s\" (default 30s)"),
+    ("timeout", "a request's time limit, the whole object's transfer included, such as \"5m\" (default 120s)"),
     ("connect_timeout", "a connection's time limit, such as \"5s\" (default 5s)"),
 ];
 
@@ -735,6 +735,13 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
                 format!("the example data is written locally, not to {}: remove [dataset.example]", d.path),
             );
         }
+    }
+    let options = &d.storage_options;
+    if options.contains_key("access_key_id") != options.contains_key("secret_access_key") {
+        check.fail(
+            "dataset.storage_options",
+            "access_key_id and secret_access_key go together (a key from the file with a secret from the environment is refused by the server)",
+        );
     }
     for (key, value) in &d.storage_options {
         if !remote {
@@ -1342,7 +1349,7 @@ max_depth = 6
     #[test]
     fn an_s3_path_is_kept_as_a_url_with_its_storage_options_checked() {
         let remote = MINIMAL.replace("path = \"data/events\"", "path = \"s3://ml-data/bridge/events/\"");
-        let options = "[dataset.storage_options]\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = \"true\"\nsecret_access_key = \"s3cr3t\"\n";
+        let options = "[dataset.storage_options]\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = \"true\"\naccess_key_id = \"AKIA0000\"\nsecret_access_key = \"s3cr3t\"\n";
         let c = load(&format!("{remote}{options}")).unwrap();
         assert_eq!(c.dataset.remote(), Some("s3://ml-data/bridge/events/"), "not resolved against root");
         assert_eq!(c.dataset.storage_options["endpoint"], "http://127.0.0.1:9000");
@@ -1355,6 +1362,7 @@ max_depth = 6
             (format!("{remote}[dataset.storage_options]\nallow_http = \"yes\"\n"), "not \"true\" or \"false\""),
             (format!("{remote}[dataset.storage_options]\ntimeout = \"soon\"\n"), "dataset.storage_options.timeout"),
             (format!("{MINIMAL}[dataset.storage_options]\nregion = \"eu\"\n"), "only an s3:// dataset.path"),
+            (format!("{remote}[dataset.storage_options]\nsecret_access_key = \"x\"\n"), "go together"),
             (remote.replace("s3://ml-data", "gs://ml-data"), "gs:// is not supported"),
             (remote.replace("s3://ml-data/bridge/events/", "s3:///events"), "names no bucket"),
             (format!("{remote}[dataset.example]\nrows = 1000\nseed = 1\n"), "the example data is written locally"),

@@ -90,11 +90,16 @@ impl DatasetFiles {
     /// The files of the dataset `spec` names: listed locally, or, for an `s3://` path, copied
     /// into a cache under `state_dir` (see [`crate::remote`]) reading only the date partitions
     /// within `days` of the newest one.
-    pub fn open(spec: &DatasetSpec, state_dir: &Path, days: Option<u32>) -> Result<DatasetFiles> {
+    pub fn open(
+        spec: &DatasetSpec,
+        state_dir: &Path,
+        days: Option<u32>,
+        today: chrono::NaiveDate,
+    ) -> Result<DatasetFiles> {
         match spec.remote() {
             Some(url) => {
                 let key = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(url.as_bytes()));
-                crate::remote::stage(spec, &state_dir.join("objects").join(key), days)
+                crate::remote::stage(spec, &state_dir.join("objects").join(key), days, today)
             }
             None => DatasetFiles::find(&spec.path),
         }

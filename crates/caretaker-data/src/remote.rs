@@ -38,7 +38,8 @@ struct Location {
     bucket: String,
     prefix: String,
     pattern: Option<glob::Pattern>,
-    object: bool,
+    /// The one key of a URL naming an object (listed through its parent folder).
+    object: Option<String>,
 }
 
 fn location(url: &str) -> Result<Location> {
@@ -57,28 +58,38 @@ fn location(url: &str) -> Result<Location> {
         }
         None => (key.trim_end_matches('/').to_string(), None),
     };
-    let object = pattern.is_none() && key.ends_with(".parquet");
-    Ok(Location { bucket: bucket.to_string(), prefix, pattern, object })
+    if pattern.is_none() && key.ends_with(".parquet") {
+        let parent = key.rsplit_once('/').map_or("", |(dir, _)| dir).to_string();
+        return Ok(Location {
+            bucket: bucket.to_string(),
+            prefix: parent,
+            pattern: None,
+            object: Some(key.to_string()),
+        });
+    }
+    Ok(Location { bucket: bucket.to_string(), prefix, pattern, object: None })
 }
 
 /// Whether `key` (under `prefix`) is a Parquet file of the dataset: named `*.parquet`, no path
 /// component after the prefix hidden (`.`, `_`: what crashed writers and Spark leave).
 fn is_data(key: &str, location: &Location) -> bool {
-    if location.object {
-        return key == location.prefix;
-    }
-    if let Some(pattern) = &location.pattern {
-        return pattern.matches(key) && key.ends_with(".parquet");
+    if let Some(object) = &location.object {
+        return key == object;
     }
     let relative = key.strip_prefix(&location.prefix).unwrap_or(key).trim_start_matches('/');
-    key.ends_with(".parquet") && !relative.split('/').any(|c| c.starts_with('.') || c.starts_with('_'))
+    let visible = !relative.split('/').any(|c| c.starts_with('.') || c.starts_with('_'));
+    // A glob matches one path component per `*`, as a local glob does.
+    let options =
+        glob::MatchOptions { require_literal_separator: true, require_literal_leading_dot: true, ..Default::default() };
+    let matched = location.pattern.as_ref().is_none_or(|p| p.matches_with(key, options));
+    key.ends_with(".parquet") && visible && matched
 }
 
 /// The date of a key's Hive partition (`date=2026-11-28/`, any key name, a date or a date-time
 /// value), if it has one.
 fn partition_date(key: &str) -> Option<NaiveDate> {
     let dirs = key.rsplit_once('/')?.0;
-    dirs.split('/').filter_map(|c| c.split_once('=')).find_map(|(_, value)| {
+    dirs.rsplit('/').filter_map(|c| c.split_once('=')).find_map(|(_, value)| {
         let value = value.get(..10)?;
         NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()
     })
@@ -87,9 +98,11 @@ fn partition_date(key: &str) -> Option<NaiveDate> {
 /// The listed objects a run reads: those in date partitions within `days` of the newest
 /// partition (every object when `days` is `None` or no key has a date partition). Objects outside
 /// date partitions are always read.
-fn prune(objects: Vec<ObjectMeta>, days: Option<u32>) -> (Vec<ObjectMeta>, usize) {
+fn prune(objects: Vec<ObjectMeta>, days: Option<u32>, today: NaiveDate) -> (Vec<ObjectMeta>, usize) {
     let Some(days) = days else { return (objects, 0) };
-    let newest = objects.iter().filter_map(|o| partition_date(o.location.as_ref())).max();
+    // A partition dated after tomorrow (a typo, a test) does not move the window.
+    let latest = today.succ_opt().unwrap_or(today);
+    let newest = objects.iter().filter_map(|o| partition_date(o.location.as_ref())).filter(|d| *d <= latest).max();
     let Some(oldest) = newest.and_then(|n| n.checked_sub_days(chrono::Days::new(days.into()))) else {
         return (objects, 0);
     };
@@ -105,20 +118,52 @@ fn prune(objects: Vec<ObjectMeta>, days: Option<u32>) -> (Vec<ObjectMeta>, usize
 struct Cached {
     size: u64,
     e_tag: Option<String>,
+    #[serde(default)]
+    last_modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Lists the dataset at `spec.path` (an `s3://` URL), copies what the run reads into `cache`
 /// and returns the local copies. `days`: read only the date partitions within that many days of
 /// the newest one.
-pub fn stage(spec: &DatasetSpec, cache: &Path, days: Option<u32>) -> Result<DatasetFiles> {
+pub fn stage(spec: &DatasetSpec, cache: &Path, days: Option<u32>, today: NaiveDate) -> Result<DatasetFiles> {
     let url = spec.remote().expect("an s3:// dataset");
     let location = location(url)?;
-    let store = store(url, &location.bucket, &spec.storage_options)?;
+    let secrets = secrets(&spec.storage_options);
+    let hide = |e: Error| match e {
+        Error::Remote { url, reason } => {
+            Error::Remote { url, reason: caretaker_core::redact::redact_with(&reason, &secrets) }
+        }
+        other => other,
+    };
+    let store = store(url, &location.bucket, &spec.storage_options).map_err(hide)?;
+    // One process at a time fills and prunes the cache (a run and `caretaker quality`, say): the
+    // second waits, then finds the objects cached.
+    std::fs::create_dir_all(cache).map_err(|e| Error::Write { path: cache.to_path_buf(), reason: e.to_string() })?;
+    let lock_path = cache.join("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Write { path: lock_path.clone(), reason: e.to_string() })?;
+    lock.lock().map_err(|e| Error::Write { path: lock_path.clone(), reason: e.to_string() })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Remote { url: url.to_string(), reason: format!("cannot start the I/O runtime: {e}") })?;
-    runtime.block_on(fetch(url, &store, &location, cache, days))
+    let staged = runtime.block_on(fetch(url, &store, &location, cache, days, today));
+    drop(lock);
+    staged.map_err(hide)
+}
+
+/// The secret values an error text must not carry: the keys of the options and the environment.
+fn secrets(options: &BTreeMap<String, String>) -> Vec<String> {
+    let from_options =
+        ["access_key_id", "secret_access_key", "session_token"].into_iter().filter_map(|k| options.get(k).cloned());
+    let from_environment = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok());
+    from_options.chain(from_environment).filter(|v| v.len() >= 4).collect()
 }
 
 async fn fetch(
@@ -127,15 +172,19 @@ async fn fetch(
     location: &Location,
     cache: &Path,
     days: Option<u32>,
+    today: NaiveDate,
 ) -> Result<DatasetFiles> {
     let failed = |e: object_store::Error| Error::Remote { url: url.to_string(), reason: reason(&e) };
-    let prefix = (!location.prefix.is_empty()).then(|| ObjectPath::from(location.prefix.as_str()));
+    let prefix = match location.prefix.as_str() {
+        "" => None,
+        p => Some(ObjectPath::parse(p).map_err(|e| Error::Remote { url: url.to_string(), reason: e.to_string() })?),
+    };
     let listed: Vec<ObjectMeta> = store.list(prefix.as_ref()).try_collect().await.map_err(failed)?;
     let listed: Vec<ObjectMeta> = listed.into_iter().filter(|o| is_data(o.location.as_ref(), location)).collect();
     if listed.is_empty() {
         return Err(Error::NoFiles { path: PathBuf::from(url) });
     }
-    let (mut objects, pruned) = prune(listed, days);
+    let (mut objects, pruned) = prune(listed, days, today);
     if pruned > 0 {
         tracing::info!(dataset = url, pruned, "left out the date partitions older than the run reads");
     }
@@ -146,8 +195,13 @@ async fn fetch(
     let manifest: BTreeMap<String, Cached> =
         std::fs::read(&manifest_path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
     let local_of = |key: &str| files_dir.join(key);
-    let wanted: BTreeMap<String, Cached> =
-        objects.iter().map(|o| (o.location.to_string(), Cached { size: o.size, e_tag: o.e_tag.clone() })).collect();
+    let wanted: BTreeMap<String, Cached> = objects
+        .iter()
+        .map(|o| {
+            let cached = Cached { size: o.size, e_tag: o.e_tag.clone(), last_modified: Some(o.last_modified) };
+            (o.location.to_string(), cached)
+        })
+        .collect();
     // Fetch what the cache does not hold as listed, PARALLEL_FETCHES at a time.
     let stale: Vec<&ObjectMeta> = objects
         .iter()
@@ -193,12 +247,31 @@ fn store(url: &str, bucket: &str, options: &BTreeMap<String, String>) -> Result<
     let duration = |key: &str, default: u64| {
         option(key).and_then(|v| humantime::parse_duration(v).ok()).unwrap_or(Duration::from_secs(default))
     };
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    let environment_keys = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
-    if option("access_key_id").is_none() && !environment_keys {
-        let profile = option("profile").map(str::to_string).or_else(|| std::env::var("AWS_PROFILE").ok());
-        let profile = profile.as_deref().unwrap_or("default");
-        for (key, value) in profile::credentials(profile) {
+    // Keys or a profile named in the file win over the environment's keys (whose session token
+    // would otherwise be sent with the file's keys); without them the environment's whole chain
+    // applies (keys, web identity, container and instance roles).
+    let environment = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let explicit = option("access_key_id").is_some() || option("profile").is_some();
+    let mut builder =
+        if explicit { AmazonS3Builder::new() } else { AmazonS3Builder::from_env() }.with_bucket_name(bucket);
+    if let (true, Some(endpoint)) = (explicit, environment("AWS_ENDPOINT_URL").or_else(|| environment("AWS_ENDPOINT")))
+    {
+        builder = builder.with_endpoint(endpoint);
+    }
+    let profile = option("profile").map(str::to_string).or_else(|| environment("AWS_PROFILE"));
+    let profile = profile.as_deref().unwrap_or("default");
+    if option("access_key_id").is_none() && (option("profile").is_some() || environment("AWS_ACCESS_KEY_ID").is_none())
+    {
+        let credentials = profile::credentials(profile);
+        if credentials.is_empty() && option("profile").is_some() {
+            return Err(Error::Remote {
+                url: url.to_string(),
+                reason: format!(
+                    "profile {profile:?} has no keys in the shared credentials file (~/.aws/credentials, or AWS_SHARED_CREDENTIALS_FILE)"
+                ),
+            });
+        }
+        for (key, value) in credentials {
             builder = match key.as_str() {
                 "aws_access_key_id" => builder.with_access_key_id(value),
                 "aws_secret_access_key" => builder.with_secret_access_key(value),
@@ -206,10 +279,11 @@ fn store(url: &str, bucket: &str, options: &BTreeMap<String, String>) -> Result<
                 _ => builder,
             };
         }
-        let region_set = std::env::var_os("AWS_REGION").is_some() || std::env::var_os("AWS_DEFAULT_REGION").is_some();
-        if let (false, Some(region)) = (region_set, profile::region(profile)) {
-            builder = builder.with_region(region);
-        }
+    }
+    if let Some(region) =
+        environment("AWS_REGION").or_else(|| environment("AWS_DEFAULT_REGION")).or_else(|| profile::region(profile))
+    {
+        builder = builder.with_region(region);
     }
     for (key, value) in options {
         builder = match key.as_str() {
@@ -227,7 +301,7 @@ fn store(url: &str, bucket: &str, options: &BTreeMap<String, String>) -> Result<
     let allow_http = option("allow_http").map(str::to_string).or_else(|| std::env::var("AWS_ALLOW_HTTP").ok());
     let client = ClientOptions::new()
         .with_allow_http(allow_http.as_deref() == Some("true"))
-        .with_timeout(duration("timeout", 30))
+        .with_timeout(duration("timeout", 120))
         .with_connect_timeout(duration("connect_timeout", 5));
     let retry = RetryConfig { max_retries: 2, retry_timeout: Duration::from_secs(60), ..RetryConfig::default() };
     builder
@@ -239,7 +313,7 @@ fn store(url: &str, bucket: &str, options: &BTreeMap<String, String>) -> Result<
 
 /// What went wrong, in the words an operator acts on.
 fn reason(e: &object_store::Error) -> String {
-    let text = full_text(e);
+    let text = without_response_body(&full_text(e));
     let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
     let what = match e {
         object_store::Error::NotFound { .. } if has(&["NoSuchBucket"]) => "no such bucket",
@@ -252,11 +326,30 @@ fn reason(e: &object_store::Error) -> String {
         _ if has(&["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403 Forbidden"]) => {
             "access denied: the credentials were refused"
         }
+        _ if has(&["169.254.169.254", "169.254.170.2"]) => {
+            "no credentials found (none in dataset.storage_options, the AWS environment or the profile, and no instance role answered)"
+        }
         _ if has(&["onnection refused", "error trying to connect", "dns error", "tcp connect error"]) => "unreachable",
         _ if has(&["timed out", "deadline has elapsed", "operation timed out"]) => "timed out",
         _ => return text,
     };
     format!("{what} ({text})")
+}
+
+/// `text` with an S3 error response's body cut down to its `Code` and `Message`: the rest of an
+/// AWS error body (`SignatureDoesNotMatch`'s canonical request, say) can carry the key id or the
+/// session token.
+fn without_response_body(text: &str) -> String {
+    let Some(at) = text.find("<?xml").or_else(|| text.find("<Error>")) else { return text.to_string() };
+    let body = &text[at..];
+    let element = |name: &str| {
+        let open = format!("<{name}>");
+        let start = body.find(&open)? + open.len();
+        let end = body[start..].find(&format!("</{name}>"))? + start;
+        Some(body[start..end].to_string())
+    };
+    let summary: Vec<String> = [element("Code"), element("Message")].into_iter().flatten().collect();
+    format!("{}{}", &text[..at], summary.join(": "))
 }
 
 /// An error and its sources, one after the other.
@@ -324,15 +417,21 @@ mod tests {
     #[test]
     fn a_url_is_a_bucket_a_prefix_an_object_or_a_glob() {
         let l = location("s3://data/events/").unwrap();
-        assert_eq!((l.bucket.as_str(), l.prefix.as_str(), l.object), ("data", "events", false));
+        assert_eq!((l.bucket.as_str(), l.prefix.as_str(), l.object.as_deref()), ("data", "events", None));
         let l = location("s3://data").unwrap();
         assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("data", ""));
         let l = location("s3://data/events/all.parquet").unwrap();
-        assert!(l.object && l.prefix == "events/all.parquet");
+        assert_eq!((l.prefix.as_str(), l.object.as_deref()), ("events", Some("events/all.parquet")));
+        assert!(is_data("events/all.parquet", &l) && !is_data("events/all.parquet.bak/x.parquet", &l));
         let l = location("s3://data/events/date=2026-11-*/*.parquet").unwrap();
         assert_eq!(l.prefix, "events");
         assert!(is_data("events/date=2026-11-02/part-0.parquet", &l));
         assert!(!is_data("events/date=2026-10-31/part-0.parquet", &l));
+        // One component per `*`, hidden names left out, as a local glob.
+        let l = location("s3://data/events/*.parquet").unwrap();
+        assert!(is_data("events/all.parquet", &l));
+        assert!(!is_data("events/date=2026-11-02/part-0.parquet", &l));
+        assert!(!is_data("events/.part-0.parquet", &l));
         assert!(location("s3:///events").is_err());
     }
 
@@ -367,13 +466,35 @@ mod tests {
         .into_iter()
         .map(meta)
         .collect();
-        let (kept, pruned) = prune(objects.clone(), Some(30));
+        let today = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
+        let (kept, pruned) = prune(objects.clone(), Some(30), today);
         let keys: Vec<&str> = kept.iter().map(|o| o.location.as_ref()).collect();
         assert_eq!(keys, ["e/date=2026-11-27/a.parquet", "e/date=2026-11-28/a.parquet", "e/other/b.parquet"]);
         assert_eq!(pruned, 1);
-        assert_eq!(prune(objects, None).0.len(), 4);
+        assert_eq!(prune(objects.clone(), None, today).0.len(), 4);
+        // A stray partition in the future does not move the window.
+        let mut stray = objects;
+        stray.push(meta("e/date=2099-01-01/a.parquet"));
+        assert_eq!(prune(stray, Some(30), today).1, 1);
+        // The innermost date folder dates a key.
+        assert_eq!(
+            partition_date("e/cohort=2015-01-01/date=2026-11-28/a.parquet"),
+            NaiveDate::from_ymd_opt(2026, 11, 28)
+        );
         assert_eq!(partition_date("e/ts=2026-11-28T00:00:00/a.parquet"), NaiveDate::from_ymd_opt(2026, 11, 28));
         assert_eq!(partition_date("e/region=eu/a.parquet"), None);
+    }
+
+    #[test]
+    fn an_error_body_is_cut_to_its_code_and_message_and_keys_never_show() {
+        let body = "Generic S3 error: 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>The signature does not match</Message><AWSAccessKeyId>AKIAEXAMPLEKEY</AWSAccessKeyId><CanonicalRequest>x-amz-security-token:TOKEN123</CanonicalRequest></Error>";
+        let cut = without_response_body(body);
+        assert_eq!(cut, "Generic S3 error: 403 Forbidden: SignatureDoesNotMatch: The signature does not match");
+        assert_eq!(without_response_body("connection refused"), "connection refused");
+        let options: BTreeMap<String, String> =
+            [("secret_access_key".to_string(), "s3cr3t-value".to_string())].into_iter().collect();
+        let said = caretaker_core::redact::redact_with("refused s3cr3t-value", &secrets(&options));
+        assert!(!said.contains("s3cr3t-value"), "{said}");
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub fn train(config: &PipelineConfig, only: &[String]) -> Result<TrainBench> {
     crate::example::ensure_example(config, chrono::Utc::now())?;
     let scratch = crate::run::scratch_dir()?;
     let started = Instant::now();
-    let files = crate::run::dataset_files(config)?;
+    let files = crate::run::dataset_files(config, chrono::Utc::now())?;
     let quality = crate::run::assess_quality_in_scratch(config, &files, chrono::Utc::now(), scratch.path())?;
     let quality_seconds = started.elapsed().as_secs_f64();
     let events = quality.events.ok_or_else(|| Error::Other {
@@ -124,7 +124,7 @@ fn median(v: &[f64]) -> f64 {
 pub fn quality(config: &PipelineConfig, repeats: usize, only: Option<&str>) -> Result<QualityBench> {
     use polars::prelude::*;
     crate::example::ensure_example(config, chrono::Utc::now())?;
-    let files = crate::run::dataset_files(config)?;
+    let files = crate::run::dataset_files(config, chrono::Utc::now())?;
     let scratch = crate::run::scratch_dir()?;
     let (mut scan_seconds, mut quality_seconds) = (Vec::new(), Vec::new());
     let mut rows = 0u64;

@@ -468,7 +468,7 @@ pub(crate) fn assess_quality(
     clock: Clock,
     report_dir: &Path,
 ) -> Result<caretaker_quality::QualityOutcome> {
-    let files = dataset_files(config)?;
+    let files = dataset_files(config, clock.now())?;
     Ok(caretaker_quality::assess(&caretaker_quality::QualityInput {
         files: &files,
         spec: &config.dataset,
@@ -481,10 +481,10 @@ pub(crate) fn assess_quality(
 
 /// The files of the pipeline's dataset; for one in object storage, local copies of the objects a
 /// run reads: the date partitions within the training window or the drift windows of the newest.
-pub(crate) fn dataset_files(config: &PipelineConfig) -> Result<DatasetFiles> {
+pub(crate) fn dataset_files(config: &PipelineConfig, now: chrono::DateTime<chrono::Utc>) -> Result<DatasetFiles> {
     let drift = &config.quality.drift;
     let days = config.training.window_days.max(drift.reference_days + drift.current_days) + 1;
-    Ok(DatasetFiles::open(&config.dataset, &config.output.state, Some(days))?)
+    Ok(DatasetFiles::open(&config.dataset, &config.output.state, Some(days), now.date_naive())?)
 }
 
 /// The quality stage over `files` as a measurement: its quarantine and drift state go to
