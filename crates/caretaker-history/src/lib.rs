@@ -63,6 +63,12 @@ pub struct History {
 }
 
 impl History {
+    /// Where a pipeline keeps its run history: `history.sqlite` in its state directory
+    /// (`output.state`). The one place the file is named.
+    pub fn path_in(state_dir: &Path) -> PathBuf {
+        state_dir.join("history.sqlite")
+    }
+
     /// Opens (creating if needed) the history at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<History> {
         let err = |source| Error::Sqlite { path: path.to_path_buf(), source };

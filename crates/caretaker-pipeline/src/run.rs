@@ -116,7 +116,7 @@ pub(crate) fn record(config: &PipelineConfig, report: &RunReport) -> Result<(Pat
 }
 
 pub(crate) fn history_path(config: &PipelineConfig) -> PathBuf {
-    config.output.state.join("history.sqlite")
+    caretaker_history::History::path_in(&config.output.state)
 }
 
 fn stages_of_the_run(

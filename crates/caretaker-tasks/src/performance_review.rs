@@ -464,7 +464,7 @@ impl PerformanceReview {
 
 fn read_runs(pipeline: &Path, window: usize) -> Result<Vec<RunReport>, String> {
     let config = PipelineConfig::load(pipeline).map_err(|e| e.to_string())?;
-    let path = config.output.state.join("history.sqlite");
+    let path = caretaker_history::History::path_in(&config.output.state);
     if !path.exists() {
         return Ok(Vec::new());
     }

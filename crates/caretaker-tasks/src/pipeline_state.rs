@@ -19,7 +19,7 @@ pub(crate) struct PipelineState {
 /// Reads the pipeline at `pipeline` and its newest `window` runs.
 pub(crate) fn read(pipeline: &Path, window: usize) -> Result<PipelineState, String> {
     let config = PipelineConfig::load(pipeline).map_err(|e| e.to_string())?;
-    let history_path = config.output.state.join("history.sqlite");
+    let history_path = caretaker_history::History::path_in(&config.output.state);
     let runs = if history_path.exists() {
         let history = caretaker_history::History::open(&history_path).map_err(|e| e.to_string())?;
         let mut runs = Vec::new();

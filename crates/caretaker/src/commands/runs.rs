@@ -61,7 +61,7 @@ pub struct ReportArgs {
 
 fn history(select: &PipelineSelect) -> Result<caretaker_history::History> {
     let config = load(&select.pipeline)?;
-    Ok(caretaker_history::History::open(&config.output.state.join("history.sqlite"))?)
+    Ok(caretaker_history::History::open(&caretaker_history::History::path_in(&config.output.state))?)
 }
 
 pub fn runs(cmd: RunsCommand) -> Result<ExitCode> {
