@@ -414,6 +414,30 @@ fn integer_ids_and_labels_with_nulls_across_files_and_batches() {
     assert_eq!(positives, expected_positives);
 }
 
+/// Rows with ids `0..`, event times `ts` (microseconds), labels `y`, feature `x` and the
+/// category `c` alternating `a`, `b`.
+fn hourly(ts: Vec<i64>, y: Vec<Option<bool>>, x: Vec<f64>) -> DataFrame {
+    let n = ts.len();
+    let ts = Series::new("ts".into(), ts).cast(&DataType::Datetime(TimeUnit::Microseconds, None)).unwrap();
+    DataFrame::new(
+        n,
+        vec![
+            Column::new("id".into(), (0..n as i64).collect::<Vec<_>>()),
+            ts.into_column(),
+            Column::new("y".into(), y),
+            Column::new("x".into(), x),
+            Column::new("c".into(), (0..n).map(|i| if i % 2 == 0 { "a" } else { "b" }).collect::<Vec<_>>()),
+        ],
+    )
+    .unwrap()
+}
+
+/// The stage on `dir/data` with `dataset.label_delay = delay`.
+fn run_with_delay(dir: &Path, delay: &str) -> QualityOutcome {
+    let text = PIPELINE.replace("label = \"y\"", &format!("label = \"y\"\nlabel_delay = \"{delay}\""));
+    run_config(dir, PipelineConfig::from_toml_str(&text, &dir.join("p.toml")).unwrap())
+}
+
 #[test]
 fn rows_newer_than_the_label_delay_await_their_label_and_older_ones_are_quarantined() {
     let dir = tempfile::tempdir().unwrap();
@@ -430,22 +454,8 @@ fn rows_newer_than_the_label_delay_await_their_label_and_older_ones_are_quaranti
     }
     y[n - 40..].iter_mut().for_each(|label| *label = None);
     x[n - 1] = 99.0;
-    let ts = Series::new("ts".into(), ts).cast(&DataType::Datetime(TimeUnit::Microseconds, None)).unwrap();
-    let df = DataFrame::new(
-        n,
-        vec![
-            Column::new("id".into(), (0..n as i64).collect::<Vec<_>>()),
-            ts.into_column(),
-            Column::new("y".into(), y),
-            Column::new("x".into(), x),
-            Column::new("c".into(), (0..n).map(|i| if i % 2 == 0 { "a" } else { "b" }).collect::<Vec<_>>()),
-        ],
-    )
-    .unwrap();
-    write(dir.path(), "part-0.parquet", df);
-    let text = PIPELINE.replace("label = \"y\"", "label = \"y\"\nlabel_delay = \"3d\"");
-    let config = PipelineConfig::from_toml_str(&text, &dir.path().join("p.toml")).unwrap();
-    let out = run_config(dir.path(), config);
+    write(dir.path(), "part-0.parquet", hourly(ts, y, x));
+    let out = run_with_delay(dir.path(), "3d");
     let counts: std::collections::BTreeMap<&str, u64> =
         out.report.rule_counts.iter().map(|c| (c.rule.as_str(), c.rows)).collect();
     assert_eq!(counts, [("null:y", 5), ("range:x", 1)].into_iter().collect());
@@ -476,22 +486,8 @@ fn drift_counts_the_features_of_the_rows_awaiting_their_label() {
     let unlabelled = n - 48;
     let y: Vec<Option<bool>> = (0..n).map(|i| (i < unlabelled).then_some(i % 3 == 0)).collect();
     let x: Vec<f64> = (0..n).map(|i| if i < unlabelled { (i % 10) as f64 } else { 9.0 }).collect();
-    let ts = Series::new("ts".into(), ts).cast(&DataType::Datetime(TimeUnit::Microseconds, None)).unwrap();
-    let df = DataFrame::new(
-        n,
-        vec![
-            Column::new("id".into(), (0..n as i64).collect::<Vec<_>>()),
-            ts.into_column(),
-            Column::new("y".into(), y),
-            Column::new("x".into(), x),
-            Column::new("c".into(), (0..n).map(|i| if i % 2 == 0 { "a" } else { "b" }).collect::<Vec<_>>()),
-        ],
-    )
-    .unwrap();
-    write(dir.path(), "part-0.parquet", df);
-    let text = PIPELINE.replace("label = \"y\"", "label = \"y\"\nlabel_delay = \"3d\"");
-    let config = PipelineConfig::from_toml_str(&text, &dir.path().join("p.toml")).unwrap();
-    let out = run_config(dir.path(), config);
+    write(dir.path(), "part-0.parquet", hourly(ts, y, x));
+    let out = run_with_delay(dir.path(), "3d");
     assert_eq!(out.report.awaiting_label_rows, 48);
     // The current window is the last seven days of every row: 120 labelled (a tenth of them
     // at 9), 48 awaiting (all at 9).

@@ -805,11 +805,7 @@ fn estimate_view(report: &RunReport) -> Option<EstimateView> {
 /// the newest.
 fn realised_view(report: &RunReport, history: &[RunReport]) -> Option<RealisedView> {
     use caretaker_core::report::RealisedEstimate;
-    let mut runs: Vec<&RunReport> =
-        history.iter().filter(|r| r.run_id != report.run_id && r.started_at <= report.started_at).collect();
-    runs.sort_by_key(|r| (r.started_at, r.run_id.clone()));
-    runs.push(report);
-    let runs = &runs[runs.len().saturating_sub(TREND_RUNS)..];
+    let runs = &recent_runs(report, history);
     let pairs: Vec<(&RealisedEstimate, &RunReport)> =
         runs.iter().flat_map(|r| r.realised_estimates.iter().map(move |e| (e, *r))).collect();
     if pairs.is_empty() {
@@ -1026,13 +1022,18 @@ fn curves_view(report: &RunReport, colour_of: &dyn Fn(&str) -> usize) -> Option<
     })
 }
 
-fn trends_view(report: &RunReport, history: &[RunReport], series_names: &[String]) -> TrendsView {
-    // The runs up to this one, oldest first, this one last, at most TREND_RUNS.
+/// The runs up to `report`, oldest first, `report` last, at most TREND_RUNS: what the trends and
+/// the realised estimates show.
+fn recent_runs<'a>(report: &'a RunReport, history: &'a [RunReport]) -> Vec<&'a RunReport> {
     let mut runs: Vec<&RunReport> =
         history.iter().filter(|r| r.run_id != report.run_id && r.started_at <= report.started_at).collect();
     runs.sort_by_key(|r| (r.started_at, r.run_id.clone()));
     runs.push(report);
-    let runs: Vec<&RunReport> = runs[runs.len().saturating_sub(TREND_RUNS)..].to_vec();
+    runs.split_off(runs.len().saturating_sub(TREND_RUNS))
+}
+
+fn trends_view(report: &RunReport, history: &[RunReport], series_names: &[String]) -> TrendsView {
+    let runs = recent_runs(report, history);
 
     let rows: Vec<Vec<RunModelRow>> = runs.iter().map(|r| model_rows(r)).collect();
     let labels: Vec<String> = runs.iter().map(|r| r.started_at.format("%m-%d %H:%M").to_string()).collect();
