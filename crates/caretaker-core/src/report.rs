@@ -251,10 +251,14 @@ pub struct SplitSummary {
     pub window_from: DateTime<Utc>,
     /// Content hash of the training rows.
     pub train_hash: String,
-    /// The window's training rows before `training.max_rows` sampled them (with
-    /// `training.seed`), when it did; `train_rows` is then the sample.
+    /// With `training.max_rows`, when the clean rows were more: the clean labelled rows the
+    /// quality stage drew its sample from (every row of the dataset it read, not the window
+    /// alone); `train_rows` and `holdout_rows` are then the sample's rows in the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampled_from: Option<u64>,
+    /// The seed of that sample (`training.seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_seed: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -46,7 +46,8 @@ pub fn train(config: &PipelineConfig, only: &[String]) -> Result<TrainBench> {
         path: config.dataset.path.clone(),
         reason: "the data fails a blocking quality check; run `caretaker quality` for the details".into(),
     })?;
-    let split = split(&events, &config.training)
+    let newest = quality.data.newest_event.map(|t| t.timestamp_micros());
+    let split = split(&events, newest, quality.sample, &config.training)
         .ok_or_else(|| Error::Other { path: config.dataset.path.clone(), reason: "no clean rows".into() })?;
     drop(events);
     let mut candidates = Vec::new();

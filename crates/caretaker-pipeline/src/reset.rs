@@ -207,7 +207,8 @@ fn reset_in_maintenance(
     let Some(events) = quality.events.as_ref().filter(|_| quality.report.passed) else {
         return refuse(outcome, format!("the data failed the quality stage: {}", quality_failure(&quality.report)));
     };
-    let Some(split) = split(events, &config.training) else {
+    let newest = quality.data.newest_event.map(|t| t.timestamp_micros());
+    let Some(split) = split(events, newest, quality.sample, &config.training) else {
         return refuse(outcome, "no clean rows to train on".into());
     };
     if let Some(why) = too_little_data(&split.train, &split.holdout, config.training.min_rows) {

@@ -156,7 +156,8 @@ fn stages_of_the_run(
     }
 
     // Split.
-    let Some(split) = split(&events, &config.training) else {
+    let newest = report.data.as_ref().and_then(|d| d.newest_event).map(|t| t.timestamp_micros());
+    let Some(split) = split(&events, newest, quality.sample, &config.training) else {
         report.gate = GateReport::skipped("no clean rows to train on");
         return Ok(());
     };
@@ -476,6 +477,7 @@ pub(crate) fn assess_quality(
         quarantine_path: &report_dir.join("quarantine.parquet"),
         now: clock.now(),
         state_dir: &config.output.state,
+        sample: caretaker_quality::SampleSpec::of(&config.training),
     })?)
 }
 
@@ -504,6 +506,7 @@ pub(crate) fn assess_quality_in_scratch(
         quarantine_path: &scratch.join("quarantine.parquet"),
         now,
         state_dir: scratch,
+        sample: caretaker_quality::SampleSpec::of(&config.training),
     })?)
 }
 

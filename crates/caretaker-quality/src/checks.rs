@@ -209,15 +209,16 @@ fn column_outliers(column: &NumericColumn, rows: usize, policy: &QualityPolicy) 
 /// The newest event against the run time.
 /// The newest event of `events` and of the rows awaiting their label (`awaiting`): labels that come
 /// late do not make the data stale.
+/// `newest` is the newest clean labelled row's timestamp.
 pub(crate) fn freshness(
-    events: &LabelledEvents,
+    newest: Option<i64>,
     awaiting: Option<&LabelledEvents>,
     policy: &QualityPolicy,
     now: DateTime<Utc>,
     future_rows: u64,
 ) -> Vec<QualityCheck> {
-    let newest = events.timestamps.iter().chain(awaiting.iter().flat_map(|a| &a.timestamps)).max();
-    let Some(&newest) = newest else {
+    let newest = awaiting.iter().flat_map(|a| a.timestamps.iter().copied()).max().max(newest);
+    let Some(newest) = newest else {
         return vec![check("freshness", None, f64::INFINITY, policy.max_age_hours, false, "no clean rows".into())];
     };
     let age_hours = (now.timestamp_micros() - newest) as f64 / 3.6e9;

@@ -214,14 +214,16 @@ pub struct Part<'a> {
 }
 
 impl<'a> Part<'a> {
-    /// `events` and `awaiting`, windowed from the newest event of both.
+    /// `events` and `awaiting`, windowed from the newest event of both; `newest` is that of the
+    /// rows `events` were sampled from (of `events` when they were not sampled).
     pub fn both(
         events: &'a LabelledEvents,
+        newest: Option<i64>,
         awaiting: Option<&'a LabelledEvents>,
         policy: &DriftPolicy,
     ) -> Vec<Part<'a>> {
         let sets: Vec<&LabelledEvents> = std::iter::once(events).chain(awaiting.filter(|a| !a.is_empty())).collect();
-        let newest = sets.iter().flat_map(|e| e.timestamps.iter()).max().copied();
+        let newest = sets.iter().skip(1).flat_map(|e| e.timestamps.iter()).max().copied().max(newest);
         sets.into_iter().map(|events| Part { events, windows: Windows::anchored(events, newest, policy) }).collect()
     }
 }

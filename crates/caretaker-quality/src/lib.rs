@@ -30,6 +30,7 @@
 //!     quarantine_path: "reports/r1/quarantine.parquet".as_ref(),
 //!     now: chrono::Utc::now(),
 //!     state_dir: &config.output.state,
+//!     sample: None,
 //! }).unwrap();
 //! println!("quality score {:.3}", outcome.report.score);
 //! ```
@@ -38,6 +39,7 @@ mod checks;
 pub mod drift;
 pub mod integrity;
 pub mod ks;
+mod sample;
 mod scan;
 mod schema;
 pub mod score;
@@ -49,6 +51,7 @@ use caretaker_core::events::LabelledEvents;
 use caretaker_core::report::{DataSummary, QualityCheck, QualityReport, RuleCount};
 use caretaker_data::dataset::DatasetFiles;
 use chrono::{DateTime, Utc};
+pub use sample::{SampleSpec, SampleSummary};
 use std::path::Path;
 
 pub use caretaker_data::Error;
@@ -65,6 +68,8 @@ pub struct QualityInput<'a> {
     pub now: DateTime<Utc>,
     /// Where the frozen drift bins are kept between runs.
     pub state_dir: &'a Path,
+    /// `training.max_rows` and its seed: the clean rows are a sample of at most that many.
+    pub sample: Option<SampleSpec>,
 }
 
 /// What the quality stage found, and the rows fit for training.
@@ -76,6 +81,8 @@ pub struct QualityOutcome {
     pub events: Option<LabelledEvents>,
     /// With `dataset.label_delay`: the rows awaiting their label (labels unknown, written false).
     pub awaiting: Option<LabelledEvents>,
+    /// With `training.max_rows`, when the clean rows were more: the sample `events` is.
+    pub sample: Option<SampleSummary>,
 }
 
 pub(crate) fn check(
@@ -124,7 +131,8 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
         return Ok(blocked(input.policy, data, checks));
     }
     let events = pass.events;
-    data.newest_event = events.timestamps.iter().max().and_then(|&t| DateTime::from_timestamp_micros(t));
+    // (Of every clean row: with training.max_rows, `events` are a sample.)
+    data.newest_event = pass.newest.and_then(DateTime::from_timestamp_micros);
     checks.extend(pass.checks);
 
     // Column checks and drift, on the clean rows: the outliers beside drift, each on up to
@@ -137,15 +145,15 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
         });
         // The label checks on the labelled rows; drift on the features of every row, the
         // newest, awaiting their label, included.
-        let windows = drift::Windows::of(&events, &input.policy.drift);
+        let windows = drift::Windows::anchored(&events, pass.newest, &input.policy.drift);
         let labels = checks::labels(&events, &windows, input.policy);
-        let parts = drift::Part::both(&events, pass.awaiting.as_ref(), &input.policy.drift);
+        let parts = drift::Part::both(&events, pass.newest, pass.awaiting.as_ref(), &input.policy.drift);
         let drift = drift::measure(&parts, input.policy, input.spec, input.state_dir);
         (outliers.join().expect("the outlier check does not panic"), drift.map(|d| (labels, d)))
     });
     let (labels, drift) = drift?;
     checks.extend(outliers);
-    checks.extend(checks::freshness(&events, pass.awaiting.as_ref(), input.policy, input.now, pass.future_rows));
+    checks.extend(checks::freshness(pass.newest, pass.awaiting.as_ref(), input.policy, input.now, pass.future_rows));
     checks.extend(labels);
     checks.push(drift.check);
     tracing::debug!(
@@ -168,7 +176,7 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
         min_score: input.policy.min_score,
         passed: score >= input.policy.min_score,
         rows: pass.rows,
-        clean_rows: events.len() as u64,
+        clean_rows: pass.clean_rows,
         quarantined_rows: pass.quarantined_rows,
         awaiting_label_rows: pass.awaiting.as_ref().map_or(0, |a| a.len() as u64),
         quarantine_path: pass.quarantine_path.map(|p| p.display().to_string()),
@@ -176,7 +184,7 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
         checks,
         drift: drift.results,
     };
-    Ok(QualityOutcome { report, data, events: Some(events), awaiting: pass.awaiting })
+    Ok(QualityOutcome { report, data, events: Some(events), awaiting: pass.awaiting, sample: pass.sample })
 }
 
 /// Threads for the column checks after the pass, at most, per check. The outlier check and drift
@@ -227,5 +235,5 @@ fn blocked(policy: &QualityPolicy, data: DataSummary, checks: Vec<QualityCheck>)
         checks,
         drift: Vec::new(),
     };
-    QualityOutcome { report, data, events: None, awaiting: None }
+    QualityOutcome { report, data, events: None, awaiting: None, sample: None }
 }

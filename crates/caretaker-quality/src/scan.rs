@@ -1,5 +1,6 @@
 //! The streaming pass: row-level rules, the quarantine file and the clean rows, batch by batch.
 
+use crate::sample::{SampleSummary, Sampler};
 use crate::{QualityInput, Result, check};
 use caretaker_core::events::{CategoricalColumn, LabelledEvents, NumericColumn};
 use caretaker_core::report::QualityCheck;
@@ -40,7 +41,12 @@ struct Rule {
 /// What the pass found.
 pub(crate) struct Pass {
     pub rows: u64,
+    /// The clean labelled rows, or with `training.max_rows` their sample.
     pub events: LabelledEvents,
+    /// Every clean labelled row, sampled or not, and the newest one's timestamp.
+    pub clean_rows: u64,
+    pub newest: Option<i64>,
+    pub sample: Option<SampleSummary>,
     /// With `dataset.label_delay`: the rows newer than the run time minus the delay that have no
     /// label yet and break no other rule (their `labels` are all false: unknown).
     pub awaiting: Option<LabelledEvents>,
@@ -200,6 +206,11 @@ struct Accumulator {
     labels: Vec<bool>,
     numbers: Vec<Vec<f64>>,
     dictionaries: Vec<Dictionary>,
+    /// With `training.max_rows`: which clean rows the columns above keep.
+    sampler: Option<Sampler>,
+    /// Clean labelled rows, kept or not, and the newest one's timestamp.
+    clean_rows: u64,
+    newest: Option<i64>,
     quarantine: Quarantine,
     error: Option<Error>,
 }
@@ -648,7 +659,11 @@ impl Accumulator {
     /// `expected_rows`, from the footers, sizes the id set and the columns up front (capped, so a
     /// footer that lies costs no more than a rehash).
     fn new(input: &QualityInput<'_>, schema: &Schema, expected_rows: u64) -> Result<Accumulator> {
+        let sampler = input.sample.map(|spec| Sampler::new(spec, expected_rows));
+        // A sample holds about max_rows rows (and the margin of its draw).
+        let kept_rows = input.sample.map_or(expected_rows, |s| expected_rows.min(s.max_rows as u64 * 21 / 20));
         let expected_rows = expected_rows.min(1 << 27) as usize;
+        let kept_rows = kept_rows.min(1 << 27) as usize;
         let spec = input.spec;
         let policy = input.policy;
         let mut rules = Vec::new();
@@ -707,12 +722,15 @@ impl Accumulator {
             duplicate_examples: Vec::new(),
             not_allowed: vec![Default::default(); spec.categorical.len()],
             label_values: Vec::new(),
-            timestamps: Vec::with_capacity(expected_rows),
-            labels: Vec::with_capacity(expected_rows),
+            timestamps: Vec::with_capacity(kept_rows),
+            labels: Vec::with_capacity(kept_rows),
             // (Each made on its own: `vec![v; n]` clones, and a clone of an empty vector has no
             // capacity.)
-            numbers: spec.numeric.iter().map(|_| Vec::with_capacity(expected_rows)).collect(),
-            dictionaries: spec.categorical.iter().map(|_| Dictionary::new(expected_rows)).collect(),
+            numbers: spec.numeric.iter().map(|_| Vec::with_capacity(kept_rows)).collect(),
+            dictionaries: spec.categorical.iter().map(|_| Dictionary::new(kept_rows)).collect(),
+            sampler,
+            clean_rows: 0,
+            newest: None,
             quarantine: Quarantine { final_path: input.quarantine_path.to_path_buf(), temp, writer: None },
             error: None,
         })
@@ -908,9 +926,25 @@ impl Accumulator {
             }
         }
 
+        let mut kept_out = if kept_out.is_empty() { bad.clone() } else { kept_out };
+        for (t, &out) in ts.values().zip(&kept_out) {
+            if !out {
+                self.clean_rows += 1;
+                self.newest = self.newest.max(Some(t));
+            }
+        }
+        // With training.max_rows, the clean rows outside the sample are kept out too.
+        if let Some(sampler) = &mut self.sampler {
+            let clean: Vec<bool> = kept_out.iter().map(|out| !out).collect();
+            let unsampled = sampler.leave_out(id_column, &labels, &clean)?;
+            for (out, u) in kept_out.iter_mut().zip(unsampled) {
+                *out |= u;
+            }
+        }
+
         // The clean rows, into the training vectors, run by run (a clean row has no null): the
         // categories on a second core, the rest on this one.
-        let runs = clean_runs(if kept_out.is_empty() { &bad } else { &kept_out });
+        let runs = clean_runs(&kept_out);
         let mut dictionaries = std::mem::take(&mut self.dictionaries);
         std::thread::scope(|scope| {
             let coded = scope.spawn(|| {
@@ -1076,6 +1110,15 @@ fn finish(mut acc: Accumulator, input: &QualityInput<'_>) -> Result<Pass> {
             .collect(),
         categorical: spec.categorical.iter().zip(acc.dictionaries).map(|(name, d)| d.finish(name)).collect(),
     };
+    let (sampled, sample) = match acc.sampler.take() {
+        Some(sampler) => sampler.finish(&events.labels),
+        None => (None, None),
+    };
+    // (The sample's rows replace the rows kept during the pass, which are dropped here.)
+    let events = match sampled {
+        Some(rows) => events.take(&rows),
+        None => events,
+    };
     let awaiting = match acc.awaiting_after {
         None => None,
         Some(_) => Some(awaiting_events(&acc.awaiting_frames, spec).map_err(|e| input.files.read_error(e))?),
@@ -1083,6 +1126,9 @@ fn finish(mut acc: Accumulator, input: &QualityInput<'_>) -> Result<Pass> {
     Ok(Pass {
         rows,
         events,
+        clean_rows: acc.clean_rows,
+        newest: acc.newest,
+        sample,
         awaiting,
         checks,
         rule_counts,

@@ -46,6 +46,7 @@ fn run_config(dir: &Path, config: PipelineConfig) -> QualityOutcome {
         quarantine_path: &dir.join("reports/quarantine.parquet"),
         now: now(),
         state_dir: &dir.join("state"),
+        sample: crate::SampleSpec::of(&config.training),
     })
     .unwrap()
 }
@@ -170,6 +171,46 @@ fn every_planted_defect_is_found_exactly_and_quarantined_with_its_rules() {
 }
 
 #[test]
+fn above_max_rows_every_row_is_checked_and_a_stratified_sample_of_the_clean_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "part-0.parquet", planted());
+    let whole = run(dir.path());
+    let mut config = config(dir.path());
+    config.training.max_rows = Some(300);
+    let out = run_config(dir.path(), config.clone());
+    let (r, w) = (&out.report, &whole.report);
+    // The row rules, the quarantine and the counts saw every row, as without a sample.
+    assert_eq!((r.rows, r.quarantined_rows, r.clean_rows), (1000, 38, 962));
+    assert_eq!(r.rule_counts, w.rule_counts);
+    assert_eq!(out.data.newest_event, whole.data.newest_event, "the newest clean row, sampled or not");
+    let check = |r: &caretaker_core::report::QualityReport, name: &str| {
+        r.checks.iter().find(|c| c.check == name).unwrap_or_else(|| panic!("{name}")).clone()
+    };
+    assert_eq!(check(r, "freshness"), check(w, "freshness"));
+    // 300 of the 962 clean rows, each label its share (to a row), drawn from the whole file.
+    let all = whole.events.unwrap();
+    let sample = out.events.unwrap();
+    assert_eq!(out.sample, Some(crate::SampleSummary { rows: 300, from_rows: 962, seed: config.training.seed }));
+    assert_eq!(sample.len(), 300);
+    let share = (all.positives() as f64 / all.len() as f64 * 300.0).round() as usize;
+    assert_eq!(sample.positives(), share);
+    assert!(sample.timestamps.windows(2).all(|t| t[0] <= t[1]), "the rows in their order");
+    let day = 86_400_000_000;
+    assert!(sample.timestamps[0] < all.timestamps[0] + 5 * day, "from the oldest days");
+    assert!(sample.timestamps[299] > all.timestamps[all.len() - 1] - 5 * day, "to the newest");
+    // Every sampled row is one of the clean rows, with its values.
+    for i in (0..300).step_by(37) {
+        let j = all.timestamps.iter().position(|&t| t == sample.timestamps[i]).unwrap();
+        assert_eq!(all.numeric[0].values[j], sample.numeric[0].values[i]);
+        assert_eq!(all.categorical[0].value(j), sample.categorical[0].value(i));
+    }
+    // The same seed, the same rows; another seed, others.
+    assert_eq!(run_config(dir.path(), config.clone()).events.unwrap(), sample);
+    config.training.seed += 1;
+    assert_ne!(run_config(dir.path(), config).events.unwrap().timestamps, sample.timestamps);
+}
+
+#[test]
 fn drift_bins_are_frozen_by_the_first_run_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "part-0.parquet", planted());
@@ -216,6 +257,7 @@ fn frozen_bins_edited_out_of_order_are_refused_with_the_file_and_feature() {
         quarantine_path: &dir.path().join("reports/quarantine.parquet"),
         now: now(),
         state_dir: &dir.path().join("state"),
+        sample: None,
     })
     .err()
     .expect("edges out of order are an error")
@@ -340,6 +382,7 @@ fn long_strings_and_a_hundred_thousand_categories_are_handled() {
         quarantine_path: &dir2.join("q.parquet"),
         now: now(),
         state_dir: &dir2.join("state"),
+        sample: None,
     })
     .unwrap();
     assert_eq!(out.report.quarantined_rows, 0);

@@ -476,7 +476,7 @@ fn data_rows(report: &RunReport) -> Vec<(String, String)> {
                 count(s.train_rows),
                 s.window_from.format("%Y-%m-%d"),
                 s.sampled_from
-                    .map(|n| format!(" (a sample of the {} in the window: training.max_rows)", count(n)))
+                    .map(|n| format!(" (training.max_rows: a sample of the {} clean rows)", count(n)))
                     .unwrap_or_default(),
                 s.train_positive_rate * 100.0
             ),

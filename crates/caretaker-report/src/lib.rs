@@ -120,7 +120,7 @@ pub fn summary(report: &RunReport) -> String {
             out,
             "models    trained on {} rows{}, holdout {} rows from {}",
             split.train_rows,
-            split.sampled_from.map(|n| format!(" (sampled from {n}: training.max_rows)")).unwrap_or_default(),
+            split.sampled_from.map(|n| format!(" (training.max_rows: a sample of {n} clean rows)")).unwrap_or_default(),
             split.holdout_rows,
             split.holdout_from.format("%Y-%m-%d %H:%M")
         );

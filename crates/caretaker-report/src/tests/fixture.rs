@@ -175,7 +175,7 @@ pub fn report_with(night: usize, features: usize, curve_points: usize) -> RunRep
         "split": {"train_rows": 17_588, "holdout_rows": 2_395, "train_positive_rate": 0.15, "holdout_positive_rate": 0.16,
                   "holdout_from": started - Duration::days(7), "window_from": started - Duration::days(60),
                   "train_hash": "5e1d2c3b4a59687766554433221100ffeeddccbbaa99887766554433221100ff",
-                  "sampled_from": 35_000},
+                  "sampled_from": 35_000, "sample_seed": 42},
         "candidates": candidates,
         "champion": {"version": "v0001", "name": "tree", "family": "decision_tree", "metrics": metrics(0.70, 2395),
                      "curves": curves(0.70, curve_points), "error": null, "trained_on_hash": "0f1e2d3c",
