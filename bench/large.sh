@@ -12,7 +12,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 dir="$1"; rows="${2:-100000000}"; pipeline="${3:-$here/large.toml}"
 python="${PYTHON:-python3}"
-: "${PEERS:?set PEERS to the reference pipeline's directory (gen_data.py)}"
+: "${PEERS:?set PEERS to the directory of the reference pipeline (gen_data.py)}"
 data="$dir/data_$rows"
 parts=$(( (rows + 4999999) / 5000000 ))
 "$python" "$here/large_data.py" "$PEERS" "$data" --rows "$rows" --parts "$parts"

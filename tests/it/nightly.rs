@@ -303,6 +303,38 @@ fn the_gate_scores_its_candidate_and_the_champion_on_every_slice() {
 }
 
 #[test]
+fn above_training_max_rows_every_row_is_checked_and_the_models_train_on_a_seeded_sample() {
+    let mut ctx = context();
+    let base = caretaker_test_support::example_pipeline(3_000);
+    let sampled = base.replace("min_rows = 100\n", "min_rows = 100\nmax_rows = 1500\n");
+    assert_ne!(sampled, base);
+    let pipeline = ctx.pipeline_from(&sampled, "");
+    let pipeline = pipeline.to_str().unwrap();
+    let first = ctx.caretaker(&["run", pipeline, "--json"]);
+    first.assert_code(0);
+    let r = first.json();
+    // Every row went through the rules; the models saw a sample of the clean ones.
+    assert_eq!(r["data"]["rows"], 3_000);
+    let clean = r["quality"]["clean_rows"].as_u64().unwrap();
+    assert!(clean > 2_900, "{:#}", r["quality"]);
+    assert_eq!(r["split"]["sampled_from"], clean, "{:#}", r["split"]);
+    assert_eq!(r["split"]["sample_seed"], 42);
+    let in_window = r["split"]["train_rows"].as_u64().unwrap() + r["split"]["holdout_rows"].as_u64().unwrap();
+    assert!((1_480..=1_500).contains(&in_window), "{in_window} of the 1,500 sampled rows in the 60-day window");
+    assert_eq!(r["gate"]["decision"], "deployed");
+
+    // A night later on the same data, the same rows are drawn: the training data is unchanged.
+    ctx.set_now("2026-11-29T02:00:00Z");
+    let second = ctx.caretaker(&["run", pipeline, "--json"]);
+    second.assert_code(0);
+    let again = second.json();
+    assert_eq!(again["split"]["train_hash"], r["split"]["train_hash"]);
+    assert!(again["gate"]["reasons"].to_string().contains("training data is unchanged"), "{:#}", again["gate"]);
+    let shown = ctx.caretaker(&["runs", "show", again["run_id"].as_str().unwrap(), "--pipeline", pipeline]);
+    shown.assert_code(0).assert_stdout_contains(&format!("(training.max_rows: a sample of {clean} clean rows)"));
+}
+
+#[test]
 fn the_human_summary_names_scores_decision_patterns_and_report() {
     let ctx = context();
     let pipeline = ctx.pipeline("");

@@ -132,3 +132,58 @@ fn a_dataset_that_cannot_be_read_from_object_storage_is_named_and_nothing_is_dep
         assert!(!ctx.path().join("models/champion.json").exists(), "nothing deployed");
     }
 }
+
+#[test]
+fn two_machines_keep_their_run_history_in_one_postgresql_database() {
+    let Some(admin) = caretaker_test_support::postgres_url() else { return };
+    let name = caretaker_test_support::unique_name("runs_history");
+    let rt = caretaker_scheduler::runtime().unwrap();
+    let url = rt.block_on(caretaker_scheduler::history::postgres::create_database(&admin, &name)).unwrap();
+    // Two machines (two directories, each with its own models and state), two pipelines, one
+    // database named by output.history ([output] ends the example pipeline).
+    let history = format!("history = \"{url}\"");
+    let mut a = context();
+    let a_pipeline = a.pipeline(&history);
+    let a_pipeline = a_pipeline.to_str().unwrap();
+    let b = context();
+    let other =
+        caretaker_test_support::example_pipeline(3_000).replace("name = \"bridge-failures\"", "name = \"other\"");
+    let b_pipeline = b.pipeline_from(&other, &history);
+    let b_pipeline = b_pipeline.to_str().unwrap();
+
+    let first = a.caretaker(&["run", a_pipeline, "--json"]);
+    first.assert_code(0);
+    b.caretaker(&["run", b_pipeline]).assert_code(0);
+    a.set_now("2026-11-29T02:00:00Z");
+    let second = a.caretaker(&["run", a_pipeline, "--json"]);
+    second.assert_code(0);
+    let (id1, id2) =
+        (first.json()["run_id"].as_str().unwrap().to_string(), second.json()["run_id"].as_str().unwrap().to_string());
+    assert!(!a.path().join("state/history.sqlite").exists(), "no SQLite history beside the database");
+
+    // Each pipeline's runs, from the database: listed, shown, trended and exported.
+    let listed = a.caretaker(&["runs", "list", "--pipeline", a_pipeline, "--json"]);
+    listed.assert_code(0);
+    let ids: Vec<String> =
+        listed.json().as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, [id2.clone(), id1.clone()], "the other pipeline's run is not listed");
+    let listed = b.caretaker(&["runs", "list", "--pipeline", b_pipeline, "--json"]);
+    assert_eq!(listed.json().as_array().unwrap().len(), 1);
+    a.caretaker(&["runs", "show", &id1, "--pipeline", a_pipeline]).assert_code(0).assert_stdout_contains(&id1);
+    let page = std::fs::read_to_string(a.path().join(format!("reports/{id2}/report.html"))).unwrap();
+    assert!(page.contains("aria-label=\"Quality score") && page.contains(&id1), "the trends hold both nights");
+    let exported =
+        a.caretaker(&["runs", "export", "--format", "parquet", "runs.parquet", "--pipeline", a_pipeline, "--json"]);
+    exported.assert_code(0);
+    assert_eq!(exported.json()["runs"], 2, "{}", exported.stdout);
+
+    // A database that does not answer stops the run before anything is trained or deployed.
+    let c = context();
+    let unreachable = c.pipeline("history = \"postgres://app:Sup3rS3cret@127.0.0.1:1/runs?connect_timeout=2\"");
+    let out = c.caretaker(&["run", unreachable.to_str().unwrap()]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("run history PostgreSQL postgres://app:***@127.0.0.1:1/runs"), "{}", out.stderr);
+    assert!(!out.stderr.contains("Sup3rS3cret") && !out.stdout.contains("Sup3rS3cret"));
+    assert!(!c.path().join("models/champion.json").exists(), "nothing deployed");
+    rt.block_on(caretaker_scheduler::history::postgres::drop_database(&admin, &name)).unwrap();
+}

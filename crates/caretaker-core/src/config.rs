@@ -250,6 +250,8 @@ struct RawOutput {
     state: Option<String>,
     /// The Prometheus textfile every run replaces (for node_exporter's textfile collector).
     metrics_textfile: Option<String>,
+    /// `postgres://...`: the run history in PostgreSQL instead of SQLite in the state directory.
+    history: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -612,6 +614,17 @@ pub struct OutputDirs {
     pub state: PathBuf,
     /// The Prometheus textfile each run replaces; default `<state>/metrics.prom`.
     pub metrics_textfile: PathBuf,
+    /// A `postgres://` URL (its password, if any, never printed): the run history in PostgreSQL;
+    /// `None`: in SQLite, `history.sqlite` in `state`.
+    #[serde(serialize_with = "redacted_url")]
+    pub history: Option<String>,
+}
+
+fn redacted_url<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&crate::redact::redact_url(url)),
+        None => s.serialize_none(),
+    }
 }
 
 impl PipelineConfig {
@@ -1038,7 +1051,19 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
             check.fail("output.metrics_textfile", format!("{t:?} must end in .prom (node_exporter reads only those)"));
         }
     }
+    if let Some(url) = &o.history
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        check.fail(
+            "output.history",
+            format!(
+                "{:?} is not a postgres:// URL (leave it out for the SQLite history in the state directory)",
+                crate::redact::redact_url(url)
+            ),
+        );
+    }
     let output = OutputDirs {
+        history: o.history.clone(),
         models: resolve(o.models.as_deref().unwrap_or("models")),
         reports: resolve(o.reports.as_deref().unwrap_or("reports")),
         metrics_textfile: o.metrics_textfile.as_deref().map(resolve).unwrap_or_else(|| state.join("metrics.prom")),
@@ -1328,6 +1353,19 @@ max_depth = 6
 
     fn load(text: &str) -> Result<PipelineConfig, ConfigError> {
         PipelineConfig::from_toml_str(text, Path::new("/srv/caretaker/pipelines/nightly.toml"))
+    }
+
+    #[test]
+    fn the_run_history_goes_to_postgresql_only_by_a_postgres_url_never_printed_with_its_password() {
+        assert_eq!(load(MINIMAL).unwrap().output.history, None, "SQLite in the state directory by default");
+        let c = load(&format!("{MINIMAL}[output]\nhistory = \"postgres://app:Pa55@db/runs\"\n")).unwrap();
+        assert_eq!(c.output.history.as_deref(), Some("postgres://app:Pa55@db/runs"));
+        let shown = serde_json::to_string(&c.output).unwrap();
+        assert!(shown.contains("postgres://app:***@db/runs") && !shown.contains("Pa55"), "{shown}");
+        let err = load(&format!("{MINIMAL}[output]\nhistory = \"mysql://app:Pa55@db/runs\"\n")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("output.history") && text.contains("not a postgres:// URL"), "{text}");
+        assert!(!text.contains("Pa55"), "{text}");
     }
 
     #[test]

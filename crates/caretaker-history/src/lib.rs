@@ -1,19 +1,27 @@
-//! The run history: one row per nightly run, with its full report, in SQLite by default.
+//! The run history: one row per nightly run, with its full report, in SQLite by default, or in
+//! PostgreSQL when the pipeline names a database (`output.history = "postgres://..."`), so that
+//! the runs of many machines are listed, trended and exported from one place.
 //!
 //! A data scientist lists and compares runs from here (`caretaker runs list`), and the report of
 //! any past run can be rebuilt from it even after its report directory was cleaned up. The schema
-//! is versioned with SQLite's `user_version`; each migration runs once, in order.
+//! is versioned: SQLite's `user_version`, PostgreSQL's `caretaker_schema` table (the component
+//! `runs`, beside the scheduler's); each migration runs once, in order.
 //!
 //! ```no_run
-//! let history = caretaker_history::History::open("state/history.sqlite".as_ref()).unwrap();
-//! for run in history.runs(10).unwrap() {
+//! # let config = caretaker_core::config::PipelineConfig::load("pipelines/nightly.toml".as_ref()).unwrap();
+//! let history = caretaker_history::History::of(&config.output).unwrap();
+//! for run in history.runs(Some(&config.name), 10).unwrap() {
 //!     println!("{} {} {:?}", run.run_id, run.status, run.quality_score);
 //! }
 //! ```
 
+use caretaker_core::config::OutputDirs;
 use caretaker_core::report::RunReport;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+mod postgres_store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -23,8 +31,11 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("run history {path}: run {run_id} has an unreadable report: {reason}")]
-    Corrupt { path: PathBuf, run_id: String, reason: String },
+    /// `target` is the URL without its password.
+    #[error("run history PostgreSQL {target}: {reason}")]
+    Postgres { target: String, reason: String },
+    #[error("run history {target}: run {run_id} has an unreadable report: {reason}")]
+    Corrupt { target: String, run_id: String, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -58,18 +69,67 @@ pub struct RunRow {
 }
 
 pub struct History {
-    path: PathBuf,
-    conn: Connection,
+    store: Store,
+}
+
+enum Store {
+    Sqlite { path: PathBuf, conn: Connection },
+    Postgres(Box<Mutex<postgres_store::PostgresRuns>>),
+}
+
+/// The columns of a run's row, as both stores write them.
+struct Row<'a> {
+    report: &'a RunReport,
+    json: String,
+}
+
+impl<'a> Row<'a> {
+    fn of(report: &'a RunReport) -> Row<'a> {
+        Row { report, json: serde_json::to_string(report).expect("a report serialises") }
+    }
+    fn quality_score(&self) -> Option<f64> {
+        self.report.quality.as_ref().map(|q| q.score)
+    }
+    fn deployed_version(&self) -> Option<String> {
+        self.report.gate.deployed_version.map(|v| v.to_string())
+    }
 }
 
 impl History {
-    /// Where a pipeline keeps its run history: `history.sqlite` in its state directory
+    /// Where a pipeline keeps its SQLite run history: `history.sqlite` in its state directory
     /// (`output.state`). The one place the file is named.
     pub fn path_in(state_dir: &Path) -> PathBuf {
         state_dir.join("history.sqlite")
     }
 
-    /// Opens (creating if needed) the history at `path` and brings its schema up to date.
+    /// A pipeline's run history: in PostgreSQL when `output.history` names a database, else in
+    /// SQLite in its state directory.
+    pub fn of(output: &OutputDirs) -> Result<History> {
+        match &output.history {
+            Some(url) => History::connect(url),
+            None => History::open(&History::path_in(&output.state)),
+        }
+    }
+
+    /// [`History::of`] when there may be runs to read: `None` when the SQLite file was never
+    /// made (no run yet), rather than an empty file made by a reader.
+    pub fn existing(output: &OutputDirs) -> Result<Option<History>> {
+        if output.history.is_none() && !History::path_in(&output.state).exists() {
+            return Ok(None);
+        }
+        History::of(output).map(Some)
+    }
+
+    /// Where [`History::of`] keeps the runs, for messages: the SQLite file, or the database's URL
+    /// without its password.
+    pub fn describe(output: &OutputDirs) -> String {
+        match &output.history {
+            Some(url) => format!("PostgreSQL {}", caretaker_core::redact::redact_url(url)),
+            None => History::path_in(&output.state).display().to_string(),
+        }
+    }
+
+    /// Opens (creating if needed) the SQLite history at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<History> {
         let err = |source| Error::Sqlite { path: path.to_path_buf(), source };
         if let Some(dir) = path.parent() {
@@ -85,104 +145,144 @@ impl History {
             tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
             tx.commit().map_err(err)?;
         }
-        Ok(History { path: path.to_path_buf(), conn })
+        Ok(History { store: Store::Sqlite { path: path.to_path_buf(), conn } })
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
-        |source| Error::Sqlite { path: self.path.clone(), source }
+    /// Connects to the PostgreSQL history at `url` (creating its table if needed).
+    pub fn connect(url: &str) -> Result<History> {
+        Ok(History { store: Store::Postgres(Box::new(Mutex::new(postgres_store::PostgresRuns::connect(url)?))) })
+    }
+
+    fn target(&self) -> String {
+        match &self.store {
+            Store::Sqlite { path, .. } => path.display().to_string(),
+            Store::Postgres(pg) => pg.lock().map(|pg| pg.target()).unwrap_or_default(),
+        }
+    }
+
+    fn sqlite_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        |source| Error::Sqlite { path: path.to_path_buf(), source }
+    }
+
+    /// The PostgreSQL connection (a thread that panicked while holding it leaves it usable: its
+    /// statements are each complete or not run).
+    fn postgres(pg: &Mutex<postgres_store::PostgresRuns>) -> std::sync::MutexGuard<'_, postgres_store::PostgresRuns> {
+        pg.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records a finished run (a rerun with the same id replaces it).
     pub fn record(&self, report: &RunReport) -> Result<()> {
-        let json = serde_json::to_string(report).expect("a report serialises");
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO runs (run_id, pipeline, started_at, finished_at, status, quality_score,
-                 decision, deployed_version, report_dir, report_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    report.run_id.as_str(),
-                    report.pipeline,
-                    report.started_at.to_rfc3339(),
-                    report.finished_at.to_rfc3339(),
-                    report.status.name(),
-                    report.quality.as_ref().map(|q| q.score),
-                    report.gate.decision.name(),
-                    report.gate.deployed_version.map(|v| v.to_string()),
-                    report.report_dir,
-                    json,
-                ],
-            )
-            .map_err(self.err())?;
-        Ok(())
+        let row = Row::of(report);
+        match &self.store {
+            Store::Sqlite { path, conn } => {
+                conn.execute(
+                    "INSERT OR REPLACE INTO runs (run_id, pipeline, started_at, finished_at, status, quality_score,
+                     decision, deployed_version, report_dir, report_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        report.run_id.as_str(),
+                        report.pipeline,
+                        report.started_at.to_rfc3339(),
+                        report.finished_at.to_rfc3339(),
+                        report.status.name(),
+                        row.quality_score(),
+                        report.gate.decision.name(),
+                        row.deployed_version(),
+                        report.report_dir,
+                        row.json,
+                    ],
+                )
+                .map_err(Self::sqlite_err(path))?;
+                Ok(())
+            }
+            Store::Postgres(pg) => Self::postgres(pg).record(&row),
+        }
     }
 
-    /// The newest `limit` runs, newest first.
-    pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT run_id, pipeline, started_at, status, quality_score, decision, deployed_version, report_dir
-                 FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?1",
-            )
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map([limit as i64], |r| {
-                Ok(RunRow {
-                    run_id: r.get(0)?,
-                    pipeline: r.get(1)?,
-                    started_at: r.get(2)?,
-                    status: r.get(3)?,
-                    quality_score: r.get(4)?,
-                    decision: r.get(5)?,
-                    deployed_version: r.get(6)?,
-                    report_dir: r.get(7)?,
-                })
-            })
-            .map_err(self.err())?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(self.err())
+    /// The newest `limit` runs of `pipeline` (of every pipeline recorded here when `None`),
+    /// newest first.
+    pub fn runs(&self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
+        match &self.store {
+            Store::Sqlite { path, conn } => {
+                let err = Self::sqlite_err(path);
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT run_id, pipeline, started_at, status, quality_score, decision, deployed_version, report_dir
+                         FROM runs WHERE ?1 IS NULL OR pipeline = ?1 ORDER BY started_at DESC, run_id DESC LIMIT ?2",
+                    )
+                    .map_err(&err)?;
+                let rows = stmt
+                    .query_map(params![pipeline, limit as i64], |r| {
+                        Ok(RunRow {
+                            run_id: r.get(0)?,
+                            pipeline: r.get(1)?,
+                            started_at: r.get(2)?,
+                            status: r.get(3)?,
+                            quality_score: r.get(4)?,
+                            decision: r.get(5)?,
+                            deployed_version: r.get(6)?,
+                            report_dir: r.get(7)?,
+                        })
+                    })
+                    .map_err(&err)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)
+            }
+            Store::Postgres(pg) => Self::postgres(pg).runs(pipeline, limit),
+        }
     }
 
     /// The reports of `pipeline`'s runs up to and including `run_id` (up to now when `None`), at
     /// most `limit` of them, oldest first: the trend of `report.html`.
     pub fn recent_reports(&self, pipeline: &str, run_id: Option<&str>, limit: usize) -> Result<Vec<RunReport>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT run_id, report_json FROM runs
-                 WHERE pipeline = ?1
-                   AND (?2 IS NULL OR started_at <= (SELECT started_at FROM runs WHERE run_id = ?2))
-                 ORDER BY started_at DESC, run_id DESC LIMIT ?3",
-            )
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map(params![pipeline, run_id, limit as i64], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(self.err())?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.err())?;
+        let rows = match &self.store {
+            Store::Sqlite { path, conn } => {
+                let err = Self::sqlite_err(path);
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT run_id, report_json FROM runs
+                         WHERE pipeline = ?1
+                           AND (?2 IS NULL OR started_at <= (SELECT started_at FROM runs WHERE run_id = ?2))
+                         ORDER BY started_at DESC, run_id DESC LIMIT ?3",
+                    )
+                    .map_err(&err)?;
+                stmt.query_map(params![pipeline, run_id, limit as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(&err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(&err)?
+            }
+            Store::Postgres(pg) => Self::postgres(pg).recent_reports(pipeline, run_id, limit)?,
+        };
         let mut reports = rows.iter().map(|(id, json)| self.parse(id, json)).collect::<Result<Vec<_>>>()?;
         reports.reverse();
         Ok(reports)
     }
 
-    /// Every recorded run's report, oldest first: the history export.
-    pub fn all_reports(&self) -> Result<Vec<RunReport>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT run_id, report_json FROM runs ORDER BY started_at, run_id")
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(self.err())?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(self.err())?;
+    /// Every recorded run's report of `pipeline` (of every pipeline when `None`), oldest first:
+    /// the history export.
+    pub fn all_reports(&self, pipeline: Option<&str>) -> Result<Vec<RunReport>> {
+        let rows = match &self.store {
+            Store::Sqlite { path, conn } => {
+                let err = Self::sqlite_err(path);
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT run_id, report_json FROM runs WHERE ?1 IS NULL OR pipeline = ?1
+                         ORDER BY started_at, run_id",
+                    )
+                    .map_err(&err)?;
+                stmt.query_map([pipeline], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(&err)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(&err)?
+            }
+            Store::Postgres(pg) => Self::postgres(pg).all_reports(pipeline)?,
+        };
         rows.iter().map(|(id, json)| self.parse(id, json)).collect()
     }
 
     fn parse(&self, run_id: &str, json: &str) -> Result<RunReport> {
         serde_json::from_str(json).map_err(|e| Error::Corrupt {
-            path: self.path.clone(),
+            target: self.target(),
             run_id: run_id.to_string(),
             reason: e.to_string(),
         })
@@ -190,11 +290,13 @@ impl History {
 
     /// The full report of one run.
     pub fn report(&self, run_id: &str) -> Result<Option<RunReport>> {
-        let json: Option<String> = self
-            .conn
-            .query_row("SELECT report_json FROM runs WHERE run_id = ?1", [run_id], |r| r.get(0))
-            .optional()
-            .map_err(self.err())?;
+        let json: Option<String> = match &self.store {
+            Store::Sqlite { path, conn } => conn
+                .query_row("SELECT report_json FROM runs WHERE run_id = ?1", [run_id], |r| r.get(0))
+                .optional()
+                .map_err(Self::sqlite_err(path))?,
+            Store::Postgres(pg) => Self::postgres(pg).report(run_id)?,
+        };
         json.map(|j| self.parse(run_id, &j)).transpose()
     }
 }
@@ -218,20 +320,68 @@ mod tests {
         reports.iter().map(|r| r.run_id.as_str()).collect()
     }
 
+    /// A database of its own on the test server, dropped with it; `None` when no server answers
+    /// (the test then checks SQLite alone, unless CARETAKER_REQUIRE_SERVICES=1).
+    struct Database {
+        admin: String,
+        name: String,
+        url: String,
+    }
+
+    impl Database {
+        fn new(prefix: &str) -> Option<Database> {
+            let admin = caretaker_test_support::postgres_url()?;
+            let name = caretaker_test_support::unique_name(prefix);
+            let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+            client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).unwrap();
+            let base = admin.split('?').next().unwrap();
+            let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+            Some(Database { admin, name, url })
+        }
+    }
+
+    impl Drop for Database {
+        fn drop(&mut self) {
+            if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+                let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name));
+            }
+        }
+    }
+
+    /// The history in SQLite and, when the server answers, in PostgreSQL.
+    fn stores(dir: &Path, db: Option<&Database>) -> Vec<History> {
+        let mut stores = vec![History::open(&dir.join("history.sqlite")).unwrap()];
+        stores.extend(db.map(|db| History::connect(&db.url).unwrap()));
+        stores
+    }
+
     #[test]
     fn recent_reports_are_one_pipelines_runs_up_to_a_run_oldest_first() {
         let dir = tempfile::tempdir().unwrap();
-        let history = History::open(&dir.path().join("history.sqlite")).unwrap();
-        history.record(&report("a", "r3", "2026-11-03T02:00:00Z")).unwrap();
-        history.record(&report("a", "r1", "2026-11-01T02:00:00Z")).unwrap();
-        history.record(&report("b", "b1", "2026-11-02T03:00:00Z")).unwrap();
-        history.record(&report("a", "r2", "2026-11-02T02:00:00Z")).unwrap();
+        let db = Database::new("history_recent");
+        for history in stores(dir.path(), db.as_ref()) {
+            history.record(&report("a", "r3", "2026-11-03T02:00:00Z")).unwrap();
+            history.record(&report("a", "r1", "2026-11-01T02:00:00Z")).unwrap();
+            history.record(&report("b", "b1", "2026-11-02T03:00:00Z")).unwrap();
+            history.record(&report("a", "r2", "2026-11-02T02:00:00Z")).unwrap();
+            // A rerun with the same id replaces its row.
+            history.record(&report("a", "r2", "2026-11-02T02:00:00Z")).unwrap();
 
-        assert_eq!(ids(&history.recent_reports("a", None, 10).unwrap()), ["r1", "r2", "r3"]);
-        assert_eq!(ids(&history.recent_reports("a", Some("r2"), 10).unwrap()), ["r1", "r2"]);
-        assert_eq!(ids(&history.recent_reports("a", None, 2).unwrap()), ["r2", "r3"]);
-        assert_eq!(ids(&history.recent_reports("a", Some("missing"), 10).unwrap()), Vec::<&str>::new());
-        assert_eq!(ids(&history.all_reports().unwrap()), ["r1", "r2", "b1", "r3"]);
+            let store = history.target();
+            assert_eq!(ids(&history.recent_reports("a", None, 10).unwrap()), ["r1", "r2", "r3"], "{store}");
+            assert_eq!(ids(&history.recent_reports("a", Some("r2"), 10).unwrap()), ["r1", "r2"], "{store}");
+            assert_eq!(ids(&history.recent_reports("a", None, 2).unwrap()), ["r2", "r3"], "{store}");
+            assert_eq!(ids(&history.recent_reports("a", Some("missing"), 10).unwrap()), Vec::<&str>::new());
+            assert_eq!(ids(&history.all_reports(None).unwrap()), ["r1", "r2", "b1", "r3"], "{store}");
+            assert_eq!(ids(&history.all_reports(Some("b")).unwrap()), ["b1"], "{store}");
+            let listed = |pipeline, limit| -> Vec<String> {
+                history.runs(pipeline, limit).unwrap().into_iter().map(|r| r.run_id).collect()
+            };
+            assert_eq!(listed(None, 3), ["r3", "b1", "r2"], "{store}");
+            assert_eq!(listed(Some("a"), 3), ["r3", "r2", "r1"], "{store}");
+            assert_eq!(history.report("b1").unwrap().unwrap(), report("b", "b1", "2026-11-02T03:00:00Z"), "{store}");
+            assert_eq!(history.report("missing").unwrap(), None);
+        }
     }
 
     #[test]
@@ -240,12 +390,21 @@ mod tests {
         let path = dir.path().join("history.sqlite");
         let history = History::open(&path).unwrap();
         history.record(&report("a", "r1", "2026-11-01T02:00:00Z")).unwrap();
-        history
-            .conn
-            .execute("UPDATE runs SET report_json = '{\"schema_version\": 1}' WHERE run_id = 'r1'", [])
-            .unwrap();
-        let err = history.all_reports().unwrap_err().to_string();
+        let Store::Sqlite { conn, .. } = &history.store else { unreachable!() };
+        conn.execute("UPDATE runs SET report_json = '{\"schema_version\": 1}' WHERE run_id = 'r1'", []).unwrap();
+        let err = history.all_reports(None).unwrap_err().to_string();
         assert!(err.contains("run r1 has an unreadable report"), "{err}");
         assert!(err.contains("history.sqlite"), "{err}");
+    }
+
+    #[test]
+    fn a_database_that_refuses_is_named_without_its_password() {
+        // Nothing listens on port 1.
+        let err = History::connect("postgres://app:Sup3rS3cret@127.0.0.1:1/runs?connect_timeout=2")
+            .err()
+            .expect("no server on port 1")
+            .to_string();
+        assert!(err.contains("run history PostgreSQL postgres://app:***@127.0.0.1:1/runs"), "{err}");
+        assert!(!err.contains("Sup3rS3cret"), "{err}");
     }
 }

@@ -6,7 +6,6 @@
 //! rows among its clean rows by their event times, now labelled, scores the same model version on
 //! them and records the realised value beside the estimate (`report.realised_estimates`).
 
-use crate::run::history_path;
 use caretaker_core::config::PipelineConfig;
 use caretaker_core::events::LabelledEvents;
 use caretaker_core::ids::ModelVersion;
@@ -49,7 +48,7 @@ pub(crate) fn realise(
     if config.dataset.label_delay.is_none() {
         return Vec::new();
     }
-    let earlier = caretaker_history::History::open(&history_path(config))
+    let earlier = caretaker_history::History::of(&config.output)
         .and_then(|h| h.recent_reports(&config.name, None, LOOKBACK_RUNS))
         .unwrap_or_else(|e| {
             tracing::warn!(error = %e, "earlier estimates cannot be read: none is realised");

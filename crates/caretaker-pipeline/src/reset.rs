@@ -81,6 +81,8 @@ pub fn reset(config: &PipelineConfig, clock: Clock, reason: &str) -> Result<Rese
     }
     let state = &config.output.state;
     let _lock = ProcessLock::acquire(&state.join("run.lock"), &format!("the pipeline {}", config.source.display()))?;
+    // The history before anything changes: the reset is recorded there at the end.
+    let history = caretaker_history::History::of(&config.output)?;
     let holder = maintenance::Holder::this_process();
     let mode = MaintenanceMode {
         since: clock.now(),
@@ -117,7 +119,7 @@ pub fn reset(config: &PipelineConfig, clock: Clock, reason: &str) -> Result<Rese
     let hold = maintenance::Hold::renewing(state, &holder);
     tracing::info!(reason, "maintenance mode on for the reset");
     caretaker_core::crash_point("reset:in_maintenance");
-    let result = reset_in_maintenance(config, clock, reason, &recovered);
+    let result = reset_in_maintenance(config, &history, clock, reason, &recovered);
     hold.stop();
     // Left whatever happened, but only if it is still ours.
     let ours = |m: &MaintenanceMode| m.is_held_by(&holder) && m.since == mode.since && m.by == mode.by;
@@ -160,6 +162,7 @@ fn sweep_dead_resets(state: &std::path::Path) {
 
 fn reset_in_maintenance(
     config: &PipelineConfig,
+    history: &caretaker_history::History,
     clock: Clock,
     reason: &str,
     recovered: &[String],
@@ -291,7 +294,7 @@ fn reset_in_maintenance(
         stages: stages.timings,
         report_dir: report_dir.display().to_string(),
     };
-    let (report_path, mut recent) = record(config, &report)?;
+    let (report_path, mut recent) = record(config, history, &report)?;
     outcome.report_path = Some(report_path);
     outcome.gate = gate_report;
 

@@ -59,6 +59,9 @@ pub fn run(config: &PipelineConfig, clock: Clock, options: &RunOptions) -> Resul
         &format!("the pipeline {}", config.source.display()),
     )?;
     sweep_killed_writes(config);
+    // The history first: a database that cannot be reached stops the run before anything is
+    // trained or deployed, instead of after a deploy it could not record.
+    let history = caretaker_history::History::of(&config.output)?;
     let report_dir = config.output.reports.join(run_id.as_str());
     let mut stages = Stages::new(options.progress);
     let mut report = RunReport {
@@ -91,16 +94,19 @@ pub fn run(config: &PipelineConfig, clock: Clock, options: &RunOptions) -> Resul
     }
     report.stages = stages.timings;
     report.finished_at = started_at + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
-    let (report_path, _) = record(config, &report)?;
+    let (report_path, _) = record(config, &history, &report)?;
     Ok(RunOutcome { report, report_path })
 }
 
 /// Writes report.json, records the run in the history, writes report.html with the trends of the
 /// runs recorded so far and the Prometheus textfile. Returns report.json's path and the newest
 /// runs (oldest first, this one last) the page's trends show.
-pub(crate) fn record(config: &PipelineConfig, report: &RunReport) -> Result<(PathBuf, Vec<RunReport>)> {
+pub(crate) fn record(
+    config: &PipelineConfig,
+    history: &caretaker_history::History,
+    report: &RunReport,
+) -> Result<(PathBuf, Vec<RunReport>)> {
     let report_path = caretaker_report::write_json(report)?;
-    let history = caretaker_history::History::open(&history_path(config))?;
     history.record(report)?;
     // The page's trends read the runs just recorded; the textfile is what node_exporter serves.
     // An older report the history cannot read costs the page its trends, not the run its page.
@@ -113,10 +119,6 @@ pub(crate) fn record(config: &PipelineConfig, report: &RunReport) -> Result<(Pat
     caretaker_report::write_html(report, &recent)?;
     caretaker_report::textfile::write(report, &config.output.metrics_textfile)?;
     Ok((report_path, recent))
-}
-
-pub(crate) fn history_path(config: &PipelineConfig) -> PathBuf {
-    caretaker_history::History::path_in(&config.output.state)
 }
 
 fn stages_of_the_run(

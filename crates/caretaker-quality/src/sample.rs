@@ -4,7 +4,7 @@
 //! Each clean labelled row gets a draw, a 64-bit hash of its id and the seed: the same row has the
 //! same draw in every run, so as the window moves the sample keeps the rows it shares with the
 //! night before. During the pass a row is kept when its draw is below a threshold set from the
-//! footers' row count with a margin above `max_rows` (a Bernoulli sample, a few percent too
+//! footers' row count with a margin above `max_rows` (a Bernoulli sample, about a tenth too
 //! large); the pass counts every clean row by label. At the end each label keeps the rows of
 //! its share of `max_rows` (rounded) with the smallest draws: a uniform sample of each label, of
 //! exactly its share, in the rows' order. When the pass kept fewer rows of a label than its share
@@ -49,9 +49,11 @@ impl Sampler {
     /// A sampler for a pass over about `expected_rows` rows (the footers' count).
     pub fn new(spec: SampleSpec, expected_rows: u64) -> Sampler {
         let m = spec.max_rows as f64;
-        // A few percent and six standard deviations of a binomial draw above max_rows, so that
-        // each label's share is nearly always there to trim to.
-        let wanted = m * 1.03 + 6.0 * m.sqrt() + 64.0;
+        // A tenth and six standard deviations of a binomial draw above max_rows, so that each
+        // label's share is nearly always there to trim to, a few percent of the rows quarantined
+        // included (the footers count those too: 5% of 100M rows of gen_data.py data with its
+        // default defects left a 3% margin 2% short).
+        let wanted = m * 1.10 + 6.0 * m.sqrt() + 64.0;
         let below = if (expected_rows as f64) <= wanted {
             u64::MAX
         } else {
@@ -104,10 +106,10 @@ impl Sampler {
         let take: Vec<u64> =
             (0..2).map(|c| if fill < 1.0 { (target[c] as f64 * fill).floor() as u64 } else { target[c] }).collect();
         let mut rows: Vec<usize> = Vec::with_capacity((take[0] + take[1]) as usize);
-        for c in 0..2 {
+        for (c, &n) in take.iter().enumerate() {
             let mut of_label: Vec<(u64, usize)> =
                 (0..labels.len()).filter(|&i| labels[i] as usize == c).map(|i| (self.draws[i], i)).collect();
-            let n = take[c] as usize;
+            let n = n as usize;
             if n < of_label.len() {
                 of_label.select_nth_unstable(n);
                 of_label.truncate(n);
@@ -203,7 +205,7 @@ mod tests {
         let labels = vec![false; ids.len()];
         let out = sampler.leave_out(&column, &labels, &vec![true; ids.len()]).unwrap();
         let kept = out.iter().filter(|o| !**o).count();
-        assert!((180..=280).contains(&kept), "{kept}");
+        assert!((200..=300).contains(&kept), "{kept}");
         let (rows, summary) = sampler.finish(&vec![false; kept]);
         assert_eq!(rows.map(|r| r.len()), Some(100));
         assert_eq!(summary, Some(SampleSummary { rows: 100, from_rows: 10_000, seed: 3 }));

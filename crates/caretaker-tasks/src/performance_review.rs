@@ -464,11 +464,9 @@ impl PerformanceReview {
 
 fn read_runs(pipeline: &Path, window: usize) -> Result<Vec<RunReport>, String> {
     let config = PipelineConfig::load(pipeline).map_err(|e| e.to_string())?;
-    let path = caretaker_history::History::path_in(&config.output.state);
-    if !path.exists() {
+    let Some(history) = caretaker_history::History::existing(&config.output).map_err(|e| e.to_string())? else {
         return Ok(Vec::new());
-    }
-    let history = caretaker_history::History::open(&path).map_err(|e| e.to_string())?;
+    };
     history.recent_reports(&config.name, None, window).map_err(|e| e.to_string())
 }
 

@@ -19,18 +19,16 @@ pub(crate) struct PipelineState {
 /// Reads the pipeline at `pipeline` and its newest `window` runs.
 pub(crate) fn read(pipeline: &Path, window: usize) -> Result<PipelineState, String> {
     let config = PipelineConfig::load(pipeline).map_err(|e| e.to_string())?;
-    let history_path = caretaker_history::History::path_in(&config.output.state);
-    let runs = if history_path.exists() {
-        let history = caretaker_history::History::open(&history_path).map_err(|e| e.to_string())?;
+    let runs = if let Some(history) = caretaker_history::History::existing(&config.output).map_err(|e| e.to_string())? {
         let mut runs = Vec::new();
-        for row in history.runs(window).map_err(|e| e.to_string())? {
+        for row in history.runs(Some(&config.name), window).map_err(|e| e.to_string())? {
             match history.report(&row.run_id).map_err(|e| e.to_string())? {
                 Some(report) => runs.push(report),
                 None => {
                     return Err(format!(
                         "run {} vanished from {} while it was read",
                         row.run_id,
-                        history_path.display()
+                        caretaker_history::History::describe(&config.output)
                     ));
                 }
             }

@@ -88,7 +88,7 @@ impl PipelineCheck {
                 format!(
                     "no run of {} is recorded in {}",
                     state.config.name,
-                    caretaker_history::History::path_in(&state.config.output.state).display()
+                    caretaker_history::History::describe(&state.config.output)
                 ),
             );
         };

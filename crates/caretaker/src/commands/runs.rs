@@ -59,15 +59,18 @@ pub struct ReportArgs {
     pub select: PipelineSelect,
 }
 
-fn history(select: &PipelineSelect) -> Result<caretaker_history::History> {
+/// The pipeline's run history and the pipeline's name (a history in PostgreSQL may hold the runs
+/// of many pipelines).
+fn history(select: &PipelineSelect) -> Result<(caretaker_history::History, String)> {
     let config = load(&select.pipeline)?;
-    Ok(caretaker_history::History::open(&caretaker_history::History::path_in(&config.output.state))?)
+    Ok((caretaker_history::History::of(&config.output)?, config.name))
 }
 
 pub fn runs(cmd: RunsCommand) -> Result<ExitCode> {
     match cmd {
         RunsCommand::List { limit, select } => {
-            let rows = history(&select)?.runs(limit)?;
+            let (history, name) = history(&select)?;
+            let rows = history.runs(Some(&name), limit)?;
             if select.json {
                 let rows: Vec<_> = rows
                     .iter()
@@ -95,7 +98,7 @@ pub fn runs(cmd: RunsCommand) -> Result<ExitCode> {
             }
         }
         RunsCommand::Show { run_id, select } => {
-            let report = find(&history(&select)?, &run_id, &select)?;
+            let report = find(&history(&select)?.0, &run_id, &select)?;
             if select.json {
                 print_json(&report);
             } else {
@@ -103,7 +106,7 @@ pub fn runs(cmd: RunsCommand) -> Result<ExitCode> {
             }
         }
         RunsCommand::Compare { a, b, select } => {
-            let history = history(&select)?;
+            let (history, _) = history(&select)?;
             let a = find(&history, &a, &select)?;
             let b = find(&history, &b, &select)?;
             let comparison = caretaker_report::compare::compare(&a, &b);
@@ -114,7 +117,8 @@ pub fn runs(cmd: RunsCommand) -> Result<ExitCode> {
             }
         }
         RunsCommand::Export { format: ExportFormat::Parquet, out, select } => {
-            let reports = history(&select)?.all_reports()?;
+            let (history, name) = history(&select)?;
+            let reports = history.all_reports(Some(&name))?;
             let summary = caretaker_pipeline::history_export::export_parquet(&reports, &out)?;
             if select.json {
                 print_json(&serde_json::json!({
@@ -147,7 +151,7 @@ fn find(
 }
 
 pub fn report(args: &ReportArgs) -> Result<ExitCode> {
-    let history = history(&args.select)?;
+    let (history, _) = history(&args.select)?;
     let report = find(&history, &args.run_id, &args.select)?;
     match &args.html {
         None => print_json(&report),

@@ -1,0 +1,205 @@
+//! The run history in PostgreSQL: the table `caretaker_runs`, one row per run, its report as
+//! JSONB (queryable in SQL). No TLS (the database is expected on a trusted network or a local
+//! socket, as the scheduler's history); messages never show the URL's password.
+
+use crate::{Error, Result, Row, RunRow};
+use chrono::{DateTime, Utc};
+use postgres::{Client, NoTls};
+
+/// The migrations, in order; `caretaker_schema` holds how many have run, per component.
+const MIGRATIONS: &[&str] = &["CREATE TABLE caretaker_runs (
+        run_id TEXT PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ NOT NULL,
+        status TEXT NOT NULL,
+        quality_score DOUBLE PRECISION,
+        decision TEXT NOT NULL,
+        deployed_version TEXT,
+        report_dir TEXT NOT NULL,
+        report JSONB NOT NULL
+    );
+    CREATE INDEX caretaker_runs_pipeline_started_at ON caretaker_runs (pipeline, started_at);
+    CREATE INDEX caretaker_runs_started_at ON caretaker_runs (started_at);"];
+
+const COMPONENT: &str = "runs";
+/// The advisory lock the scheduler's history migrates under too ("cs" "mg" in ASCII), so that
+/// two components creating `caretaker_schema` in one database take turns.
+const MIGRATION_LOCK: i64 = 0x6373_6d67;
+
+/// How long connecting may take when the URL does not say (`connect_timeout=N`).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub(crate) struct PostgresRuns {
+    /// The URL without its password.
+    target: String,
+    secrets: Vec<String>,
+    client: Client,
+}
+
+impl PostgresRuns {
+    pub fn connect(url: &str) -> Result<PostgresRuns> {
+        let target = caretaker_core::redact::redact_url(url);
+        let secrets = caretaker_core::redact::secrets_of(url);
+        let fail = |reason: String| Error::Postgres {
+            target: target.clone(),
+            reason: caretaker_core::redact::redact_with(&reason, &secrets),
+        };
+        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| fail(e.to_string()))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let client = config.connect(NoTls).map_err(|e| fail(reason(&e)))?;
+        let mut runs = PostgresRuns { target, secrets, client };
+        runs.migrate()?;
+        Ok(runs)
+    }
+
+    pub fn target(&self) -> String {
+        self.target.clone()
+    }
+
+    fn fail(&self, e: postgres::Error) -> Error {
+        Error::Postgres {
+            target: self.target.clone(),
+            reason: caretaker_core::redact::redact_with(&reason(&e), &self.secrets),
+        }
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let mut tx = self.client.transaction().map_err(|e| fail_with(&self.target, &self.secrets, e))?;
+        let result: Result<(), postgres::Error> = (|| {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS caretaker_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+            )?;
+            let version: i32 = tx
+                .query_opt("SELECT version FROM caretaker_schema WHERE component = $1", &[&COMPONENT])?
+                .map(|row| row.get(0))
+                .unwrap_or(0);
+            for (i, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+                tx.batch_execute(migration)?;
+                tx.execute(
+                    "INSERT INTO caretaker_schema (component, version) VALUES ($1, $2)
+                     ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
+                    &[&COMPONENT, &((i + 1) as i32)],
+                )?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => tx.commit().map_err(|e| fail_with(&self.target, &self.secrets, e)),
+            Err(e) => Err(fail_with(&self.target, &self.secrets, e)),
+        }
+    }
+
+    pub fn record(&mut self, row: &Row<'_>) -> Result<()> {
+        let r = row.report;
+        self.client
+            .execute(
+                "INSERT INTO caretaker_runs (run_id, pipeline, started_at, finished_at, status, quality_score,
+                 decision, deployed_version, report_dir, report)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CAST($10::TEXT AS JSONB))
+                 ON CONFLICT (run_id) DO UPDATE SET pipeline = EXCLUDED.pipeline, started_at = EXCLUDED.started_at,
+                   finished_at = EXCLUDED.finished_at, status = EXCLUDED.status,
+                   quality_score = EXCLUDED.quality_score, decision = EXCLUDED.decision,
+                   deployed_version = EXCLUDED.deployed_version, report_dir = EXCLUDED.report_dir,
+                   report = EXCLUDED.report",
+                &[
+                    &r.run_id.as_str(),
+                    &r.pipeline,
+                    &r.started_at,
+                    &r.finished_at,
+                    &r.status.name(),
+                    &row.quality_score(),
+                    &r.gate.decision.name(),
+                    &row.deployed_version(),
+                    &r.report_dir,
+                    &row.json,
+                ],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    pub fn runs(&mut self, pipeline: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT run_id, pipeline, started_at, status, quality_score, decision, deployed_version, report_dir
+                 FROM caretaker_runs WHERE $1::TEXT IS NULL OR pipeline = $1
+                 ORDER BY started_at DESC, run_id DESC LIMIT $2",
+                &[&pipeline, &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| RunRow {
+                run_id: r.get(0),
+                pipeline: r.get(1),
+                started_at: r.get::<_, DateTime<Utc>>(2).to_rfc3339(),
+                status: r.get(3),
+                quality_score: r.get(4),
+                decision: r.get(5),
+                deployed_version: r.get(6),
+                report_dir: r.get(7),
+            })
+            .collect())
+    }
+
+    /// `(run_id, report JSON)` of `pipeline`'s runs up to `run_id`, newest first.
+    pub fn recent_reports(
+        &mut self,
+        pipeline: &str,
+        run_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT run_id, report::TEXT FROM caretaker_runs
+                 WHERE pipeline = $1
+                   AND ($2::TEXT IS NULL OR started_at <= (SELECT started_at FROM caretaker_runs WHERE run_id = $2))
+                 ORDER BY started_at DESC, run_id DESC LIMIT $3",
+                &[&pipeline, &run_id, &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// `(run_id, report JSON)` of `pipeline`'s runs (every run when `None`), oldest first.
+    pub fn all_reports(&mut self, pipeline: Option<&str>) -> Result<Vec<(String, String)>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT run_id, report::TEXT FROM caretaker_runs WHERE $1::TEXT IS NULL OR pipeline = $1
+                 ORDER BY started_at, run_id",
+                &[&pipeline],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    pub fn report(&mut self, run_id: &str) -> Result<Option<String>> {
+        let row = self
+            .client
+            .query_opt("SELECT report::TEXT FROM caretaker_runs WHERE run_id = $1", &[&run_id])
+            .map_err(|e| self.fail(e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+}
+
+fn fail_with(target: &str, secrets: &[String], e: postgres::Error) -> Error {
+    Error::Postgres { target: target.to_string(), reason: caretaker_core::redact::redact_with(&reason(&e), secrets) }
+}
+
+/// The server's message (`DbError`) where there is one: more useful than the driver's "db error".
+fn reason(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
+}
