@@ -482,6 +482,61 @@ fn two_schedulers_on_one_postgres_database_run_each_firing_once() {
     rt.block_on(caretaker_scheduler::history::postgres::drop_database(&admin, &name)).unwrap();
 }
 
+#[test]
+fn two_schedulers_spread_four_pipelines_over_their_slots_and_run_each_once() {
+    let Some(admin) = caretaker_test_support::postgres_url() else { return };
+    let name = caretaker_test_support::unique_name("spread");
+    let rt = caretaker_scheduler::runtime().unwrap();
+    let url = rt.block_on(caretaker_scheduler::history::postgres::create_database(&admin, &name)).unwrap();
+    let ctx = context();
+    // Four pipelines, each with its own data, models and state, their run history in the same
+    // database; four tasks due at the same second; two schedulers of one slot each.
+    let mut tasks = String::new();
+    for p in ["p1", "p2", "p3", "p4"] {
+        let pipeline = caretaker_test_support::example_pipeline(3_000)
+            .replace("name = \"bridge-failures\"", &format!("name = \"{p}\""))
+            .replace("path = \"data/events\"", &format!("path = \"{p}/events\""))
+            .replace("store = \"data/patterns/store.parquet\"", &format!("store = \"{p}/patterns/store.parquet\""))
+            .replace("archive = \"data/patterns/archive\"", &format!("archive = \"{p}/patterns/archive\""))
+            .replace("models = \"models\"", &format!("models = \"{p}/models\""))
+            .replace("reports = \"reports\"", &format!("reports = \"{p}/reports\""))
+            .replace("state = \"state\"", &format!("state = \"{p}/state\"\nhistory = \"{url}\""));
+        assert!(pipeline.contains(&format!("{p}/state")) && pipeline.contains(&format!("{p}/events")));
+        std::fs::create_dir_all(ctx.path().join("pipelines")).unwrap();
+        std::fs::write(ctx.path().join(format!("pipelines/{p}.toml")), pipeline).unwrap();
+        tasks.push_str(&format!(
+            "[[tasks]]\nid = \"{p}\"\nkind = \"pipeline\"\nestimated_duration = \"1m\"\nschedule = \"2 0 2 * * *\"\n\
+             [tasks.params]\npipeline = \"pipelines/{p}.toml\"\nmode = \"run\"\n"
+        ));
+    }
+    let cat = ctx.path().join("maintenance.toml");
+    std::fs::write(&cat, format!("{tasks}\n[scheduler]\nstate = \"state\"\nmax_running = 1\n")).unwrap();
+    let env = [("CARETAKER_DATABASE_URL", url.as_str())];
+    // Both start two seconds before 02:00:02, when the four are due.
+    let a = spawn_daemon(&ctx, &cat, "2026-11-28T02:00:00Z", &["--for", "25"], &env);
+    let b = spawn_daemon(&ctx, &cat, "2026-11-28T02:00:00Z", &["--for", "25"], &env);
+    let (code_a, sa, err_a) = finish(a);
+    let (code_b, sb, err_b) = finish(b);
+    assert_eq!((code_a, code_b), (Some(0), Some(0)), "{err_a}\n{err_b}");
+    let ran = |s: &serde_json::Value| s["executions"]["succeeded"].as_u64().unwrap_or(0);
+    // The work spread: a scheduler busy with one pipeline left the next to the other.
+    assert!(ran(&sa) >= 1 && ran(&sb) >= 1, "one scheduler ran everything: {sa:#}\n{sb:#}");
+    assert_eq!(ran(&sa) + ran(&sb), 4, "{sa:#}\n{sb:#}\n{err_a}\n{err_b}");
+    // Each firing ran once, and each pipeline's one run is in the shared run history.
+    let h = history(&ctx, &cat, &env);
+    assert_eq!(h["executions"], 4, "{h:#}");
+    for p in ["p1", "p2", "p3", "p4"] {
+        let pipeline = format!("pipelines/{p}.toml");
+        let runs = ctx.caretaker(&["runs", "list", "--pipeline", &pipeline, "--json"]);
+        runs.assert_code(0);
+        let runs = runs.json();
+        assert_eq!(runs.as_array().unwrap().len(), 1, "{p}: {runs:#}");
+        assert_eq!(runs[0]["pipeline"], p);
+    }
+    assert!(!ctx.path().join("p1/state/history.sqlite").exists());
+    rt.block_on(caretaker_scheduler::history::postgres::drop_database(&admin, &name)).unwrap();
+}
+
 /// A directory laid out as OSV's export (`crates.io/all.zip`), holding the security_scan
 /// fixture's crates.io records.
 fn osv_mirror(dir: &Path) {

@@ -267,6 +267,13 @@ mod tests {
         let pids: Vec<u32> =
             String::from_utf8_lossy(&output.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
         let (ours, other) = (pids[0], pids[1]);
+        // Until `env` has replaced itself with `sleep`, the other process still carries the id
+        // (a loaded machine can take a while): the sweep must read the environment `sleep` has.
+        let comm = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while comm(other).trim() != "sleep" && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let mut dead = std::process::Command::new("true").spawn().unwrap();
         let runner = Holder { pid: dead.id(), start_ticks: start_ticks(dead.id()), ..Holder::this_process() };
         dead.wait().unwrap();

@@ -38,9 +38,11 @@ fn read_awaiting_times(report_dir: &Path) -> Option<Vec<i64>> {
 }
 
 /// The estimates to realise now, for a run of `config` at `now` on its clean rows `events`.
-/// Reads the history; a history it cannot read costs the run its realisations, not the run.
+/// Reads the run's `history`; a history it cannot read costs the run its realisations, not the
+/// run.
 pub(crate) fn realise(
     config: &PipelineConfig,
+    history: &caretaker_history::History,
     registry: &Registry,
     events: &LabelledEvents,
     now: DateTime<Utc>,
@@ -48,12 +50,10 @@ pub(crate) fn realise(
     if config.dataset.label_delay.is_none() {
         return Vec::new();
     }
-    let earlier = caretaker_history::History::of(&config.output)
-        .and_then(|h| h.recent_reports(&config.name, None, LOOKBACK_RUNS))
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "earlier estimates cannot be read: none is realised");
-            Vec::new()
-        });
+    let earlier = history.recent_reports(&config.name, None, LOOKBACK_RUNS).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "earlier estimates cannot be read: none is realised");
+        Vec::new()
+    });
     let delay = config.dataset.label_delay.unwrap_or_default();
     let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
     // Each version loaded once; `Err(None)`: it could not be read this time.

@@ -87,7 +87,7 @@ pub fn run(config: &PipelineConfig, clock: Clock, options: &RunOptions) -> Resul
         stages: Vec::new(),
         report_dir: report_dir.display().to_string(),
     };
-    if let Err(e) = stages_of_the_run(config, clock, &run_id, &report_dir, &mut stages, &mut report) {
+    if let Err(e) = stages_of_the_run(config, &history, clock, &run_id, &report_dir, &mut stages, &mut report) {
         tracing::error!(error = %e, "the run failed");
         report.status = RunStatus::Failed;
         report.message = Some(e.to_string());
@@ -123,6 +123,7 @@ pub(crate) fn record(
 
 fn stages_of_the_run(
     config: &PipelineConfig,
+    history: &caretaker_history::History,
     clock: Clock,
     run_id: &RunId,
     report_dir: &Path,
@@ -150,7 +151,7 @@ fn stages_of_the_run(
     if config.dataset.label_delay.is_some() {
         let stage = stages.start("realise", "scoring earlier estimates whose labels have arrived");
         let registry = Registry::open(&config.output.models)?;
-        report.realised_estimates = crate::realised::realise(config, &registry, &events, clock.now());
+        report.realised_estimates = crate::realised::realise(config, history, &registry, &events, clock.now());
         if let Some(awaiting) = awaiting.as_ref().filter(|a| !a.is_empty()) {
             crate::realised::keep_awaiting_times(report_dir, awaiting)?;
         }

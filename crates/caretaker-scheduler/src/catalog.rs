@@ -55,6 +55,9 @@ struct RawScheduler {
     shutdown: Option<String>,
     /// How long `finish` waits. Default `5m`.
     shutdown_grace: Option<String>,
+    /// Executions this scheduler runs at once, at most; a firing beyond them waits for a slot,
+    /// and another scheduler with one free takes it first. Default: no limit.
+    max_running: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -299,6 +302,8 @@ pub struct Catalog {
     pub notifications: Notifications,
     pub shutdown: ShutdownPolicy,
     pub shutdown_grace: Duration,
+    /// `scheduler.max_running`: executions at once, at most (`None`: no limit).
+    pub max_running: Option<usize>,
     /// In catalog order.
     pub tasks: Vec<TaskSpec>,
 }
@@ -388,6 +393,9 @@ fn validate(raw: RawCatalog, path: &Path, kinds: &KindRegistry, problems: &mut V
     let notify_timeout =
         duration("notifications.timeout".into(), raw.notifications.timeout.as_deref(), Duration::from_secs(10));
     let state_dir = crate::kinds::resolve(&root, raw.scheduler.state.as_deref().unwrap_or("state"));
+    if raw.scheduler.max_running == Some(0) {
+        fail("scheduler.max_running".into(), "must be at least 1 (leave it out for no limit)".into());
+    }
     let shutdown = match raw.scheduler.shutdown.as_deref() {
         None | Some("finish") => ShutdownPolicy::Finish,
         Some("cancel") => ShutdownPolicy::Cancel,
@@ -472,6 +480,7 @@ fn validate(raw: RawCatalog, path: &Path, kinds: &KindRegistry, problems: &mut V
         notifications,
         shutdown,
         shutdown_grace,
+        max_running: raw.scheduler.max_running,
         tasks,
     })
 }
@@ -713,6 +722,11 @@ mod tests {
         assert_eq!(update.backoff_before(3), Duration::from_secs(120));
         assert_eq!(prerequisite_order(&c, "update"), vec!["backup", "update"]);
         assert_eq!(c.notifications.events.len(), 3);
+        assert_eq!(c.max_running, None, "no limit on executions at once");
+        let c = load(&format!("[scheduler]\nmax_running = 2\n{}", task("backup", ""))).unwrap();
+        assert_eq!(c.max_running, Some(2));
+        let p = problems(&format!("[scheduler]\nmax_running = 0\n{}", task("backup", "")));
+        assert!(p.iter().any(|x| x.contains("scheduler.max_running: must be at least 1")), "{p:#?}");
     }
 
     #[test]

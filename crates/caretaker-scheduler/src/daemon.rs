@@ -21,7 +21,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 /// How long the daemon runs.
@@ -52,6 +52,28 @@ pub struct DaemonSummary {
 
 type Job = JoinHandle<Vec<Result<RunResult, crate::run::Error>>>;
 
+/// Runs `req` in one of this scheduler's `scheduler.max_running` slots (at once without a limit).
+/// A firing waits for a free slot before it is claimed, so that while this scheduler is busy
+/// another one with a slot free claims it first: the work spreads over the schedulers. A firing
+/// still waiting when the scheduler stops is neither claimed nor recorded here (`None`).
+async fn in_a_slot(
+    runner: &Runner,
+    slots: Option<&Arc<Semaphore>>,
+    req: RunRequest,
+) -> Option<Result<RunResult, crate::run::Error>> {
+    let _slot = match slots {
+        Some(slots) => {
+            let slot = slots.clone().acquire_owned().await.ok()?;
+            if runner.lifecycle() != Lifecycle::Running {
+                return None;
+            }
+            Some(slot)
+        }
+        None => None,
+    };
+    Some(runner.execute(req).await)
+}
+
 /// Runs the daemon until a signal or `options.run_for`. `lifecycle` is the sender whose receiver
 /// the runner holds.
 pub async fn run(runner: Arc<Runner>, lifecycle: watch::Sender<Lifecycle>, options: DaemonOptions) -> DaemonSummary {
@@ -62,6 +84,7 @@ pub async fn run(runner: Arc<Runner>, lifecycle: watch::Sender<Lifecycle>, optio
     summary.recovered = runner.recover().await;
 
     let mut running: HashMap<String, Job> = HashMap::new();
+    let slots = runner.catalog.max_running.map(|n| Arc::new(Semaphore::new(n)));
     // Missed firings, per task, by policy.
     for spec in &tasks {
         let schedule = spec.schedule.as_ref().expect("filtered on schedules");
@@ -97,6 +120,7 @@ pub async fn run(runner: Arc<Runner>, lifecycle: watch::Sender<Lifecycle>, optio
             let runner = runner.clone();
             let id = spec.id.clone();
             let maintenance_wait = wait_until_next(&runner, spec, started);
+            let slots = slots.clone();
             running.insert(
                 spec.id.clone(),
                 tokio::spawn(async move {
@@ -104,7 +128,7 @@ pub async fn run(runner: Arc<Runner>, lifecycle: watch::Sender<Lifecycle>, optio
                     let mut results = Vec::new();
                     for at in latest {
                         let req = request(&id, Trigger::CatchUp, at, maintenance_wait);
-                        results.push(runner.execute(req).await);
+                        results.extend(in_a_slot(&runner, slots.as_ref(), req).await);
                     }
                     results
                 }),
@@ -159,7 +183,11 @@ pub async fn run(runner: Arc<Runner>, lifecycle: watch::Sender<Lifecycle>, optio
                 count(old.await, &mut summary);
             }
             let runner = runner.clone();
-            running.insert(id.clone(), tokio::spawn(async move { vec![runner.execute(req).await] }));
+            let slots = slots.clone();
+            running.insert(
+                id.clone(),
+                tokio::spawn(async move { in_a_slot(&runner, slots.as_ref(), req).await.into_iter().collect() }),
+            );
         }
     };
 
