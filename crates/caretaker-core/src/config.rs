@@ -294,19 +294,41 @@ pub struct DatasetSpec {
     pub label_delay: Option<std::time::Duration>,
     /// With an `s3://` path (`DatasetSpec::remote`): how to reach the object store, by the keys
     /// of [`STORAGE_OPTIONS`]; anything unset comes from the AWS environment and profile.
-    /// Serialised with the keys' values replaced by `[redacted]`.
-    #[serde(serialize_with = "redacted_options")]
-    pub storage_options: BTreeMap<String, String>,
+    pub storage_options: StorageOptions,
 }
 
-fn redacted_options<S: serde::Serializer>(options: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut map = s.serialize_map(Some(options.len()))?;
-    for (key, value) in options {
-        let secret = matches!(key.as_str(), "access_key_id" | "secret_access_key" | "session_token");
-        map.serialize_entry(key, if secret { "[redacted]" } else { value })?;
+/// `dataset.storage_options`: serialised and printed (`{:?}`) with the keys' values replaced by
+/// `[redacted]`, so that a logged or dumped configuration shows no secret.
+#[derive(Clone, PartialEq, Default)]
+pub struct StorageOptions(pub BTreeMap<String, String>);
+
+impl StorageOptions {
+    /// The options as shown: the keys' values replaced by `[redacted]`.
+    fn shown(&self) -> impl Iterator<Item = (&String, &str)> {
+        self.0.iter().map(|(key, value)| {
+            let secret = matches!(key.as_str(), "access_key_id" | "secret_access_key" | "session_token");
+            (key, if secret { "[redacted]" } else { value.as_str() })
+        })
     }
-    map.end()
+}
+
+impl std::ops::Deref for StorageOptions {
+    type Target = BTreeMap<String, String>;
+    fn deref(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for StorageOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.shown()).finish()
+    }
+}
+
+impl Serialize for StorageOptions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.shown())
+    }
 }
 
 /// The keys `dataset.storage_options` accepts, and what each sets.
@@ -1084,7 +1106,7 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
             example,
             compact_target_bytes: (compact_target_mb.clamp(0.001, 1_048_576.0) * 1024.0 * 1024.0) as u64,
             label_delay,
-            storage_options: d.storage_options.clone(),
+            storage_options: StorageOptions(d.storage_options.clone()),
         },
         quality,
         training,
@@ -1391,6 +1413,8 @@ max_depth = 6
         let c = load(&format!("{remote}{options}")).unwrap();
         assert_eq!(c.dataset.remote(), Some("s3://ml-data/bridge/events/"), "not resolved against root");
         assert_eq!(c.dataset.storage_options["endpoint"], "http://127.0.0.1:9000");
+        let printed = format!("{c:?}");
+        assert!(printed.contains("\"secret_access_key\": \"[redacted]\"") && !printed.contains("s3cr3t"), "{printed}");
         let shown = serde_json::to_string(&c.dataset).unwrap();
         assert!(!shown.contains("s3cr3t") && shown.contains("[redacted]"), "{shown}");
         assert_eq!(load(MINIMAL).unwrap().dataset.remote(), None);

@@ -166,6 +166,45 @@ fn secrets(options: &BTreeMap<String, String>) -> Vec<String> {
     from_options.chain(from_environment).filter(|v| v.len() >= 4).collect()
 }
 
+enum Copy {
+    Fetch(object_store::Error),
+    Write(caretaker_core::fs::FsError),
+}
+
+/// Streams the object `o` into `path` (a temporary file beside it, synced, then renamed into
+/// place): an object is never held in memory whole, whatever its size.
+async fn copy_to(store: &AmazonS3, o: &ObjectMeta, path: &Path) -> std::result::Result<(), Copy> {
+    use std::io::Write;
+    let fs_error = |what: &'static str, at: &Path| {
+        let at = at.to_path_buf();
+        move |e: std::io::Error| Copy::Write(caretaker_core::fs::FsError::new(what, at.clone(), e))
+    };
+    let dir = caretaker_core::fs::parent_dir(path);
+    std::fs::create_dir_all(dir).map_err(fs_error("create directory", dir))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(caretaker_core::fs::TEMP_PREFIX)
+        .tempfile_in(dir)
+        .map_err(fs_error("create a temporary file in", dir))?;
+    let mut chunks = store.get(&o.location).await.map_err(Copy::Fetch)?.into_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(Copy::Fetch)?;
+        temp.as_file_mut().write_all(&chunk).map_err(fs_error("write", path))?;
+    }
+    temp.as_file().sync_all().map_err(fs_error("sync", path))?;
+    temp.persist(path).map_err(|e| fs_error("replace", path)(e.error))?;
+    caretaker_core::fs::sync_dir(dir).map_err(Copy::Write)
+}
+
+/// Removes the temporary files of copies a killed fetch left, in `dir` and every folder below.
+fn sweep_temp_files(dir: &Path) {
+    caretaker_core::fs::sweep_temp_files(dir, std::time::Duration::ZERO);
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            sweep_temp_files(&entry.path());
+        }
+    }
+}
+
 async fn fetch(
     url: &str,
     store: &AmazonS3,
@@ -191,6 +230,8 @@ async fn fetch(
     objects.sort_by(|a, b| a.location.cmp(&b.location));
 
     let files_dir = cache.join("files");
+    // What a fetch killed mid-write left (the caller holds the cache's lock).
+    sweep_temp_files(&files_dir);
     let manifest_path = cache.join(MANIFEST);
     let manifest: BTreeMap<String, Cached> =
         std::fs::read(&manifest_path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
@@ -211,15 +252,30 @@ async fn fetch(
         })
         .collect();
     let fetched = stale.len();
-    futures::stream::iter(stale)
+    // The manifest names what the cache holds as listed: the fresh entries, then each object as
+    // its copy lands, so that a fetch that fails part way keeps what it fetched for the next run.
+    let mut held: BTreeMap<String, Cached> =
+        manifest.iter().filter(|(k, c)| wanted.get(*k) == Some(*c)).map(|(k, c)| (k.clone(), c.clone())).collect();
+    for o in &stale {
+        held.remove(o.location.as_ref());
+    }
+    let mut copies = futures::stream::iter(stale)
         .map(|o| async {
             let key = o.location.to_string();
-            let bytes = store.get(&o.location).await.map_err(failed)?.bytes().await.map_err(failed)?;
-            caretaker_core::fs::write_atomic(&local_of(&key), &bytes).map_err(Error::Fs)
+            copy_to(store, o, &local_of(&key)).await.map_err(|e| match e {
+                Copy::Fetch(e) => failed(e),
+                Copy::Write(e) => Error::Fs(e),
+            })?;
+            Ok::<String, Error>(key)
         })
-        .buffer_unordered(PARALLEL_FETCHES)
-        .try_collect::<Vec<()>>()
-        .await?;
+        .buffer_unordered(PARALLEL_FETCHES);
+    while let Some(key) = copies.next().await {
+        let key = key?;
+        let cached = wanted[&key].clone();
+        held.insert(key, cached);
+        let bytes = serde_json::to_vec_pretty(&held).expect("a manifest serialises");
+        caretaker_core::fs::write_atomic(&manifest_path, &bytes).map_err(Error::Fs)?;
+    }
     // Forget what the dataset no longer holds, then record what the cache holds now.
     for key in manifest.keys().filter(|k| !wanted.contains_key(*k)) {
         let _ = std::fs::remove_file(local_of(key));
@@ -413,6 +469,35 @@ mod profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_killed_fetch_leaves_no_temporary_file_in_any_folder_of_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("files/events/date=2026-11-27");
+        std::fs::create_dir_all(&nested).unwrap();
+        for d in [dir.path().join("files"), nested.clone()] {
+            std::fs::write(d.join(format!("{}abc", caretaker_core::fs::TEMP_PREFIX)), b"half").unwrap();
+        }
+        std::fs::write(nested.join("part-0.parquet"), b"kept").unwrap();
+        sweep_temp_files(&dir.path().join("files"));
+        let mut left = Vec::new();
+        for entry in walkdir(&dir.path().join("files")) {
+            left.push(entry.strip_prefix(dir.path()).unwrap().display().to_string());
+        }
+        assert_eq!(left, ["files/events/date=2026-11-27/part-0.parquet"]);
+    }
+
+    fn walkdir(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                out.extend(walkdir(&entry.path()));
+            } else {
+                out.push(entry.path());
+            }
+        }
+        out
+    }
 
     #[test]
     fn a_url_is_a_bucket_a_prefix_an_object_or_a_glob() {
