@@ -629,7 +629,7 @@ pub struct DiscoverySpec {
     pub max_bins: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize)]
 pub struct OutputDirs {
     pub models: PathBuf,
     pub reports: PathBuf,
@@ -640,6 +640,19 @@ pub struct OutputDirs {
     /// `None`: in SQLite, `history.sqlite` in `state`.
     #[serde(serialize_with = "redacted_url")]
     pub history: Option<String>,
+}
+
+impl std::fmt::Debug for OutputDirs {
+    /// As serialised: the history's URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputDirs")
+            .field("models", &self.models)
+            .field("reports", &self.reports)
+            .field("state", &self.state)
+            .field("metrics_textfile", &self.metrics_textfile)
+            .field("history", &self.history.as_deref().map(crate::redact::redact_url))
+            .finish()
+    }
 }
 
 fn redacted_url<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -1384,6 +1397,8 @@ max_depth = 6
         assert_eq!(c.output.history.as_deref(), Some("postgres://app:Pa55@db/runs"));
         let shown = serde_json::to_string(&c.output).unwrap();
         assert!(shown.contains("postgres://app:***@db/runs") && !shown.contains("Pa55"), "{shown}");
+        let printed = format!("{c:?}");
+        assert!(printed.contains("postgres://app:***@db/runs") && !printed.contains("Pa55"), "{printed}");
         let err = load(&format!("{MINIMAL}[output]\nhistory = \"mysql://app:Pa55@db/runs\"\n")).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("output.history") && text.contains("not a postgres:// URL"), "{text}");

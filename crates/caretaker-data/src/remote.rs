@@ -31,6 +31,9 @@ const PARALLEL_FETCHES: usize = 8;
 /// The cache's record of what it holds: key -> (size, ETag).
 const MANIFEST: &str = "manifest.json";
 
+/// How often the manifest is rewritten while objects are fetched, at most.
+const MANIFEST_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where an `s3://` URL points: the bucket, the key prefix to list, and the glob pattern the
 /// keys must match (a glob URL), or the one key (a URL ending in `.parquet`).
 #[derive(Debug, Clone, PartialEq)]
@@ -252,6 +255,11 @@ async fn fetch(
         })
         .collect();
     let fetched = stale.len();
+    // Forget what the dataset no longer holds (or the run no longer reads) before anything is
+    // fetched: a manifest written below never loses a key whose file is still there.
+    for key in manifest.keys().filter(|k| !wanted.contains_key(*k)) {
+        let _ = std::fs::remove_file(local_of(key));
+    }
     // The manifest names what the cache holds as listed: the fresh entries, then each object as
     // its copy lands, so that a fetch that fails part way keeps what it fetched for the next run.
     let mut held: BTreeMap<String, Cached> =
@@ -269,17 +277,32 @@ async fn fetch(
             Ok::<String, Error>(key)
         })
         .buffer_unordered(PARALLEL_FETCHES);
-    while let Some(key) = copies.next().await {
-        let key = key?;
+    // (Rewritten at most every few seconds: a first fetch of many objects does not rewrite it
+    // once per object.)
+    let write_held = |held: &BTreeMap<String, Cached>| {
+        let bytes = serde_json::to_vec_pretty(held).expect("a manifest serialises");
+        caretaker_core::fs::write_atomic(&manifest_path, &bytes).map_err(Error::Fs)
+    };
+    let mut written = std::time::Instant::now();
+    while let Some(copied) = copies.next().await {
+        let key = match copied {
+            Ok(key) => key,
+            Err(e) => {
+                // What landed before the failure stays recorded for the next run.
+                drop(copies);
+                write_held(&held)?;
+                return Err(e);
+            }
+        };
         let cached = wanted[&key].clone();
         held.insert(key, cached);
-        let bytes = serde_json::to_vec_pretty(&held).expect("a manifest serialises");
-        caretaker_core::fs::write_atomic(&manifest_path, &bytes).map_err(Error::Fs)?;
+        if written.elapsed() >= MANIFEST_EVERY {
+            write_held(&held)?;
+            written = std::time::Instant::now();
+        }
     }
-    // Forget what the dataset no longer holds, then record what the cache holds now.
-    for key in manifest.keys().filter(|k| !wanted.contains_key(*k)) {
-        let _ = std::fs::remove_file(local_of(key));
-    }
+    drop(copies);
+    // Every object fetched: the cache holds what was listed.
     let bytes = serde_json::to_vec_pretty(&wanted).expect("a manifest serialises");
     caretaker_core::fs::write_atomic(&manifest_path, &bytes).map_err(Error::Fs)?;
     tracing::info!(dataset = url, "{} objects in the local cache, {fetched} fetched now", objects.len());

@@ -40,8 +40,10 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The migrations, in order; `user_version` counts how many have run.
-const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+/// The migrations, in order; `user_version` counts how many have run. The second keys a run by
+/// its pipeline and id, as the PostgreSQL table does (two pipelines may share a history).
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE runs (
         run_id TEXT PRIMARY KEY,
         pipeline TEXT NOT NULL,
         started_at TEXT NOT NULL,
@@ -53,7 +55,26 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
         report_dir TEXT NOT NULL,
         report_json TEXT NOT NULL
     );
-    CREATE INDEX runs_started_at ON runs (started_at);"];
+    CREATE INDEX runs_started_at ON runs (started_at);",
+    "CREATE TABLE runs_by_pipeline (
+        run_id TEXT NOT NULL,
+        pipeline TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        quality_score REAL,
+        decision TEXT NOT NULL,
+        deployed_version TEXT,
+        report_dir TEXT NOT NULL,
+        report_json TEXT NOT NULL,
+        PRIMARY KEY (pipeline, run_id)
+    );
+    INSERT INTO runs_by_pipeline SELECT run_id, pipeline, started_at, finished_at, status, quality_score,
+        decision, deployed_version, report_dir, report_json FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_by_pipeline RENAME TO runs;
+    CREATE INDEX runs_started_at ON runs (started_at);",
+];
 
 /// A run as `runs list` shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -240,7 +261,7 @@ impl History {
                     .prepare(
                         "SELECT run_id, report_json FROM runs
                          WHERE pipeline = ?1
-                           AND (?2 IS NULL OR started_at <= (SELECT started_at FROM runs WHERE run_id = ?2))
+                           AND (?2 IS NULL OR started_at <= (SELECT started_at FROM runs WHERE run_id = ?2 AND pipeline = ?1))
                          ORDER BY started_at DESC, run_id DESC LIMIT ?3",
                     )
                     .map_err(&err)?;
@@ -288,14 +309,19 @@ impl History {
         })
     }
 
-    /// The full report of one run.
-    pub fn report(&self, run_id: &str) -> Result<Option<RunReport>> {
+    /// The full report of one run (of `pipeline`'s runs, when given: two pipelines sharing a
+    /// database may each have a run of the same id).
+    pub fn report(&self, pipeline: Option<&str>, run_id: &str) -> Result<Option<RunReport>> {
         let json: Option<String> = match &self.store {
             Store::Sqlite { path, conn } => conn
-                .query_row("SELECT report_json FROM runs WHERE run_id = ?1", [run_id], |r| r.get(0))
+                .query_row(
+                    "SELECT report_json FROM runs WHERE run_id = ?1 AND (?2 IS NULL OR pipeline = ?2)",
+                    params![run_id, pipeline],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(Self::sqlite_err(path))?,
-            Store::Postgres(pg) => Self::postgres(pg).report(run_id)?,
+            Store::Postgres(pg) => Self::postgres(pg).report(pipeline, run_id)?,
         };
         json.map(|j| self.parse(run_id, &j)).transpose()
     }
@@ -379,9 +405,44 @@ mod tests {
             };
             assert_eq!(listed(None, 3), ["r3", "b1", "r2"], "{store}");
             assert_eq!(listed(Some("a"), 3), ["r3", "r2", "r1"], "{store}");
-            assert_eq!(history.report("b1").unwrap().unwrap(), report("b", "b1", "2026-11-02T03:00:00Z"), "{store}");
-            assert_eq!(history.report("missing").unwrap(), None);
+            assert_eq!(
+                history.report(None, "b1").unwrap().unwrap(),
+                report("b", "b1", "2026-11-02T03:00:00Z"),
+                "{store}"
+            );
+            assert_eq!(history.report(Some("b"), "b1").unwrap().unwrap().pipeline, "b", "{store}");
+            assert_eq!(history.report(Some("a"), "b1").unwrap(), None, "{store}");
+            assert_eq!(history.report(None, "missing").unwrap(), None);
+            // Two pipelines sharing a database may each have a run of the same id.
+            history.record(&report("b", "r1", "2026-11-05T02:00:00Z")).unwrap();
+            assert_eq!(
+                history.report(Some("a"), "r1").unwrap().unwrap().started_at.to_rfc3339(),
+                "2026-11-01T02:00:00+00:00"
+            );
+            assert_eq!(ids(&history.recent_reports("a", Some("r1"), 10).unwrap()), ["r1"], "{store}");
         }
+    }
+
+    #[test]
+    fn a_history_of_the_first_schema_keeps_its_runs_when_keyed_by_pipeline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite");
+        {
+            // A history as the first release wrote it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            let r = report("a", "r1", "2026-11-01T02:00:00Z");
+            conn.execute(
+                "INSERT INTO runs VALUES ('r1', 'a', ?1, ?1, 'succeeded', NULL, 'skipped', NULL, 'reports/r1', ?2)",
+                params![r.started_at.to_rfc3339(), serde_json::to_string(&r).unwrap()],
+            )
+            .unwrap();
+        }
+        let history = History::open(&path).unwrap();
+        assert_eq!(history.report(Some("a"), "r1").unwrap(), Some(report("a", "r1", "2026-11-01T02:00:00Z")));
+        history.record(&report("b", "r1", "2026-11-02T02:00:00Z")).unwrap();
+        assert_eq!(ids(&history.all_reports(None).unwrap()), ["r1", "r1"], "both pipelines' r1");
     }
 
     #[test]

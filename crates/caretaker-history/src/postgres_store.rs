@@ -8,7 +8,7 @@ use postgres::{Client, NoTls};
 
 /// The migrations, in order; `caretaker_schema` holds how many have run, per component.
 const MIGRATIONS: &[&str] = &["CREATE TABLE caretaker_runs (
-        run_id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
         pipeline TEXT NOT NULL,
         started_at TIMESTAMPTZ NOT NULL,
         finished_at TIMESTAMPTZ NOT NULL,
@@ -17,7 +17,8 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE caretaker_runs (
         decision TEXT NOT NULL,
         deployed_version TEXT,
         report_dir TEXT NOT NULL,
-        report JSONB NOT NULL
+        report JSONB NOT NULL,
+        PRIMARY KEY (pipeline, run_id)
     );
     CREATE INDEX caretaker_runs_pipeline_started_at ON caretaker_runs (pipeline, started_at);
     CREATE INDEX caretaker_runs_started_at ON caretaker_runs (started_at);"];
@@ -100,7 +101,7 @@ impl PostgresRuns {
                 "INSERT INTO caretaker_runs (run_id, pipeline, started_at, finished_at, status, quality_score,
                  decision, deployed_version, report_dir, report)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CAST($10::TEXT AS JSONB))
-                 ON CONFLICT (run_id) DO UPDATE SET pipeline = EXCLUDED.pipeline, started_at = EXCLUDED.started_at,
+                 ON CONFLICT (pipeline, run_id) DO UPDATE SET started_at = EXCLUDED.started_at,
                    finished_at = EXCLUDED.finished_at, status = EXCLUDED.status,
                    quality_score = EXCLUDED.quality_score, decision = EXCLUDED.decision,
                    deployed_version = EXCLUDED.deployed_version, report_dir = EXCLUDED.report_dir,
@@ -159,7 +160,8 @@ impl PostgresRuns {
             .query(
                 "SELECT run_id, report::TEXT FROM caretaker_runs
                  WHERE pipeline = $1
-                   AND ($2::TEXT IS NULL OR started_at <= (SELECT started_at FROM caretaker_runs WHERE run_id = $2))
+                   AND ($2::TEXT IS NULL OR started_at <= (SELECT started_at FROM caretaker_runs
+                                                          WHERE run_id = $2 AND pipeline = $1))
                  ORDER BY started_at DESC, run_id DESC LIMIT $3",
                 &[&pipeline, &run_id, &(limit.min(i64::MAX as usize) as i64)],
             )
@@ -180,10 +182,14 @@ impl PostgresRuns {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    pub fn report(&mut self, run_id: &str) -> Result<Option<String>> {
+    pub fn report(&mut self, pipeline: Option<&str>, run_id: &str) -> Result<Option<String>> {
         let row = self
             .client
-            .query_opt("SELECT report::TEXT FROM caretaker_runs WHERE run_id = $1", &[&run_id])
+            .query_opt(
+                "SELECT report::TEXT FROM caretaker_runs WHERE run_id = $1 AND ($2::TEXT IS NULL OR pipeline = $2)
+                 LIMIT 1",
+                &[&run_id, &pipeline],
+            )
             .map_err(|e| self.fail(e))?;
         Ok(row.map(|r| r.get(0)))
     }

@@ -661,7 +661,7 @@ impl Accumulator {
     fn new(input: &QualityInput<'_>, schema: &Schema, expected_rows: u64) -> Result<Accumulator> {
         let sampler = input.sample.map(|spec| Sampler::new(spec, expected_rows));
         // A sample holds about max_rows rows (and the margin of its draw).
-        let kept_rows = input.sample.map_or(expected_rows, |s| expected_rows.min(s.max_rows as u64 * 21 / 20));
+        let kept_rows = input.sample.map_or(expected_rows, |s| expected_rows.min(Sampler::kept_rows(s)));
         let expected_rows = expected_rows.min(1 << 27) as usize;
         let kept_rows = kept_rows.min(1 << 27) as usize;
         let spec = input.spec;

@@ -192,6 +192,10 @@ pub async fn run(runner: Arc<Runner>, lifecycle: watch::Sender<Lifecycle>, optio
     };
 
     tracing::info!("scheduler stopping ({stop_reason})");
+    // Firings still waiting for a slot give up now, unclaimed, for another scheduler.
+    if let Some(slots) = &slots {
+        slots.close();
+    }
     let active = running.values().filter(|j| !j.is_finished()).count();
     match runner.catalog.shutdown {
         ShutdownPolicy::Finish if active > 0 => {

@@ -22,7 +22,7 @@ pub(crate) fn read(pipeline: &Path, window: usize) -> Result<PipelineState, Stri
     let runs = if let Some(history) = caretaker_history::History::existing(&config.output).map_err(|e| e.to_string())? {
         let mut runs = Vec::new();
         for row in history.runs(Some(&config.name), window).map_err(|e| e.to_string())? {
-            match history.report(&row.run_id).map_err(|e| e.to_string())? {
+            match history.report(Some(&config.name), &row.run_id).map_err(|e| e.to_string())? {
                 Some(report) => runs.push(report),
                 None => {
                     return Err(format!(

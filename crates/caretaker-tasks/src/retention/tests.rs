@@ -110,7 +110,7 @@ async fn removes_what_is_old_keeps_what_is_protected_and_measures_bytes() {
     assert_eq!(caretaker_registry::Registry::open(&root.join("models")).unwrap().versions().unwrap().len(), 6);
     // The history still has every run's report.
     let history = caretaker_history::History::open(&root.join("state/history.sqlite")).unwrap();
-    assert!(history.report("20261101T020000Z-ab01").unwrap().is_some());
+    assert!(history.report(None, "20261101T020000Z-ab01").unwrap().is_some());
     // Bytes freed: measured, at least the quarantine files and the old log.
     assert!(outcome.metrics["bytes_freed"] >= (20 * 10_240 + 4096) as f64, "{:?}", outcome.metrics);
     let second = testing::run(task.as_ref(), root).await;

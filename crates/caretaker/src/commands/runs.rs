@@ -98,7 +98,7 @@ pub fn runs(cmd: RunsCommand) -> Result<ExitCode> {
             }
         }
         RunsCommand::Show { run_id, select } => {
-            let report = find(&history(&select)?.0, &run_id, &select)?;
+            let report = find(&history(&select)?, &run_id, &select)?;
             if select.json {
                 print_json(&report);
             } else {
@@ -106,7 +106,7 @@ pub fn runs(cmd: RunsCommand) -> Result<ExitCode> {
             }
         }
         RunsCommand::Compare { a, b, select } => {
-            let (history, _) = history(&select)?;
+            let history = history(&select)?;
             let a = find(&history, &a, &select)?;
             let b = find(&history, &b, &select)?;
             let comparison = caretaker_report::compare::compare(&a, &b);
@@ -141,23 +141,23 @@ pub fn runs(cmd: RunsCommand) -> Result<ExitCode> {
 }
 
 fn find(
-    history: &caretaker_history::History,
+    (history, name): &(caretaker_history::History, String),
     run_id: &str,
     select: &PipelineSelect,
 ) -> Result<caretaker_core::report::RunReport> {
-    history.report(run_id)?.ok_or_else(|| {
+    history.report(Some(name), run_id)?.ok_or_else(|| {
         anyhow!("no run {run_id:?} in the history of {} (see `caretaker runs list`)", select.pipeline.display())
     })
 }
 
 pub fn report(args: &ReportArgs) -> Result<ExitCode> {
-    let (history, _) = history(&args.select)?;
+    let history = history(&args.select)?;
     let report = find(&history, &args.run_id, &args.select)?;
     match &args.html {
         None => print_json(&report),
         Some(path) => {
             let recent =
-                history.recent_reports(&report.pipeline, Some(&args.run_id), caretaker_report::html::TREND_RUNS)?;
+                history.0.recent_reports(&report.pipeline, Some(&args.run_id), caretaker_report::html::TREND_RUNS)?;
             caretaker_report::write_html_to(&report, &recent, path)?;
             if args.select.json {
                 print_json(&serde_json::json!({"run_id": report.run_id, "html": path.display().to_string()}));
