@@ -42,15 +42,11 @@ impl PostgresRuns {
     pub fn connect(url: &str) -> Result<PostgresRuns> {
         let target = caretaker_core::redact::redact_url(url);
         let secrets = caretaker_core::redact::secrets_of(url);
-        let fail = |reason: String| Error::Postgres {
-            target: target.clone(),
-            reason: caretaker_core::redact::redact_with(&reason, &secrets),
-        };
-        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| fail(e.to_string()))?;
+        let mut config: postgres::Config = url.parse().map_err(|e| fail_with(&target, &secrets, e))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
-        let client = config.connect(NoTls).map_err(|e| fail(reason(&e)))?;
+        let client = config.connect(NoTls).map_err(|e| fail_with(&target, &secrets, e))?;
         let mut runs = PostgresRuns { target, secrets, client };
         runs.migrate()?;
         Ok(runs)
@@ -61,10 +57,7 @@ impl PostgresRuns {
     }
 
     fn fail(&self, e: postgres::Error) -> Error {
-        Error::Postgres {
-            target: self.target.clone(),
-            reason: caretaker_core::redact::redact_with(&reason(&e), &self.secrets),
-        }
+        fail_with(&self.target, &self.secrets, e)
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -195,6 +188,7 @@ impl PostgresRuns {
     }
 }
 
+/// The error of `e` on the history at `target`, the URL's `secrets` hidden in its text.
 fn fail_with(target: &str, secrets: &[String], e: postgres::Error) -> Error {
     Error::Postgres { target: target.to_string(), reason: caretaker_core::redact::redact_with(&reason(&e), secrets) }
 }
