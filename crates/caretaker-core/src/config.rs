@@ -252,6 +252,10 @@ struct RawOutput {
     metrics_textfile: Option<String>,
     /// `postgres://...`: the run history in PostgreSQL instead of SQLite in the state directory.
     history: Option<String>,
+    /// With `s3://` models, reports or pattern archive: how to reach the object store (default:
+    /// the dataset's, when it is in object storage).
+    #[serde(default)]
+    storage_options: BTreeMap<String, String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -294,6 +298,13 @@ pub struct DatasetSpec {
     pub label_delay: Option<std::time::Duration>,
     /// With an `s3://` path (`DatasetSpec::remote`): how to reach the object store, by the keys
     /// of [`STORAGE_OPTIONS`]; anything unset comes from the AWS environment and profile.
+    pub storage_options: StorageOptions,
+}
+
+/// A directory kept in object storage: its `s3://bucket/prefix` URL and how to reach it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RemoteDir {
+    pub url: String,
     pub storage_options: StorageOptions,
 }
 
@@ -344,6 +355,58 @@ pub const STORAGE_OPTIONS: &[(&str, &str)] = &[
     ("timeout", "a request's time limit, the whole object's transfer included, such as \"5m\" (default 120s)"),
     ("connect_timeout", "a connection's time limit, such as \"5s\" (default 5s)"),
 ];
+
+/// Whether `text` (the value of `key`) is an object store URL; anything but `s3://bucket/...`
+/// with a `://` fails.
+fn check_url(check: &mut Checker, key: &str, text: &str) -> bool {
+    let remote = text.contains("://");
+    match text.split_once("://") {
+        Some(("s3", rest)) if !rest.is_empty() && !rest.starts_with('/') => {}
+        Some(("s3", _)) => check.fail(key, format!("{text:?} names no bucket: s3://bucket/prefix/")),
+        Some((scheme, _)) => check.fail(
+            key,
+            format!("{text:?}: {scheme}:// is not supported; a local path or s3://bucket/prefix/ (S3 and S3-compatible servers)"),
+        ),
+        None => {}
+    }
+    remote
+}
+
+/// `<section>.storage_options`: known keys, well-formed values, keys in pairs; `remote_key` names
+/// the s3:// setting that takes them (`None`: nothing in object storage, so no options).
+fn check_storage_options(
+    check: &mut Checker,
+    section: &str,
+    options: &BTreeMap<String, String>,
+    remote_key: Option<&str>,
+) {
+    let at = |key: &str| format!("{section}.storage_options.{key}");
+    if options.contains_key("access_key_id") != options.contains_key("secret_access_key") {
+        check.fail(
+            format!("{section}.storage_options"),
+            "access_key_id and secret_access_key go together (a key from the file with a secret from the environment is refused by the server)",
+        );
+    }
+    for (key, value) in options {
+        if remote_key.is_none() {
+            let what = if section == "dataset" {
+                "an s3:// dataset.path"
+            } else {
+                "an s3:// output.models, output.reports or patterns.archive"
+            };
+            check.fail(at(key), format!("only {what} takes storage options"));
+        } else if !STORAGE_OPTIONS.iter().any(|(k, _)| k == key) {
+            let known: Vec<&str> = STORAGE_OPTIONS.iter().map(|(k, _)| *k).collect();
+            check.fail(at(key), format!("unknown option; the options are {}", known.join(", ")));
+        } else if matches!(key.as_str(), "allow_http" | "virtual_hosted_style_request")
+            && !matches!(value.as_str(), "true" | "false")
+        {
+            check.fail(at(key), format!("{value:?} is not \"true\" or \"false\""));
+        } else if matches!(key.as_str(), "timeout" | "connect_timeout") && humantime::parse_duration(value).is_err() {
+            check.fail(at(key), format!("{value:?} is not a duration such as \"30s\""));
+        }
+    }
+}
 
 impl DatasetSpec {
     /// The object store URL of the dataset, when `path` is one (`s3://bucket/prefix/`).
@@ -597,7 +660,10 @@ pub struct RegistryPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PatternPolicy {
     pub store: PathBuf,
+    /// The archive's directory; with `archive_remote`, the local copy in the state directory.
     pub archive: PathBuf,
+    /// `patterns.archive = "s3://..."`: where the archive is kept; `archive` is its local copy.
+    pub archive_remote: Option<RemoteDir>,
     pub retention_days: u32,
     /// Old patterns used fewer times than this ...
     pub delete_below_usage: u64,
@@ -631,8 +697,12 @@ pub struct DiscoverySpec {
 
 #[derive(Clone, PartialEq, Serialize)]
 pub struct OutputDirs {
+    /// The registry's directory, or its `s3://bucket/prefix` URL (kept as written).
     pub models: PathBuf,
+    /// The run directories; with `reports_remote`, the local copy in the state directory.
     pub reports: PathBuf,
+    /// `output.reports = "s3://..."`: where each run's directory is copied once it is written.
+    pub reports_remote: Option<String>,
     pub state: PathBuf,
     /// The Prometheus textfile each run replaces; default `<state>/metrics.prom`.
     pub metrics_textfile: PathBuf,
@@ -640,6 +710,9 @@ pub struct OutputDirs {
     /// `None`: in SQLite, `history.sqlite` in `state`.
     #[serde(serialize_with = "redacted_url")]
     pub history: Option<String>,
+    /// How to reach the object store of `s3://` models, reports or archive (as
+    /// `dataset.storage_options`, whose values it takes when it is left out).
+    pub storage_options: StorageOptions,
 }
 
 impl std::fmt::Debug for OutputDirs {
@@ -648,9 +721,11 @@ impl std::fmt::Debug for OutputDirs {
         f.debug_struct("OutputDirs")
             .field("models", &self.models)
             .field("reports", &self.reports)
+            .field("reports_remote", &self.reports_remote)
             .field("state", &self.state)
             .field("metrics_textfile", &self.metrics_textfile)
             .field("history", &self.history.as_deref().map(crate::redact::redact_url))
+            .field("storage_options", &self.storage_options)
             .finish()
     }
 }
@@ -766,49 +841,14 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
         ExampleSpec { rows: e.rows, seed: e.seed, files_per_day, unlabelled_hours: e.unlabelled_hours.unwrap_or(0) }
     });
     // Object storage: only s3:// (and S3-compatible servers); nothing is written there.
-    let remote = d.path.contains("://");
-    if remote {
-        match d.path.split_once("://") {
-            Some(("s3", rest)) if !rest.is_empty() && !rest.starts_with('/') => {}
-            Some(("s3", _)) => check.fail("dataset.path", format!("{:?} names no bucket: s3://bucket/prefix/", d.path)),
-            Some((scheme, _)) => check.fail(
-                "dataset.path",
-                format!("{:?}: {scheme}:// is not supported; a local path or s3://bucket/prefix/ (S3 and S3-compatible servers)", d.path),
-            ),
-            None => {}
-        }
-        if d.example.is_some() {
-            check.fail(
-                "dataset.example",
-                format!("the example data is written locally, not to {}: remove [dataset.example]", d.path),
-            );
-        }
-    }
-    let options = &d.storage_options;
-    if options.contains_key("access_key_id") != options.contains_key("secret_access_key") {
+    let remote = check_url(check, "dataset.path", &d.path);
+    if remote && d.example.is_some() {
         check.fail(
-            "dataset.storage_options",
-            "access_key_id and secret_access_key go together (a key from the file with a secret from the environment is refused by the server)",
+            "dataset.example",
+            format!("the example data is written locally, not to {}: remove [dataset.example]", d.path),
         );
     }
-    for (key, value) in &d.storage_options {
-        if !remote {
-            check.fail(format!("dataset.storage_options.{key}"), "only an s3:// dataset.path takes storage options");
-        } else if !STORAGE_OPTIONS.iter().any(|(k, _)| k == key) {
-            let known: Vec<&str> = STORAGE_OPTIONS.iter().map(|(k, _)| *k).collect();
-            check.fail(
-                format!("dataset.storage_options.{key}"),
-                format!("unknown option; the options are {}", known.join(", ")),
-            );
-        } else if matches!(key.as_str(), "allow_http" | "virtual_hosted_style_request")
-            && !matches!(value.as_str(), "true" | "false")
-        {
-            check.fail(format!("dataset.storage_options.{key}"), format!("{value:?} is not \"true\" or \"false\""));
-        } else if matches!(key.as_str(), "timeout" | "connect_timeout") && humantime::parse_duration(value).is_err() {
-            check
-                .fail(format!("dataset.storage_options.{key}"), format!("{value:?} is not a duration such as \"30s\""));
-        }
-    }
+    check_storage_options(check, "dataset", &d.storage_options, remote.then_some("dataset.path"));
     let label_delay = d.label_delay.as_deref().and_then(|text| match humantime::parse_duration(text.trim()) {
         Ok(delay) if !delay.is_zero() => Some(delay),
         Ok(_) => {
@@ -1034,11 +1074,28 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
         keep_challengers: raw.registry.keep_challengers.unwrap_or(true),
     };
 
+    // The options reaching the object store of s3:// models, reports or archive: the output's,
+    // else the dataset's when the dataset is there too.
+    let output_options = match (raw.output.storage_options.is_empty(), remote) {
+        (true, true) => d.storage_options.clone(),
+        _ => raw.output.storage_options.clone(),
+    };
+
     // Patterns.
     let patterns = raw.patterns.as_ref().map(|p| {
         check.non_empty("patterns.store", &p.store);
         let store = resolve(&p.store);
+        // An archive in object storage is kept in the state directory too, and copied there after
+        // each change.
+        let archive_remote = p
+            .archive
+            .clone()
+            .filter(|a| check_url(check, "patterns.archive", a))
+            .map(|url| RemoteDir { url, storage_options: StorageOptions(output_options.clone()) });
         let archive = match &p.archive {
+            _ if archive_remote.is_some() => {
+                resolve(raw.output.state.as_deref().unwrap_or("state")).join("pattern-archive")
+            }
             Some(a) => resolve(a),
             None => crate::fs::parent_dir(&store).join("archive"),
         };
@@ -1057,6 +1114,7 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
         PatternPolicy {
             store,
             archive,
+            archive_remote,
             retention_days: check.at_least("patterns.retention_days", p.retention_days.unwrap_or(90), 1),
             delete_below_usage: p.delete_below_usage.unwrap_or(5),
             delete_below_confidence,
@@ -1097,11 +1155,26 @@ fn validate(raw: RawPipeline, path: &Path, hash: String, check: &mut Checker) ->
             ),
         );
     }
+    // Models, reports and the pattern archive may live in object storage; the options to reach
+    // it are the output's, else the dataset's when the dataset is there too.
+    let models_remote = o.models.as_deref().is_some_and(|m| check_url(check, "output.models", m));
+    let reports_remote = o.reports.clone().filter(|r| check_url(check, "output.reports", r));
+    let archive_remote = raw.patterns.as_ref().and_then(|p| p.archive.as_deref()).is_some_and(|a| a.contains("://"));
+    let any_remote = models_remote || reports_remote.is_some() || archive_remote;
+    check_storage_options(check, "output", &o.storage_options, any_remote.then_some("output.models"));
     let output = OutputDirs {
         history: o.history.clone(),
-        models: resolve(o.models.as_deref().unwrap_or("models")),
-        reports: resolve(o.reports.as_deref().unwrap_or("reports")),
+        models: match o.models.as_deref() {
+            Some(url) if models_remote => PathBuf::from(url),
+            models => resolve(models.unwrap_or("models")),
+        },
+        reports: match &reports_remote {
+            Some(_) => state.join("reports"),
+            None => resolve(o.reports.as_deref().unwrap_or("reports")),
+        },
+        reports_remote,
         metrics_textfile: o.metrics_textfile.as_deref().map(resolve).unwrap_or_else(|| state.join("metrics.prom")),
+        storage_options: StorageOptions(output_options),
         state,
     };
 
@@ -1403,6 +1476,39 @@ max_depth = 6
         let text = err.to_string();
         assert!(text.contains("output.history") && text.contains("not a postgres:// URL"), "{text}");
         assert!(!text.contains("Pa55"), "{text}");
+    }
+
+    #[test]
+    fn models_reports_and_the_archive_may_be_urls_reached_with_the_output_or_dataset_options() {
+        let outputs = "[patterns]\nstore = \"data/patterns/store.parquet\"\narchive = \"s3://ml/bridge/archive\"\n[output]\nmodels = \"s3://ml/bridge/models\"\nreports = \"s3://ml/bridge/reports/\"\n";
+        let options = "[output.storage_options]\nendpoint = \"http://127.0.0.1:9000\"\naccess_key_id = \"AKIA0000\"\nsecret_access_key = \"s3cr3t\"\n";
+        let c = load(&format!("{MINIMAL}{outputs}{options}")).unwrap();
+        assert_eq!(c.output.models, Path::new("s3://ml/bridge/models"), "not resolved against root");
+        assert_eq!(c.output.reports_remote.as_deref(), Some("s3://ml/bridge/reports/"));
+        assert_eq!(c.output.reports, Path::new("/srv/caretaker/state/reports"), "the local copy");
+        let archive = c.patterns.as_ref().unwrap().archive_remote.as_ref().unwrap();
+        assert_eq!(
+            (archive.url.as_str(), archive.storage_options["endpoint"].as_str()),
+            ("s3://ml/bridge/archive", "http://127.0.0.1:9000")
+        );
+        assert_eq!(c.patterns.as_ref().unwrap().archive, Path::new("/srv/caretaker/state/pattern-archive"));
+        let printed = format!("{c:?}{}", serde_json::to_string(&c).unwrap());
+        assert!(!printed.contains("s3cr3t") && !printed.contains("AKIA0000"), "{printed}");
+
+        // Without options of their own, the output takes the dataset's when the dataset is in s3.
+        let remote = MINIMAL.replace("path = \"data/events\"", "path = \"s3://ml/bridge/events/\"");
+        let c = load(&format!("{remote}[dataset.storage_options]\nregion = \"eu-west-1\"\n{outputs}")).unwrap();
+        assert_eq!(c.output.storage_options["region"], "eu-west-1");
+
+        for (text, expected) in [
+            (format!("{MINIMAL}[output]\nmodels = \"gs://ml/models\"\n"), "output.models"),
+            (format!("{MINIMAL}[output]\nreports = \"s3:///reports\"\n"), "names no bucket"),
+            (format!("{MINIMAL}[output.storage_options]\nregion = \"eu\"\n"), "output.storage_options.region"),
+            (format!("{MINIMAL}{outputs}[output.storage_options]\nendpiont = \"x\"\n"), "unknown option"),
+        ] {
+            let err = load(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{expected:?} not in {err}");
+        }
     }
 
     #[test]

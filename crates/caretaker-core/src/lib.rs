@@ -52,3 +52,19 @@ pub fn crash_point(point: &str) {
         std::process::abort();
     }
 }
+
+/// A test hook beside [`crash_point`]: with `CARETAKER_PAUSE_AT=<point>` and
+/// `CARETAKER_PAUSE_FILE=<path>` set, a process reaching `point` writes `<path>.reached` and waits
+/// (ten minutes at most) until `<path>` exists, so that a test can order two processes' steps
+/// (a deploy race). Without the variables it does nothing.
+pub fn pause_point(point: &str) {
+    if !std::env::var("CARETAKER_PAUSE_AT").is_ok_and(|p| p == point) {
+        return;
+    }
+    let Ok(release) = std::env::var("CARETAKER_PAUSE_FILE") else { return };
+    let _ = std::fs::write(format!("{release}.reached"), point);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !std::path::Path::new(&release).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -33,6 +33,7 @@ fn policy(dir: &Path) -> PatternPolicy {
     PatternPolicy {
         store: dir.join("store.parquet"),
         archive: dir.join("archive"),
+        archive_remote: None,
         retention_days: 90,
         delete_below_usage: 5,
         delete_below_confidence: 0.5,

@@ -10,6 +10,7 @@
 //! committed files hold every pattern exactly once.
 
 use crate::{Error, Result};
+use caretaker_core::config::PatternPolicy;
 use caretaker_core::fs::{FsError, write_atomic};
 use chrono::{DateTime, NaiveDate, Utc};
 use polars::prelude::*;
@@ -17,6 +18,60 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub const MANIFEST: &str = "manifest.json";
+
+/// With `patterns.archive` in object storage: the bucket's files and manifest copied into the
+/// local copy (what runs on other machines archived), before anything reads the manifest; but if
+/// the local manifest changed since it was last copied to or from the bucket (a copy that failed,
+/// a recovery after a crash), the local copy is the newer and is copied out instead. The caller
+/// holds the store's lock.
+pub fn pull(policy: &PatternPolicy) -> Result<()> {
+    let Some(remote) = &policy.archive_remote else { return Ok(()) };
+    let bucket = caretaker_objects::Bucket::open(&remote.url, &remote.storage_options)?;
+    let local = std::fs::read(policy.archive.join(MANIFEST)).ok();
+    let synced = std::fs::read_to_string(synced_marker(policy)).ok();
+    if let Some(local) = &local
+        && synced.as_deref() != Some(blake3::hash(local).to_hex().as_str())
+    {
+        return push_to(&bucket, policy, &remote.url);
+    }
+    let copied = bucket.download_dir("", &policy.archive, &[MANIFEST])?;
+    tracing::debug!(archive = %remote.url, copied, "fetched the pattern archive");
+    mark_synced(policy)
+}
+
+/// With `patterns.archive` in object storage: the local copy's new files, then its manifest,
+/// copied to the bucket (a reader of the bucket never finds the manifest naming a file it does
+/// not hold yet), then the files the local copy no longer holds (restored) removed from it. The
+/// caller holds the store's lock and pulled under it, so the local copy holds all the bucket did.
+pub fn push(policy: &PatternPolicy) -> Result<()> {
+    let Some(remote) = &policy.archive_remote else { return Ok(()) };
+    let bucket = caretaker_objects::Bucket::open(&remote.url, &remote.storage_options)?;
+    push_to(&bucket, policy, &remote.url)
+}
+
+fn push_to(bucket: &caretaker_objects::Bucket, policy: &PatternPolicy, url: &str) -> Result<()> {
+    let written = bucket.upload_dir(&policy.archive, "", &[MANIFEST], &[MANIFEST])?;
+    let mut removed = 0;
+    for listed in bucket.list("")? {
+        if listed.key != MANIFEST && !policy.archive.join(&listed.key).is_file() {
+            bucket.delete(&listed.key)?;
+            removed += 1;
+        }
+    }
+    tracing::info!(archive = %url, written, removed, "copied the pattern archive to object storage");
+    mark_synced(policy)
+}
+
+/// Beside the local copy: the blake3 of the manifest last copied to or from the bucket.
+fn synced_marker(policy: &PatternPolicy) -> PathBuf {
+    policy.archive.with_extension("synced")
+}
+
+fn mark_synced(policy: &PatternPolicy) -> Result<()> {
+    let Ok(manifest) = std::fs::read(policy.archive.join(MANIFEST)) else { return Ok(()) };
+    write_atomic(&synced_marker(policy), blake3::hash(&manifest).to_hex().as_bytes())?;
+    Ok(())
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -203,6 +203,7 @@ pub fn run(policy: &PatternPolicy, now: DateTime<Utc>, run_id: &str) -> Result<P
         manifest.save(&policy.archive)?;
         crash_point("patterns:manifest_committed");
     }
+    archive::push(policy)?;
     drop(lock);
     Ok(report)
 }

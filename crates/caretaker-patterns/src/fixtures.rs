@@ -28,6 +28,7 @@ pub(crate) fn policy(dir: &std::path::Path, min_support: f64) -> PatternPolicy {
     PatternPolicy {
         store: dir.join("store.parquet"),
         archive: dir.join("archive"),
+        archive_remote: None,
         retention_days: 90,
         delete_below_usage: 5,
         delete_below_confidence: 0.5,

@@ -53,6 +53,8 @@ pub enum Error {
     Fs(#[from] caretaker_core::fs::FsError),
     #[error(transparent)]
     Busy(#[from] caretaker_core::lock::LockError),
+    #[error(transparent)]
+    Objects(#[from] caretaker_objects::Error),
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
     /// A request that cannot be met as asked (an unknown pattern id, a date in the future).

@@ -45,6 +45,8 @@ pub fn lock(policy: &PatternPolicy) -> Result<ProcessLock> {
             tracing::warn!("removed {}, left by a process killed mid-write", path.display());
         }
     }
+    // An archive in object storage: the local copy brought up to date before anyone reads it.
+    crate::archive::pull(policy)?;
     Ok(lock)
 }
 

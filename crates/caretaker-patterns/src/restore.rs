@@ -253,6 +253,7 @@ pub fn run(policy: &PatternPolicy, selection: &Selection, now: DateTime<Utc>, dr
 
     manifest.files.retain(|e| e.state != EntryState::Restoring);
     manifest.save(dir)?;
+    archive::push(policy)?;
     drop(lock);
     report.store_bytes_after = disk_size(&policy.store);
     report.archive_bytes_after = disk_size(dir);

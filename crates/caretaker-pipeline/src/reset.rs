@@ -171,7 +171,7 @@ fn reset_in_maintenance(
     let started = Instant::now();
     let run_id = RunId::new(started_at);
     let report_dir = config.output.reports.join(run_id.as_str());
-    let registry = Registry::open(&config.output.models)?;
+    let registry = Registry::of(&config.output)?;
     let previous = registry.champion()?.map(|p| p.version);
     let mut outcome = ResetOutcome {
         pipeline: config.name.clone(),

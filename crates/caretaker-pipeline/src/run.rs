@@ -62,6 +62,10 @@ pub fn run(config: &PipelineConfig, clock: Clock, options: &RunOptions) -> Resul
     // The history first: a database that cannot be reached stops the run before anything is
     // trained or deployed, instead of after a deploy it could not record.
     let history = caretaker_history::History::of(&config.output)?;
+    // The registry too: one in object storage that cannot be reached or read stops the run here.
+    if let Some(registry) = Registry::existing(&config.output)? {
+        registry.observe()?;
+    }
     let report_dir = config.output.reports.join(run_id.as_str());
     let mut stages = Stages::new(options.progress);
     let mut report = RunReport {
@@ -98,6 +102,21 @@ pub fn run(config: &PipelineConfig, clock: Clock, options: &RunOptions) -> Resul
     Ok(RunOutcome { report, report_path })
 }
 
+/// With `output.reports` in object storage: copies the run directories the bucket does not hold
+/// yet (this run's, and any an earlier failed copy left), each `report.json` after the rest of
+/// its directory. A failed copy is logged, not fatal: the run is recorded, the next run copies it.
+pub(crate) fn copy_reports(config: &PipelineConfig) {
+    let Some(url) = &config.output.reports_remote else { return };
+    let copied = caretaker_objects::Bucket::open(url, &config.output.storage_options)
+        .and_then(|bucket| bucket.upload_dir(&config.output.reports, "", &["report.json"], &[]));
+    match copied {
+        Ok(files) => tracing::info!(reports = %url, files, "copied the reports to object storage"),
+        Err(e) => {
+            tracing::error!(error = %e, "the reports were not copied to object storage; the next run tries again")
+        }
+    }
+}
+
 /// Writes report.json, records the run in the history, writes report.html with the trends of the
 /// runs recorded so far and the Prometheus textfile. Returns report.json's path and the newest
 /// runs (oldest first, this one last) the page's trends show.
@@ -118,6 +137,7 @@ pub(crate) fn record(
         });
     caretaker_report::write_html(report, &recent)?;
     caretaker_report::textfile::write(report, &config.output.metrics_textfile)?;
+    copy_reports(config);
     Ok((report_path, recent))
 }
 
@@ -150,7 +170,7 @@ fn stages_of_the_run(
     // of this run's rows awaiting their label, for the run that realises its estimate.
     if config.dataset.label_delay.is_some() {
         let stage = stages.start("realise", "scoring earlier estimates whose labels have arrived");
-        let registry = Registry::open(&config.output.models)?;
+        let registry = Registry::of(&config.output)?;
         report.realised_estimates = crate::realised::realise(config, history, &registry, &events, clock.now());
         if let Some(awaiting) = awaiting.as_ref().filter(|a| !a.is_empty()) {
             crate::realised::keep_awaiting_times(report_dir, awaiting)?;
@@ -181,8 +201,12 @@ fn stages_of_the_run(
 
     // The champion, re-scored on the same holdout.
     let stage = stages.start("evaluate", "scoring the champion on the holdout");
-    let registry = Registry::open(&config.output.models)?;
-    let champion = score_champion(&registry, &split.holdout, awaiting.as_ref(), config.training.seed)?;
+    let registry = Registry::of(&config.output)?;
+    // The champion as read now is the one the candidates are weighed against: the deploy below
+    // replaces it only if it still serves then.
+    let observed = registry.observe()?;
+    let champion =
+        score_champion(&registry, observed.pointer.as_ref(), &split.holdout, awaiting.as_ref(), config.training.seed);
     report.champion = champion.as_ref().map(|(c, _)| c.clone());
     if let Some(awaiting) = &awaiting {
         for (candidate, scored) in report.candidates.iter_mut().zip(&scored) {
@@ -287,8 +311,17 @@ fn stages_of_the_run(
             let lock = registry.lock()?;
             if deploy {
                 let reason = gate_report.reasons.first().cloned().unwrap_or_default();
-                gate_report.deployed_version =
-                    Some(registry.deploy(&lock, &winner.bytes, card, &reason, clock.now())?);
+                match registry.deploy_over(&lock, &observed, &winner.bytes, card, &reason, clock.now()) {
+                    Ok(version) => gate_report.deployed_version = Some(version),
+                    // Another run (another machine) or an operator changed the champion since it
+                    // was scored: this candidate never faced the one serving now.
+                    Err(changed @ caretaker_registry::Error::ChampionChanged { .. }) => {
+                        tracing::warn!("{changed}");
+                        gate_report.decision = caretaker_core::report::GateOutcome::KeptChampion;
+                        gate_report.reasons.insert(0, changed.to_string());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             } else {
                 let version = registry.store(&lock, &winner.bytes, card, clock.now())?;
                 gate_report.reasons.push(format!(
@@ -421,11 +454,12 @@ fn estimate_report(
 
 fn score_champion(
     registry: &Registry,
+    pointer: Option<&caretaker_registry::ChampionPointer>,
     holdout: &LabelledEvents,
     awaiting: Option<&LabelledEvents>,
     seed: u64,
-) -> Result<Option<(ChampionReport, Option<Vec<f64>>)>> {
-    let Some(pointer) = registry.champion()? else { return Ok(None) };
+) -> Option<(ChampionReport, Option<Vec<f64>>)> {
+    let pointer = pointer?;
     let version = pointer.version;
     let mut report = ChampionReport {
         version,
@@ -456,12 +490,12 @@ fn score_champion(
         Ok((m, p)) => {
             report.metrics = Some(m);
             report.curves = Some(caretaker_evaluate::curves::curves(&holdout.labels, &p));
-            Ok(Some((report, Some(p))))
+            Some((report, Some(p)))
         }
         Err(e) => {
             tracing::warn!(champion = %version, error = %e, "the champion cannot be scored");
             report.error = Some(e);
-            Ok(Some((report, None)))
+            Some((report, None))
         }
     }
 }

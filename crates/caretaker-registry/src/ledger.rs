@@ -31,26 +31,21 @@ pub struct LedgerEntry {
     pub run_id: Option<String>,
 }
 
-fn path(root: &Path) -> std::path::PathBuf {
-    root.join("ledger.jsonl")
-}
-
 /// Appends one line and syncs it (under the registry's lock). A torn last line (a crash or a full
 /// disk mid-append) is tolerated on read, and cut off before the next append: appended to, it
 /// would run into the new line and corrupt both.
-pub(crate) fn append(root: &Path, entry: &LedgerEntry) -> Result<()> {
-    let path = path(root);
+pub(crate) fn append(path: &Path, entry: &LedgerEntry) -> Result<()> {
     let mut line = serde_json::to_vec(entry).expect("a ledger entry serialises");
     line.push(b'\n');
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .read(true)
         .append(true)
-        .open(&path)
-        .map_err(|e| FsError::new("open", &path, e))?;
-    cut_torn_tail(&mut file, &path)?;
-    file.write_all(&line).map_err(|e| FsError::new("append to", &path, e))?;
-    file.sync_all().map_err(|e| FsError::new("sync", &path, e))?;
+        .open(path)
+        .map_err(|e| FsError::new("open", path, e))?;
+    cut_torn_tail(&mut file, path)?;
+    file.write_all(&line).map_err(|e| FsError::new("append to", path, e))?;
+    file.sync_all().map_err(|e| FsError::new("sync", path, e))?;
     Ok(())
 }
 
@@ -88,14 +83,11 @@ fn cut_torn_tail(file: &mut std::fs::File, path: &Path) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn read(root: &Path) -> Result<Vec<LedgerEntry>> {
-    let path = path(root);
+/// The entries of a ledger's bytes (`None`: no ledger yet); `path` names it in errors.
+pub(crate) fn parse(bytes: Option<&[u8]>, path: &Path) -> Result<Vec<LedgerEntry>> {
     // Read as bytes: a line torn inside a character is a torn line, not an unreadable ledger.
-    let text = match std::fs::read(&path) {
-        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(FsError::new("read", &path, e).into()),
-    };
+    let Some(bytes) = bytes else { return Ok(Vec::new()) };
+    let text = String::from_utf8_lossy(bytes);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let mut entries = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
@@ -104,9 +96,24 @@ pub(crate) fn read(root: &Path) -> Result<Vec<LedgerEntry>> {
             // The last line may be torn by a crash mid-append; anything earlier is corruption.
             Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
             Err(e) => {
-                return Err(Error::Corrupt { path, reason: format!("line {}: {e}", i + 1) });
+                return Err(Error::Corrupt { path: path.to_path_buf(), reason: format!("line {}: {e}", i + 1) });
             }
         }
     }
     Ok(entries)
+}
+
+/// `text` ending on a complete line: a torn last line is cut off, a whole entry that only lost its
+/// newline gets it back (what [`append`] does to a file, for a ledger rewritten whole).
+pub(crate) fn complete_lines(mut text: Vec<u8>) -> Vec<u8> {
+    if text.is_empty() || text.ends_with(b"\n") {
+        return text;
+    }
+    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if serde_json::from_slice::<LedgerEntry>(&text[keep..]).is_ok() {
+        text.push(b'\n');
+    } else {
+        text.truncate(keep);
+    }
+    text
 }

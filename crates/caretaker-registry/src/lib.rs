@@ -1,21 +1,25 @@
-//! The model registry: versioned model directories, an atomically replaced champion pointer, and
-//! an append-only ledger of every deploy, rollback and promotion.
+//! The model registry: versioned models, a champion pointer that changes only as its writer
+//! read it, and an append-only ledger of every deploy, rollback and promotion.
 //!
 //! ```text
-//! models/
+//! models/                (a directory, or s3://bucket/prefix in object storage)
 //!   champion.json        the pointer: which version serves, since when, why
 //!   ledger.jsonl         one JSON line per deploy, rollback, promotion or reset, never rewritten
 //!   versions/v0001/      model.msgpack + card.json (family, params, metrics, hashes, ...)
-//!   .lock                held while the registry changes
+//!   .lock                a directory's: held while the registry changes
 //! ```
 //!
-//! The order of a deploy makes every crash safe: the version directory is written and synced
-//! under a temporary name and renamed into place, then the pointer is replaced atomically, then
-//! the ledger line is appended. A crash before the pointer swap leaves an unused version and the
-//! old champion serving; a crash after it leaves the new champion serving and a ledger line
-//! missing, which the next writer notices and appends ("recovered"). Models are opaque bytes
-//! here: the registry does not know how to train or score, so it does not depend on the model
-//! crates.
+//! The order of a deploy makes every crash safe: the version is written completely before it is
+//! listed, then the pointer is replaced atomically, then the ledger line is appended. A crash
+//! before the pointer swap leaves an unused version and the old champion serving; a crash after it
+//! leaves the new champion serving and a ledger line missing, which the next writer notices and
+//! appends ("recovered"). The pointer is replaced only if it is still what the deploy weighed its
+//! candidate against ([`Registry::observe`]): a run whose champion changed meanwhile (another
+//! machine deployed, an operator rolled back) stores its model and deploys nothing
+//! ([`Error::ChampionChanged`]). In a directory the registry's lock makes that check safe; in
+//! object storage the pointer is written conditionally (`store.rs` says how). Models are opaque
+//! bytes here: the registry does not know how to train or score, so it does not depend on the
+//! model crates.
 //!
 //! ```no_run
 //! let registry = caretaker_registry::Registry::open("models".as_ref()).unwrap();
@@ -27,27 +31,27 @@
 
 mod card;
 mod ledger;
+mod store;
 
 pub use card::{ChampionPointer, ModelCard};
 pub use ledger::{LedgerAction, LedgerEntry};
 
 use caretaker_core::crash_point;
-use caretaker_core::fs::{FsError, sync_dir, write_atomic};
+use caretaker_core::fs::FsError;
 use caretaker_core::ids::ModelVersion;
 use caretaker_core::lock::ProcessLock;
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
-
-const MODEL_FILE: &str = "model.msgpack";
-const CARD_FILE: &str = "card.json";
-/// blake3 of every other file of the version, checked on load.
-const HASHES_FILE: &str = "blake3.json";
+use std::sync::Arc;
+use store::{CARD_FILE, HASHES_FILE, MODEL_FILE, POINTER_FILE, Seen, Store};
 
 /// What went wrong with the registry; each variant names the version or file.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(transparent)]
+    Objects(#[from] caretaker_objects::Error),
     #[error("model version {version} is not in the registry {root}")]
     UnknownVersion { root: PathBuf, version: ModelVersion },
     #[error("{path}: {reason}")]
@@ -56,15 +60,26 @@ pub enum Error {
     Busy(#[from] caretaker_core::lock::LockError),
     #[error("{0}")]
     Refused(String),
+    /// The pointer is no longer what the deploy weighed its candidate against: nothing deployed.
+    #[error(
+        "the champion changed while this candidate was weighed against {}: {} serves now; {stored} is stored, not deployed (`caretaker models promote {stored} --reason ...` deploys it)",
+        was.map_or("no champion".to_string(), |v| v.to_string()),
+        now.as_ref().map_or("no champion".to_string(), |p| match &p.run_id {
+            Some(run) => format!("{} (run {run})", p.version),
+            None => p.version.to_string(),
+        })
+    )]
+    ChampionChanged { stored: ModelVersion, was: Option<ModelVersion>, now: Option<ChampionPointer> },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Held while the registry changes.
+/// Held while the registry changes. In object storage there is no lock to hold: every change is
+/// a conditional write.
 #[derive(Debug)]
 pub struct RegistryLock {
     root: PathBuf,
-    _lock: ProcessLock,
+    _lock: Option<ProcessLock>,
 }
 
 impl RegistryLock {
@@ -78,10 +93,31 @@ impl RegistryLock {
     }
 }
 
-/// A registry rooted at a directory.
+/// The champion as it was read, which a deploy names to replace it only if it is still so.
 #[derive(Debug, Clone)]
+pub struct Observed {
+    pub pointer: Option<ChampionPointer>,
+    seen: Seen,
+}
+
+impl Observed {
+    pub fn version(&self) -> Option<ModelVersion> {
+        self.pointer.as_ref().map(|p| p.version)
+    }
+}
+
+/// A registry in a directory or in object storage.
+#[derive(Clone)]
 pub struct Registry {
+    /// The directory, or the `s3://` URL.
     root: PathBuf,
+    store: Arc<Store>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("root", &self.root).finish()
+    }
 }
 
 /// A version as `models list` shows it.
@@ -92,91 +128,114 @@ pub struct VersionSummary {
 }
 
 impl Registry {
-    /// Opens (and creates, if needed) the registry at `root`.
+    /// Opens (and creates, if needed) the registry in the directory `root`.
     pub fn open(root: &Path) -> Result<Registry> {
         let versions = root.join("versions");
         std::fs::create_dir_all(&versions).map_err(|e| FsError::new("create directory", &versions, e))?;
-        Ok(Registry { root: root.to_path_buf() })
+        Ok(Registry { root: root.to_path_buf(), store: Arc::new(Store::Dir(root.to_path_buf())) })
     }
 
+    /// The registry at `location`: an `s3://bucket/prefix` URL (reached with `options`, the
+    /// `storage_options` keys), else a directory.
+    pub fn at(location: &Path, options: &std::collections::BTreeMap<String, String>) -> Result<Registry> {
+        match location.to_str().filter(|l| caretaker_objects::is_url(l)) {
+            Some(url) => {
+                let bucket = caretaker_objects::Bucket::open(url, options)?;
+                Ok(Registry { root: PathBuf::from(bucket.url()), store: Arc::new(Store::Bucket(bucket)) })
+            }
+            None => Registry::open(location),
+        }
+    }
+
+    /// The pipeline's registry (`output.models`, with `output.storage_options`).
+    pub fn of(output: &caretaker_core::config::OutputDirs) -> Result<Registry> {
+        Registry::at(&output.models, &output.storage_options)
+    }
+
+    /// The pipeline's registry if it has one: a directory that exists (left uncreated if not),
+    /// or one in object storage.
+    pub fn existing(output: &caretaker_core::config::OutputDirs) -> Result<Option<Registry>> {
+        let remote = output.models.to_str().is_some_and(caretaker_objects::is_url);
+        match remote || output.models.join("versions").is_dir() {
+            true => Registry::of(output).map(Some),
+            false => Ok(None),
+        }
+    }
+
+    /// The directory, or the `s3://` URL.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    fn versions_dir(&self) -> PathBuf {
-        self.root.join("versions")
-    }
-
-    fn version_dir(&self, version: ModelVersion) -> PathBuf {
-        self.versions_dir().join(version.to_string())
-    }
-
-    fn pointer_path(&self) -> PathBuf {
-        self.root.join("champion.json")
-    }
-
-    /// Takes the registry's lock, or says who holds it.
+    /// Takes the registry's lock, or says who holds it (in object storage: nothing to take).
     pub fn lock(&self) -> Result<RegistryLock> {
         let what = format!("the model registry {}", self.root.display());
-        Ok(RegistryLock { root: self.root.clone(), _lock: ProcessLock::acquire(&self.root.join(".lock"), &what)? })
+        let lock = match self.store.dir() {
+            Some(dir) => Some(ProcessLock::acquire(&dir.join(".lock"), &what)?),
+            None => None,
+        };
+        Ok(RegistryLock { root: self.root.clone(), _lock: lock })
     }
 
     /// The current champion, if any.
     pub fn champion(&self) -> Result<Option<ChampionPointer>> {
-        let path = self.pointer_path();
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::Corrupt { path, reason: format!("not a champion pointer: {e}") }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(FsError::new("read", path, e).into()),
-        }
+        Ok(self.observe()?.pointer)
+    }
+
+    /// The current champion as a deploy names it ([`Registry::deploy_over`]).
+    pub fn observe(&self) -> Result<Observed> {
+        let Some((bytes, seen)) = self.store.read(POINTER_FILE)? else {
+            return Ok(Observed { pointer: None, seen: Seen::Absent });
+        };
+        let pointer = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            path: self.store.locate(POINTER_FILE),
+            reason: format!("not a champion pointer: {e}"),
+        })?;
+        Ok(Observed { pointer: Some(pointer), seen })
     }
 
     /// Every complete version, oldest first.
     pub fn versions(&self) -> Result<Vec<ModelVersion>> {
-        let dir = self.versions_dir();
-        let entries = std::fs::read_dir(&dir).map_err(|e| FsError::new("list", &dir, e))?;
-        let mut versions: Vec<ModelVersion> =
-            entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect();
-        versions.sort();
-        Ok(versions)
+        self.store.versions(true)
     }
 
     /// Reads a version's card.
     pub fn card(&self, version: ModelVersion) -> Result<ModelCard> {
-        let path = self.version_dir(version).join(CARD_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::UnknownVersion { root: self.root.clone(), version }
-            } else {
-                FsError::new("read", &path, e).into()
-            }
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt { path, reason: format!("not a model card: {e}") })
+        let bytes = self
+            .store
+            .read_version(version, CARD_FILE)?
+            .ok_or_else(|| Error::UnknownVersion { root: self.root.clone(), version })?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            path: self.file_of(version, CARD_FILE),
+            reason: format!("not a model card: {e}"),
+        })
+    }
+
+    fn file_of(&self, version: ModelVersion, name: &str) -> PathBuf {
+        self.store.locate(&format!("versions/{version}/{name}"))
     }
 
     /// Reads a version's card and model bytes, checking the blake3 of every file against the
     /// version's `blake3.json` (and the model's against its card).
     pub fn load(&self, version: ModelVersion) -> Result<(ModelCard, Vec<u8>)> {
-        let dir = self.version_dir(version);
         let card = self.card(version)?;
-        let hashes_path = dir.join(HASHES_FILE);
-        let hashes: std::collections::BTreeMap<String, String> = std::fs::read(&hashes_path)
-            .map_err(|e| Error::from(FsError::new("read", &hashes_path, e)))
-            .and_then(|b| {
-                serde_json::from_slice(&b)
-                    .map_err(|e| Error::Corrupt { path: hashes_path.clone(), reason: e.to_string() })
-            })?;
+        let read = |name: &str| {
+            self.store.read_version(version, name)?.ok_or_else(|| Error::Corrupt {
+                path: self.file_of(version, name),
+                reason: "missing: the version is incomplete".into(),
+            })
+        };
+        let hashes_path = self.file_of(version, HASHES_FILE);
+        let hashes: std::collections::BTreeMap<String, String> = serde_json::from_slice(&read(HASHES_FILE)?)
+            .map_err(|e| Error::Corrupt { path: hashes_path, reason: e.to_string() })?;
         let mut model = Vec::new();
         for name in [CARD_FILE, MODEL_FILE] {
-            let path = dir.join(name);
-            let bytes = std::fs::read(&path).map_err(|e| FsError::new("read", &path, e))?;
+            let bytes = read(name)?;
             let actual = blake3::hash(&bytes).to_hex().to_string();
             let expected = hashes.get(name).cloned().unwrap_or_default();
             if actual != expected {
                 return Err(Error::Corrupt {
-                    path,
+                    path: self.file_of(version, name),
                     reason: format!("blake3 {actual} does not match {HASHES_FILE}'s {expected}"),
                 });
             }
@@ -186,7 +245,7 @@ impl Registry {
         }
         if blake3::hash(&model).to_hex().as_str() != card.model_blake3 {
             return Err(Error::Corrupt {
-                path: dir.join(CARD_FILE),
+                path: self.file_of(version, CARD_FILE),
                 reason: format!("the card's model_blake3 {} does not match {MODEL_FILE}", card.model_blake3),
             });
         }
@@ -204,7 +263,7 @@ impl Registry {
     }
 
     pub fn ledger(&self) -> Result<Vec<LedgerEntry>> {
-        ledger::read(&self.root)
+        self.store.ledger()
     }
 
     /// Stores a new version without making it the champion (a challenger the gate kept out, which
@@ -221,8 +280,8 @@ impl Registry {
         self.write_version(model, card, None)
     }
 
-    /// Stores a new version and makes it the champion. `card` is completed with the version, the
-    /// model's hash and the champion it replaces.
+    /// Stores a new version and makes it the champion, whatever the champion is now. `card` is
+    /// completed with the version, the model's hash and the champion it replaces.
     pub fn deploy(
         &self,
         lock: &RegistryLock,
@@ -231,7 +290,23 @@ impl Registry {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<ModelVersion> {
-        self.deploy_as(LedgerAction::Deploy, lock, model, card, reason, now)
+        let over = self.observe()?;
+        self.deploy_as(LedgerAction::Deploy, lock, &over, model, card, reason, now)
+    }
+
+    /// Stores a new version and makes it the champion if the champion is still the one `over`
+    /// saw (the one the candidate was weighed against); if not, the version stays stored and
+    /// [`Error::ChampionChanged`] says what serves instead.
+    pub fn deploy_over(
+        &self,
+        lock: &RegistryLock,
+        over: &Observed,
+        model: &[u8],
+        card: ModelCard,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ModelVersion> {
+        self.deploy_as(LedgerAction::Deploy, lock, over, model, card, reason, now)
     }
 
     /// Deploys like [`Registry::deploy`], recorded in the ledger as a `reset`: a model retrained
@@ -245,13 +320,16 @@ impl Registry {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<ModelVersion> {
-        self.deploy_as(LedgerAction::Reset, lock, model, card, reason, now)
+        let over = self.observe()?;
+        self.deploy_as(LedgerAction::Reset, lock, &over, model, card, reason, now)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn deploy_as(
         &self,
         action: LedgerAction,
         lock: &RegistryLock,
+        over: &Observed,
         model: &[u8],
         card: ModelCard,
         reason: &str,
@@ -259,45 +337,55 @@ impl Registry {
     ) -> Result<ModelVersion> {
         lock.check(&self.root)?;
         self.recover(lock, now)?;
-        let previous = self.champion()?.map(|c| c.version);
+        let previous = over.version();
         let run_id = card.run_id.clone();
         let version = self.write_version(model, card, previous)?;
-        // The pointer, atomically.
-        self.write_pointer(version, reason, run_id.clone(), now)?;
+        // The pointer, atomically, if it is still what the candidate was weighed against.
+        crash_point("deploy:before_pointer");
+        caretaker_core::pause_point("deploy:before_pointer");
+        if !self.write_pointer(&over.seen, version, reason, run_id.clone(), now)? {
+            return Err(Error::ChampionChanged { stored: version, was: previous, now: self.champion()? });
+        }
         crash_point("deploy:pointer_swapped");
         // The ledger.
-        ledger::append(
-            &self.root,
-            &LedgerEntry { at: now, action, version, previous, reason: reason.to_string(), run_id },
-        )?;
+        let entry = LedgerEntry { at: now, action, version, previous, reason: reason.to_string(), run_id };
+        self.record(entry)?;
         Ok(version)
     }
 
-    /// Writes the next version directory: complete and synced under a staging name no reader
-    /// lists, then renamed into place.
+    /// Writes the next version: complete before any reader lists it. In object storage another
+    /// machine may take a number first: the next one is tried.
     fn write_version(&self, model: &[u8], mut card: ModelCard, replaced: Option<ModelVersion>) -> Result<ModelVersion> {
-        let version = self.versions()?.last().copied().unwrap_or(ModelVersion(0)).next();
-        card.version = version;
         card.model_blake3 = blake3::hash(model).to_hex().to_string();
         card.model_bytes = model.len() as u64;
         card.replaced = replaced;
-        let staging = self.versions_dir().join(format!(".staging-{version}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging).map_err(|e| FsError::new("create directory", &staging, e))?;
-        let card_json = serde_json::to_vec_pretty(&card).expect("a card serialises");
-        write_atomic(&staging.join(MODEL_FILE), model)?;
-        write_atomic(&staging.join(CARD_FILE), &card_json)?;
-        let hashes: std::collections::BTreeMap<&str, String> = [
-            (MODEL_FILE, blake3::hash(model).to_hex().to_string()),
-            (CARD_FILE, blake3::hash(&card_json).to_hex().to_string()),
-        ]
-        .into_iter()
-        .collect();
-        write_atomic(&staging.join(HASHES_FILE), &serde_json::to_vec_pretty(&hashes).expect("hashes serialise"))?;
-        crash_point("deploy:staged");
-        caretaker_core::fs::rename_synced(&staging, &self.version_dir(version))?;
-        crash_point("deploy:version_written");
-        Ok(version)
+        let mut version = self.store.versions(false)?.last().copied().unwrap_or(ModelVersion(0)).next();
+        for _ in 0..100 {
+            card.version = version;
+            let card_json = serde_json::to_vec_pretty(&card).expect("a card serialises");
+            let hashes: std::collections::BTreeMap<&str, String> =
+                [(MODEL_FILE, card.model_blake3.clone()), (CARD_FILE, blake3::hash(&card_json).to_hex().to_string())]
+                    .into_iter()
+                    .collect();
+            let files = [
+                (MODEL_FILE, model.to_vec()),
+                (CARD_FILE, card_json),
+                (HASHES_FILE, serde_json::to_vec_pretty(&hashes).expect("hashes serialise")),
+            ];
+            // Unique to this writer: a retried claim that landed the first time is told from
+            // another writer's.
+            let nonce = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+            let claim = serde_json::to_vec(
+                &serde_json::json!({ "run_id": card.run_id, "pid": std::process::id(), "nonce": nonce }),
+            )
+            .expect("a claim serialises");
+            if self.store.write_version(version, &files, &claim)? {
+                crash_point("deploy:version_written");
+                return Ok(version);
+            }
+            version = version.next();
+        }
+        Err(Error::Refused(format!("{}: no free version number after {version}", self.root.display())))
     }
 
     /// Makes `version` the champion, whatever it is now, with a reason for the ledger.
@@ -310,24 +398,23 @@ impl Registry {
     ) -> Result<Option<ModelVersion>> {
         lock.check(&self.root)?;
         self.recover(lock, now)?;
-        let current = self.champion()?.map(|c| c.version);
+        let observed = self.observe()?;
+        let current = observed.version();
         if current == Some(version) {
             return Err(Error::Refused(format!("{version} is already the champion")));
         }
         self.load(version)?; // never point at a version that cannot be loaded
-        self.write_pointer(version, reason, None, now)?;
+        self.swap_or_refuse(&observed, version, reason, now)?;
         crash_point("promote:pointer_swapped");
-        ledger::append(
-            &self.root,
-            &LedgerEntry {
-                at: now,
-                action: LedgerAction::Promote,
-                version,
-                previous: current,
-                reason: reason.to_string(),
-                run_id: None,
-            },
-        )?;
+        let entry = LedgerEntry {
+            at: now,
+            action: LedgerAction::Promote,
+            version,
+            previous: current,
+            reason: reason.to_string(),
+            run_id: None,
+        };
+        self.record(entry)?;
         Ok(current)
     }
 
@@ -341,11 +428,20 @@ impl Registry {
     ) -> Result<(ModelVersion, ModelVersion)> {
         lock.check(&self.root)?;
         self.recover(lock, now)?;
-        let current =
-            self.champion()?.ok_or_else(|| Error::Refused("there is no champion to roll back".into()))?.version;
+        let observed = self.observe()?;
+        let current = observed.version().ok_or_else(|| Error::Refused("there is no champion to roll back".into()))?;
+        // By default, what the current champion replaced when it was deployed or promoted (not
+        // when a rollback returned to it: rolling back twice goes two versions back): the ledger's
+        // line for that swap (a promoted challenger's card names no replacement, a stored loser's
+        // card one that never happened), else its card.
+        let made_champion = |e: &&LedgerEntry| e.version == current && e.action != LedgerAction::Rollback;
+        let replaced = match self.ledger()?.iter().rev().find(made_champion) {
+            Some(line) => line.previous,
+            None => self.card(current)?.replaced,
+        };
         let target = match to {
             Some(v) => v,
-            None => self.card(current)?.replaced.ok_or_else(|| {
+            None => replaced.ok_or_else(|| {
                 Error::Refused(format!(
                     "champion {current} replaced no earlier version: there is nothing to roll back to"
                 ))
@@ -355,19 +451,29 @@ impl Registry {
             return Err(Error::Refused(format!("{target} is already the champion")));
         }
         self.load(target)?; // never point at a version that cannot be loaded
-        self.write_pointer(target, reason, None, now)?;
-        ledger::append(
-            &self.root,
-            &LedgerEntry {
-                at: now,
-                action: LedgerAction::Rollback,
-                version: target,
-                previous: Some(current),
-                reason: reason.to_string(),
-                run_id: None,
-            },
-        )?;
+        self.swap_or_refuse(&observed, target, reason, now)?;
+        let entry = LedgerEntry {
+            at: now,
+            action: LedgerAction::Rollback,
+            version: target,
+            previous: Some(current),
+            reason: reason.to_string(),
+            run_id: None,
+        };
+        self.record(entry)?;
         Ok((current, target))
+    }
+
+    /// An operator's change of champion: refused, with nothing changed, if someone else changed it
+    /// between the read and the write (run the command again).
+    fn swap_or_refuse(&self, observed: &Observed, to: ModelVersion, reason: &str, now: DateTime<Utc>) -> Result<()> {
+        if self.write_pointer(&observed.seen, to, reason, None, now)? {
+            return Ok(());
+        }
+        let now_serving = self.champion()?.map_or("no champion".to_string(), |p| p.version.to_string());
+        Err(Error::Refused(format!(
+            "the champion changed while this command ran ({now_serving} serves now): nothing changed; run it again"
+        )))
     }
 
     /// Versions retention would remove: all but the newest `keep_last`, sparing every version that
@@ -381,70 +487,75 @@ impl Registry {
         Ok(versions[..keep_from].iter().copied().filter(|v| !protected.contains(v)).collect())
     }
 
-    /// Removes the versions [`Registry::prunable`] names; returns them with the bytes freed
-    /// (measured on disk). Each version directory is renamed out of the listing first, then
-    /// deleted, so a crash never leaves a half-deleted version that looks complete.
+    /// Removes the versions [`Registry::prunable`] names; returns them with the bytes freed. A
+    /// version is taken out of the listing first, then deleted, so a crash never leaves a
+    /// half-deleted version that looks complete.
     pub fn prune(&self, lock: &RegistryLock, keep_last: usize) -> Result<Vec<(ModelVersion, u64)>> {
         lock.check(&self.root)?;
         let mut removed = Vec::new();
         for version in self.prunable(keep_last)? {
-            let dir = self.version_dir(version);
-            let bytes = caretaker_core::fs::disk_size(&dir);
-            let doomed = self.versions_dir().join(format!(".staging-pruned-{version}"));
-            caretaker_core::fs::rename_synced(&dir, &doomed)?;
-            std::fs::remove_dir_all(&doomed).map_err(|e| FsError::new("remove", &doomed, e))?;
-            removed.push((version, bytes));
+            // Taken out of the listing, then checked: in object storage an operator may have
+            // promoted it meanwhile (no lock keeps them out); it is put back then.
+            let unlisted = self.store.unlist_version(version)?;
+            if self.champion()?.is_some_and(|c| c.version == version) {
+                self.store.relist_version(version, unlisted)?;
+                continue;
+            }
+            removed.push((version, self.store.remove_version(version)?));
         }
         Ok(removed)
     }
 
+    /// Replaces the pointer if it is still what `seen` saw; `false` if not.
     fn write_pointer(
         &self,
+        seen: &Seen,
         version: ModelVersion,
         reason: &str,
         run_id: Option<String>,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let pointer = ChampionPointer { version, since: now, reason: reason.to_string(), run_id };
-        write_atomic(&self.pointer_path(), &serde_json::to_vec_pretty(&pointer).expect("a pointer serialises"))?;
-        Ok(())
+        let bytes = serde_json::to_vec_pretty(&pointer).expect("a pointer serialises");
+        self.store.replace_if(POINTER_FILE, &bytes, seen)
+    }
+
+    /// Appends the ledger line of a pointer swap just made.
+    fn record(&self, entry: LedgerEntry) -> Result<()> {
+        self.store.append_ledger(|_| Some(entry.clone()))
     }
 
     /// Finishes what a crashed writer left: removes staging directories and temporary files
-    /// (every writer holds the lock we hold) and appends the ledger line of a pointer swap whose
-    /// line is missing.
+    /// (every writer to a directory holds the lock we hold) and appends the ledger line of a
+    /// pointer swap whose line is missing. In object storage no lock keeps a live writer out, so
+    /// a swap is taken for interrupted only once it is [`RECOVER_AFTER`] old: a writer appends its
+    /// line right after its swap.
     fn recover(&self, _lock: &RegistryLock, now: DateTime<Utc>) -> Result<()> {
-        caretaker_core::fs::sweep_temp_files(&self.root, std::time::Duration::ZERO);
-        let dir = self.versions_dir();
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".staging-") {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-            sync_dir(&dir)?;
-        }
+        self.store.sweep()?;
         let Some(pointer) = self.champion()? else { return Ok(()) };
-        let last = self.ledger()?.last().map(|e| e.version);
-        if last != Some(pointer.version) {
-            ledger::append(
-                &self.root,
-                &LedgerEntry {
-                    at: now,
-                    action: LedgerAction::Deploy,
-                    version: pointer.version,
-                    previous: last,
-                    reason: format!(
-                        "recovered: the champion pointer names {} but the ledger's last line did not (an interrupted write); original reason: {}",
-                        pointer.version, pointer.reason
-                    ),
-                    run_id: pointer.run_id.clone(),
-                },
-            )?;
+        if self.store.dir().is_none() && now.signed_duration_since(pointer.since) < RECOVER_AFTER {
+            return Ok(());
         }
-        Ok(())
+        self.store.append_ledger(|ledger| {
+            let last = ledger.last().map(|e| e.version);
+            (last != Some(pointer.version)).then(|| LedgerEntry {
+                at: now,
+                action: LedgerAction::Deploy,
+                version: pointer.version,
+                previous: last,
+                reason: format!(
+                    "recovered: the champion pointer names {} but the ledger's last line did not (an interrupted write); original reason: {}",
+                    pointer.version, pointer.reason
+                ),
+                run_id: pointer.run_id.clone(),
+            })
+        })
     }
 }
+
+/// In object storage: how old a pointer swap without its ledger line must be before another
+/// writer takes it for interrupted and records it.
+const RECOVER_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 #[cfg(test)]
 mod tests;

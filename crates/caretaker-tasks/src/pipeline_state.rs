@@ -37,13 +37,13 @@ pub(crate) fn read(pipeline: &Path, window: usize) -> Result<PipelineState, Stri
     } else {
         Vec::new()
     };
-    let champion = if config.output.models.join("versions").is_dir() { champion(&config.output.models) } else { None };
+    let champion = champion(&config.output);
     Ok(PipelineState { config, runs, champion })
 }
 
-fn champion(models: &Path) -> Option<Result<ModelCard, String>> {
-    let registry = match Registry::open(models) {
-        Ok(r) => r,
+fn champion(output: &caretaker_core::config::OutputDirs) -> Option<Result<ModelCard, String>> {
+    let registry = match Registry::existing(output) {
+        Ok(r) => r?,
         Err(e) => return Some(Err(e.to_string())),
     };
     match registry.champion() {

@@ -262,12 +262,7 @@ impl Retention {
                 plan.measured_dirs.push(reports.clone());
             }
             let registry_dir = &config.output.models;
-            let registry = registry_dir
-                .join("versions")
-                .is_dir()
-                .then(|| caretaker_registry::Registry::open(registry_dir))
-                .transpose()
-                .map_err(|e| e.to_string())?;
+            let registry = caretaker_registry::Registry::existing(&config.output).map_err(|e| e.to_string())?;
             // The run that trained the serving champion (from its card: a rollback's pointer
             // names no run).
             plan.kept_for_champion = match &registry {
@@ -407,7 +402,7 @@ impl Retention {
             && !plan.model_versions.is_empty()
             && let (Some(policy), Some(config)) = (&self.config.models, &pipeline)
         {
-            let pruned = caretaker_registry::Registry::open(&config.output.models)
+            let pruned = caretaker_registry::Registry::of(&config.output)
                 .and_then(|registry| registry.lock().and_then(|lock| registry.prune(&lock, policy.keep_last)));
             match pruned {
                 Ok(versions) => removed += versions.len(),

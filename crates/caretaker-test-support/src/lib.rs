@@ -185,6 +185,26 @@ pub struct S3Server {
 }
 
 impl S3Server {
+    /// The storage options reaching this server, as a map (`Bucket::open`, `Registry::at`).
+    pub fn options(&self) -> std::collections::BTreeMap<String, String> {
+        [
+            ("endpoint", self.endpoint.as_str()),
+            ("allow_http", "true"),
+            ("virtual_hosted_style_request", "false"),
+            ("region", "us-east-1"),
+            ("access_key_id", self.access_key.as_str()),
+            ("secret_access_key", self.secret_key.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// A fresh `s3://` URL in the test bucket, for one test's files.
+    pub fn fresh_url(&self, what: &str) -> String {
+        format!("s3://{}/{}", self.bucket, unique_name(what).replace('_', "-"))
+    }
+
     /// `[dataset.storage_options]` reaching this server with these keys (or `secret` instead).
     pub fn storage_options(&self, secret: Option<&str>) -> String {
         format!(

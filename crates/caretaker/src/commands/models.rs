@@ -69,7 +69,7 @@ fn parse_version(text: &str) -> Result<ModelVersion> {
 pub fn models(cmd: ModelsCommand, clock: Clock) -> Result<ExitCode> {
     match cmd {
         ModelsCommand::List(select) => {
-            let registry = Registry::open(&load(&select.pipeline)?.output.models)?;
+            let registry = Registry::of(&load(&select.pipeline)?.output)?;
             let versions = registry.list()?;
             if select.json {
                 let cards: Vec<_> =
@@ -98,12 +98,12 @@ pub fn models(cmd: ModelsCommand, clock: Clock) -> Result<ExitCode> {
             }
         }
         ModelsCommand::Show { model_version: version, select } => {
-            let registry = Registry::open(&load(&select.pipeline)?.output.models)?;
+            let registry = Registry::of(&load(&select.pipeline)?.output)?;
             let (card, _) = registry.load(parse_version(&version)?)?;
             print_json(&card);
         }
         ModelsCommand::Rollback { to, reason, select } => {
-            let registry = Registry::open(&load(&select.pipeline)?.output.models)?;
+            let registry = Registry::of(&load(&select.pipeline)?.output)?;
             let to = to.as_deref().map(parse_version).transpose()?;
             let lock = registry.lock()?;
             let (from, to) = registry.rollback(&lock, to, &reason, clock.now())?;
@@ -117,7 +117,7 @@ pub fn models(cmd: ModelsCommand, clock: Clock) -> Result<ExitCode> {
             if reason.trim().is_empty() {
                 anyhow::bail!("--reason must say why {version} is promoted: the ledger keeps it");
             }
-            let registry = Registry::open(&load(&select.pipeline)?.output.models)?;
+            let registry = Registry::of(&load(&select.pipeline)?.output)?;
             let version = parse_version(&version)?;
             let lock = registry.lock()?;
             let previous = registry.promote(&lock, version, &reason, clock.now())?;
@@ -131,7 +131,7 @@ pub fn models(cmd: ModelsCommand, clock: Clock) -> Result<ExitCode> {
             }
         }
         ModelsCommand::Ledger(select) => {
-            let registry = Registry::open(&load(&select.pipeline)?.output.models)?;
+            let registry = Registry::of(&load(&select.pipeline)?.output)?;
             let ledger = registry.ledger()?;
             if select.json {
                 print_json(&ledger);
