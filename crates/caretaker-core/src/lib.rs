@@ -32,6 +32,7 @@ pub mod clock;
 pub mod config;
 pub mod events;
 pub mod fs;
+pub mod health;
 pub mod ids;
 pub mod lock;
 pub mod maintenance;

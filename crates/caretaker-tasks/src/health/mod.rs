@@ -17,6 +17,8 @@ mod postgres;
 mod redis;
 mod tcp;
 
+/// A check's grade (shared with the model health score).
+pub use caretaker_core::health::Health;
 pub use http::HttpCheck;
 pub use pipeline::PipelineCheck;
 pub use postgres::PostgresCheck;
@@ -31,34 +33,6 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
-
-/// A check's grade. Ordered worst first, so the worst of several is their minimum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Health {
-    Unhealthy,
-    Degraded,
-    Healthy,
-}
-
-impl Health {
-    pub fn name(self) -> &'static str {
-        match self {
-            Health::Unhealthy => "unhealthy",
-            Health::Degraded => "degraded",
-            Health::Healthy => "healthy",
-        }
-    }
-
-    /// The value of the `health` metric: 2 healthy, 1 degraded, 0 unhealthy.
-    pub fn metric(self) -> f64 {
-        match self {
-            Health::Unhealthy => 0.0,
-            Health::Degraded => 1.0,
-            Health::Healthy => 2.0,
-        }
-    }
-}
 
 /// What one check found.
 #[derive(Debug, Clone, Serialize)]
