@@ -247,3 +247,37 @@ pub fn unique_name(prefix: &str) -> String {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{prefix}_{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
+
+/// A run report for the tests of what reads the run history (the task kinds, the model health
+/// score): started at `started` (RFC 3339), the quality score, and the deployed candidate `tree`
+/// with `f1` and a prediction time of `micros` per row; its newest event one hour before the start.
+pub fn run_report(
+    run_id: &str,
+    started: &str,
+    quality: f64,
+    f1: f64,
+    micros: f64,
+) -> caretaker_core::report::RunReport {
+    let start = chrono::DateTime::parse_from_rfc3339(started).unwrap().with_timezone(&chrono::Utc);
+    let metrics = serde_json::json!({
+        "rows": 100, "accuracy": 0.9, "precision": 0.8, "recall": 0.7, "f1": f1, "roc_auc": 0.9,
+        "pr_auc": 0.8, "log_loss": 0.3, "brier": 0.1, "threshold": 0.5,
+        "confusion": {"tp": 1, "fp": 1, "tn": 1, "fn": 1},
+    });
+    serde_json::from_value(serde_json::json!({
+        "schema_version": 1, "run_id": run_id, "pipeline": "bridge-failures", "config_path": "p", "config_hash": "h",
+        "started_at": start, "finished_at": start, "status": "succeeded", "message": null,
+        "data": {"path": "d", "files": 1, "bytes": 1, "rows": 100, "newest_event": start - chrono::Duration::hours(1)},
+        "quality": {"score": quality, "min_score": 0.9, "passed": true, "rows": 100, "clean_rows": 100,
+                    "quarantined_rows": 0, "quarantine_path": null, "rule_counts": [], "checks": []},
+        "split": null,
+        "candidates": [{"name": "tree", "family": "decision_tree", "params": {}, "metrics": metrics,
+                        "train_seconds": 1.0, "predict_micros_per_row": micros, "error": null}],
+        "champion": null,
+        "gate": {"decision": "deployed", "candidate": "tree", "deployed_version": "v0001", "reasons": [], "rules": []},
+        "patterns": {"store": "s", "before": 100, "deleted": 10, "archived": 5, "kept": 85,
+                     "store_bytes_before": 10, "store_bytes_after": 8, "archive_bytes_written": 1, "archive_files": []},
+        "stages": [], "report_dir": "r",
+    }))
+    .unwrap()
+}

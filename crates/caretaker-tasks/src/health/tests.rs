@@ -1,5 +1,6 @@
-use crate::testing::{self, PipelineFixture, all_text, build, closed_port, report, silent_server};
+use crate::testing::{self, PipelineFixture, all_text, build, closed_port, silent_server};
 use caretaker_core::task::TaskStatus;
+use caretaker_test_support::run_report;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -211,7 +212,7 @@ async fn pipeline_health_reads_the_last_run_the_champion_and_the_quality_trend()
 
     // TEST_NOW is 2026-11-28T02:00Z: a run 24 h ago, one champion, a steady quality score.
     for (i, day) in [21, 22, 23, 24, 25, 26, 27].iter().enumerate() {
-        fixture.record(&report(
+        fixture.record(&run_report(
             &format!("202611{day}T020000Z-000{i}"),
             &format!("2026-11-{day}T02:00:00Z"),
             0.98,
@@ -227,7 +228,7 @@ async fn pipeline_health_reads_the_last_run_the_champion_and_the_quality_trend()
     assert_eq!(outcome.metrics["champion_loadable"], 1.0);
 
     // The quality score falls: degraded, with the numbers.
-    fixture.record(&report("20261128T010000Z-0007", "2026-11-28T01:00:00Z", 0.85, 0.7, 20.0));
+    fixture.record(&run_report("20261128T010000Z-0007", "2026-11-28T01:00:00Z", 0.85, 0.7, 20.0));
     let outcome = testing::run(task.as_ref(), fixture.path()).await;
     assert_eq!(outcome.status, TaskStatus::Succeeded);
     assert_eq!(outcome.metrics["health"], 1.0);

@@ -1,5 +1,6 @@
 use super::*;
-use crate::testing::{self, PipelineFixture, build, report};
+use crate::testing::{self, PipelineFixture, build};
+use caretaker_test_support::run_report;
 
 fn task(extra: &str) -> ModelHealth {
     ModelHealth::build(&testing::table(&format!("pipeline = 'p.toml'\n{extra}")), Path::new(".")).unwrap()
@@ -16,8 +17,8 @@ fn component<'a>(score: &'a HealthScore, name: &str) -> &'a Component {
 #[test]
 fn a_steady_fast_fresh_pipeline_scores_full_marks() {
     let runs = vec![
-        report("20261128T010000Z-0002", "2026-11-28T01:00:00Z", 1.0, 0.8, 20.0),
-        report("20261127T010000Z-0001", "2026-11-27T01:00:00Z", 1.0, 0.8, 20.0),
+        run_report("20261128T010000Z-0002", "2026-11-28T01:00:00Z", 1.0, 0.8, 20.0),
+        run_report("20261127T010000Z-0001", "2026-11-27T01:00:00Z", 1.0, 0.8, 20.0),
     ];
     let score = task("").score(&runs, true, now());
     assert!((score.score - 10.0).abs() < 1e-9, "{score:?}");
@@ -33,8 +34,8 @@ fn each_component_follows_its_formula() {
     // 200 µs per row against 100: 2.0 * 0.5 = 1.0.
     // Newest event 1 h old: 2.0. Patterns kept: 1.0.
     let runs = vec![
-        report("20261128T010000Z-0002", "2026-11-28T02:00:00Z", 0.90, 0.63, 200.0),
-        report("20261127T010000Z-0001", "2026-11-27T02:00:00Z", 0.98, 0.70, 200.0),
+        run_report("20261128T010000Z-0002", "2026-11-28T02:00:00Z", 0.90, 0.63, 200.0),
+        run_report("20261127T010000Z-0001", "2026-11-27T02:00:00Z", 0.98, 0.70, 200.0),
     ];
     let score = task("").score(&runs, true, now());
     let points = |name| component(&score, name).points;
@@ -52,7 +53,7 @@ fn each_component_follows_its_formula() {
 fn grades_and_the_maintenance_threshold() {
     // Stale data (newest event 73 h old with a 24 h budget: (72 - 73) / 48 < 0, so 0 points) and a
     // slow model: 2.5 + 2.5 * (0.7/0.7) + 2.0 * 100/400 + 0 + 1 = 6.5: degraded, maintenance required.
-    let mut r = report("20261125T020000Z-0001", "2026-11-25T02:00:00Z", 1.0, 0.7, 400.0);
+    let mut r = run_report("20261125T020000Z-0001", "2026-11-25T02:00:00Z", 1.0, 0.7, 400.0);
     r.data.as_mut().unwrap().newest_event = Some(now() - chrono::Duration::hours(73));
     let score = task("max_data_age_hours = 24").score(&[r.clone()], true, now());
     assert!((score.score - 6.5).abs() < 1e-9, "{score:?}");
@@ -70,7 +71,7 @@ fn grades_and_the_maintenance_threshold() {
 
 #[test]
 fn without_a_pattern_store_four_components_share_ten_points() {
-    let runs = vec![report("20261128T010000Z-0001", "2026-11-28T01:00:00Z", 1.0, 0.7, 10.0)];
+    let runs = vec![run_report("20261128T010000Z-0001", "2026-11-28T01:00:00Z", 1.0, 0.7, 10.0)];
     let score = task("").score(&runs, false, now());
     assert_eq!(score.components.len(), 4);
     assert!((score.score - 10.0).abs() < 1e-9);
@@ -94,8 +95,8 @@ fn the_metric_must_be_one_where_higher_is_better() {
 #[tokio::test]
 async fn the_task_reads_the_history_and_shows_every_component() {
     let fixture = PipelineFixture::new();
-    fixture.record(&report("20261127T020000Z-0001", "2026-11-27T02:00:00Z", 1.0, 0.75, 30.0));
-    fixture.record(&report("20261128T010000Z-0002", "2026-11-28T01:00:00Z", 1.0, 0.75, 30.0));
+    fixture.record(&run_report("20261127T020000Z-0001", "2026-11-27T02:00:00Z", 1.0, 0.75, 30.0));
+    fixture.record(&run_report("20261128T010000Z-0002", "2026-11-28T01:00:00Z", 1.0, 0.75, 30.0));
     let task = build("model_health", "pipeline = 'pipelines/test.toml'", fixture.path());
     let outcome = testing::run(task.as_ref(), fixture.path()).await;
     assert_eq!(outcome.status, caretaker_core::task::TaskStatus::Succeeded, "{}", outcome.summary);

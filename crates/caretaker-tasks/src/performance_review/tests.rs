@@ -1,6 +1,7 @@
 use super::*;
-use crate::testing::{self, PipelineFixture, report};
+use crate::testing::{self, PipelineFixture};
 use caretaker_core::report::StageTiming;
+use caretaker_test_support::run_report;
 
 fn task(fixture: &PipelineFixture, extra: &str) -> PerformanceReview {
     PerformanceReview::build(&testing::table(&format!("pipeline = 'pipelines/test.toml'\n{extra}")), fixture.path())
@@ -9,7 +10,7 @@ fn task(fixture: &PipelineFixture, extra: &str) -> PerformanceReview {
 
 /// Run `i` (day `i` of November) with the given stages: (name, seconds, rows).
 fn run(i: usize, stages: &[(&str, f64, Option<u64>)]) -> RunReport {
-    let mut r = report(
+    let mut r = run_report(
         &format!("202611{:02}T020000Z-000{i}", i + 1),
         &format!("2026-11-{:02}T02:00:00Z", i + 1),
         1.0,

@@ -1,5 +1,6 @@
-use crate::testing::{self, PipelineFixture, build, report};
+use crate::testing::{self, PipelineFixture, build};
 use caretaker_core::task::TaskStatus;
+use caretaker_test_support::run_report;
 use std::path::Path;
 
 /// TEST_NOW is 2026-11-28T02:00Z. Runs on 2026-11-01 .. 2026-11-27, each with a 10 KiB
@@ -9,7 +10,7 @@ fn fixture() -> PipelineFixture {
     let fixture = PipelineFixture::new();
     for day in 1..=27 {
         let run_id = format!("202611{day:02}T020000Z-ab{day:02}");
-        fixture.record(&report(&run_id, &format!("2026-11-{day:02}T02:00:00Z"), 0.99, 0.7, 10.0));
+        fixture.record(&run_report(&run_id, &format!("2026-11-{day:02}T02:00:00Z"), 0.99, 0.7, 10.0));
         std::fs::write(fixture.path().join("reports").join(&run_id).join("quarantine.parquet"), vec![7u8; 10 * 1024])
             .unwrap();
     }
@@ -124,7 +125,7 @@ async fn removes_what_is_old_keeps_what_is_protected_and_measures_bytes() {
 #[tokio::test]
 async fn model_versions_are_pruned_through_the_registry() {
     let fixture = PipelineFixture::new();
-    fixture.record(&report("20261127T020000Z-0001", "2026-11-27T02:00:00Z", 0.99, 0.7, 10.0));
+    fixture.record(&run_report("20261127T020000Z-0001", "2026-11-27T02:00:00Z", 0.99, 0.7, 10.0));
     // Versions written without becoming champion: only v0001 and the newest are protected.
     let registry = caretaker_registry::Registry::open(&fixture.path().join("models")).unwrap();
     fixture.deploy("tree", "20261127T020000Z-0001", b"the champion");
