@@ -1,41 +1,20 @@
-//! `model_health`: the intelligence health score, 0 to 10, from five components read from the
-//! pipeline's run history, with every component's points shown.
-//!
-//! | component | points | from |
-//! |---|---|---|
-//! | data quality | 2.5 | the newest quality score `s`, less its drop below the mean `p` of the earlier runs in the window: `2.5 * clamp(s - max(0, p - s), 0, 1)` |
-//! | model performance | 2.5 | the serving model's `metric` `m` against `metric_target` `t`, less its relative drop below the earlier runs' mean `p`: `2.5 * clamp(min(1, m / t) - max(0, (p - m) / p), 0, 1)` |
-//! | prediction latency | 2.0 | per-row prediction time `l` against `latency_budget_micros` `b`: `2.0 * min(1, b / l)` |
-//! | data freshness | 2.0 | age `a` of the newest event against `max_data_age_hours` `h`: `2.0 * clamp((3h - a) / 2h, 0, 1)` (full up to `h`, none from `3h`) |
-//! | pattern store | 1.0 | 1 when the newest run cleaned a non-empty store, 0.5 when the store is empty, 0 when the newest run did not reach it |
-//!
-//! A component without data scores 0 and says so (a missing measurement is never a pass). A
-//! pipeline with no pattern store has four components: their points are scaled by 10/9. The
-//! grade: healthy above 7, degraded above 5, unhealthy otherwise (a `Failed` outcome);
-//! maintenance is required below 8.
-//!
-//! The serving model after a run is the candidate it deployed, or else the champion it
-//! re-scored. Its latency is that of the candidate of the same name in the newest run that
-//! trained one (the champion itself is scored in a batch with no separate timing).
+//! `model_health`: the intelligence health score, 0 to 10, of a pipeline's newest runs, as a
+//! task kind. The score itself (its five components, their formulas and the grades) is
+//! [`caretaker_evaluate::health`]; this module builds its [`HealthPolicy`] from the task's
+//! parameters, reads the pipeline's run history and turns the score into an outcome: unhealthy is
+//! a `Failed` outcome, each component's points a metric (`data_quality_points`, ...), and the whole
+//! score, every component with its maximum, measured value and detail, the outcome's details.
 
-use crate::health::Health;
 use crate::params::{self, positive, problem, resolve};
-use crate::pipeline_state::{self, mean};
+use crate::pipeline_state;
 use crate::redact;
 use caretaker_core::config::ConfigProblem;
+use caretaker_core::health::Health;
 use caretaker_core::metrics::Metric;
-use caretaker_core::report::{GateOutcome, RunReport};
 use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, TaskStatus};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use caretaker_evaluate::health::{self, HealthPolicy};
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
-
-/// Below this score maintenance is required.
-pub const MAINTENANCE_BELOW: f64 = 8.0;
-/// Above this score the intelligence is healthy.
-pub const HEALTHY_ABOVE: f64 = 7.0;
-/// Above this score (and not above [`HEALTHY_ABOVE`]) it is degraded; otherwise unhealthy.
-pub const DEGRADED_ABOVE: f64 = 5.0;
 
 /// Parameters of `model_health`.
 #[derive(Debug, Deserialize)]
@@ -61,51 +40,27 @@ pub struct ModelHealthConfig {
     pub max_data_age_hours: f64,
 }
 
+// The defaults are the score's own, so `models reset` (which scores with them) and a catalog
+// entry without parameters agree.
 fn default_window() -> usize {
-    7
+    HealthPolicy::default().window
 }
 fn default_metric() -> String {
-    "f1".into()
+    HealthPolicy::default().metric.name().into()
 }
 fn default_metric_target() -> f64 {
-    0.7
+    HealthPolicy::default().metric_target
 }
 fn default_latency_budget() -> f64 {
-    100.0
+    HealthPolicy::default().latency_budget_micros
 }
 fn default_max_data_age() -> f64 {
-    48.0
+    HealthPolicy::default().max_data_age_hours
 }
 
 pub struct ModelHealth {
     pipeline: PathBuf,
-    window: usize,
-    metric: Metric,
-    metric_target: f64,
-    latency_budget_micros: f64,
-    max_data_age_hours: f64,
-}
-
-/// One component's contribution.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Component {
-    pub name: &'static str,
-    /// Points earned, after scaling.
-    pub points: f64,
-    /// The most this component can earn, after scaling.
-    pub max_points: f64,
-    /// The measured value the points come from, when there was one.
-    pub measured: Option<f64>,
-    pub detail: String,
-}
-
-/// The score and how it was reached.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HealthScore {
-    pub score: f64,
-    pub health: Health,
-    pub maintenance_required: bool,
-    pub components: Vec<Component>,
+    policy: HealthPolicy,
 }
 
 impl ModelHealth {
@@ -125,156 +80,14 @@ impl ModelHealth {
         }
         Ok(ModelHealth {
             pipeline: resolve(root, &config.pipeline),
-            window: config.window,
-            metric,
-            metric_target: config.metric_target,
-            latency_budget_micros: positive("latency_budget_micros", config.latency_budget_micros)?,
-            max_data_age_hours: positive("max_data_age_hours", config.max_data_age_hours)?,
+            policy: HealthPolicy {
+                window: config.window,
+                metric,
+                metric_target: config.metric_target,
+                latency_budget_micros: positive("latency_budget_micros", config.latency_budget_micros)?,
+                max_data_age_hours: positive("max_data_age_hours", config.max_data_age_hours)?,
+            },
         })
-    }
-
-    /// How many of the newest runs the score reads.
-    pub fn window(&self) -> usize {
-        self.window
-    }
-
-    /// The score of `runs` (newest first) at `now`; `has_patterns` says whether the pipeline
-    /// keeps a pattern store.
-    pub fn score(&self, runs: &[RunReport], has_patterns: bool, now: DateTime<Utc>) -> HealthScore {
-        let mut components =
-            vec![self.quality(runs), self.performance(runs), self.latency(runs), self.freshness(runs, now)];
-        if has_patterns {
-            components.push(patterns(runs));
-        }
-        let available: f64 = components.iter().map(|c| c.max_points).sum();
-        let scale = 10.0 / available;
-        for c in &mut components {
-            c.points *= scale;
-            c.max_points *= scale;
-        }
-        let score = components.iter().map(|c| c.points).sum::<f64>();
-        let health = if score > HEALTHY_ABOVE {
-            Health::Healthy
-        } else if score > DEGRADED_ABOVE {
-            Health::Degraded
-        } else {
-            Health::Unhealthy
-        };
-        HealthScore { score, health, maintenance_required: score < MAINTENANCE_BELOW, components }
-    }
-
-    fn quality(&self, runs: &[RunReport]) -> Component {
-        let scores: Vec<f64> = runs.iter().filter_map(|r| r.quality.as_ref().map(|q| q.score)).collect();
-        let Some((&s, earlier)) = scores.split_first() else {
-            return Component::missing("data quality", 2.5, "no run in the window has a quality score");
-        };
-        let drop = mean(earlier).map(|p| (p - s).max(0.0)).unwrap_or(0.0);
-        Component {
-            name: "data quality",
-            points: 2.5 * (s - drop).clamp(0.0, 1.0),
-            max_points: 2.5,
-            measured: Some(s),
-            detail: format!("newest quality score {s:.3}, {drop:.3} below the earlier runs' mean"),
-        }
-    }
-
-    fn performance(&self, runs: &[RunReport]) -> Component {
-        let values: Vec<f64> =
-            runs.iter().filter_map(|r| serving_metrics(r).and_then(|m| self.metric.value(m))).collect();
-        let Some((&m, earlier)) = values.split_first() else {
-            return Component::missing(
-                "model performance",
-                2.5,
-                &format!("no run in the window scored a serving model's {}", self.metric),
-            );
-        };
-        let drop = mean(earlier).filter(|p| *p > 0.0).map(|p| ((p - m) / p).max(0.0)).unwrap_or(0.0);
-        let reach = (m / self.metric_target).min(1.0);
-        Component {
-            name: "model performance",
-            points: 2.5 * (reach - drop).clamp(0.0, 1.0),
-            max_points: 2.5,
-            measured: Some(m),
-            detail: format!(
-                "serving model's {} {m:.4} against the target {}, {:.1}% below the earlier runs' mean",
-                self.metric,
-                self.metric_target,
-                drop * 100.0
-            ),
-        }
-    }
-
-    fn latency(&self, runs: &[RunReport]) -> Component {
-        let latency = runs.iter().find_map(|r| {
-            let name = serving_name(r)?;
-            r.candidates.iter().find(|c| c.name == name).and_then(|c| c.predict_micros_per_row)
-        });
-        let Some(l) = latency else {
-            return Component::missing(
-                "prediction latency",
-                2.0,
-                "no run in the window timed the serving model's predictions",
-            );
-        };
-        let b = self.latency_budget_micros;
-        Component {
-            name: "prediction latency",
-            points: 2.0 * if l <= b { 1.0 } else { b / l },
-            max_points: 2.0,
-            measured: Some(l),
-            detail: format!("{l:.2} µs per row against a budget of {b} µs"),
-        }
-    }
-
-    fn freshness(&self, runs: &[RunReport], now: DateTime<Utc>) -> Component {
-        let Some(newest) = runs.first().and_then(|r| r.data.as_ref()).and_then(|d| d.newest_event) else {
-            return Component::missing("data freshness", 2.0, "the newest run recorded no event time");
-        };
-        let age = (now - newest).num_seconds() as f64 / 3600.0;
-        let h = self.max_data_age_hours;
-        Component {
-            name: "data freshness",
-            points: 2.0 * ((3.0 * h - age) / (2.0 * h)).clamp(0.0, 1.0),
-            max_points: 2.0,
-            measured: Some(age),
-            detail: format!("newest event {age:.1} h old, full points up to {h} h, none from {} h", 3.0 * h),
-        }
-    }
-}
-
-fn patterns(runs: &[RunReport]) -> Component {
-    let Some(p) = runs.first().and_then(|r| r.patterns.as_ref()) else {
-        return Component::missing("pattern store", 1.0, "the newest run did not clean the pattern store");
-    };
-    let (points, detail) = if p.kept > 0 {
-        (1.0, format!("the newest run kept {} of {} patterns", p.kept, p.before))
-    } else {
-        (0.5, "the pattern store is empty after the newest run's cleanup".to_string())
-    };
-    Component { name: "pattern store", points, max_points: 1.0, measured: Some(p.kept as f64), detail }
-}
-
-impl Component {
-    fn missing(name: &'static str, max_points: f64, detail: &str) -> Component {
-        Component { name, points: 0.0, max_points, measured: None, detail: detail.to_string() }
-    }
-}
-
-/// The name of the model that served after run `r`: the candidate it deployed, or the champion.
-fn serving_name(r: &RunReport) -> Option<&str> {
-    if r.gate.decision == GateOutcome::Deployed {
-        r.gate.candidate.as_deref()
-    } else {
-        r.champion.as_ref().map(|c| c.name.as_str())
-    }
-}
-
-fn serving_metrics(r: &RunReport) -> Option<&caretaker_core::metrics::ClassificationMetrics> {
-    if r.gate.decision == GateOutcome::Deployed {
-        let name = r.gate.candidate.as_deref()?;
-        r.candidates.iter().find(|c| c.name == name)?.metrics.as_ref()
-    } else {
-        r.champion.as_ref()?.metrics.as_ref()
     }
 }
 
@@ -306,7 +119,7 @@ impl Task for ModelHealth {
     fn run<'a>(&'a self, ctx: &'a TaskContext) -> BoxFuture<'a, Result<TaskOutcome, TaskError>> {
         Box::pin(async move {
             let pipeline = self.pipeline.clone();
-            let window = self.window;
+            let window = self.policy.window;
             let state =
                 match crate::blocking("reading the pipeline's state", move || pipeline_state::read(&pipeline, window))
                     .await
@@ -314,7 +127,7 @@ impl Task for ModelHealth {
                     Ok(Ok(state)) => state,
                     Ok(Err(e)) | Err(e) => return Ok(TaskOutcome::failed(redact::redact(&e))),
                 };
-            let score = self.score(&state.runs, state.config.patterns.is_some(), ctx.started_at);
+            let score = health::score(&self.policy, &state.runs, state.config.patterns.is_some(), ctx.started_at);
             let mut outcome = TaskOutcome {
                 status: if score.health == Health::Unhealthy { TaskStatus::Failed } else { TaskStatus::Succeeded },
                 summary: format!(

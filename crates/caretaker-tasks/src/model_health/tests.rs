@@ -6,81 +6,22 @@ fn task(extra: &str) -> ModelHealth {
     ModelHealth::build(&testing::table(&format!("pipeline = 'p.toml'\n{extra}")), Path::new(".")).unwrap()
 }
 
-fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(caretaker_test_support::TEST_NOW).unwrap().with_timezone(&Utc)
-}
-
-fn component<'a>(score: &'a HealthScore, name: &str) -> &'a Component {
-    score.components.iter().find(|c| c.name == name).unwrap()
-}
-
 #[test]
-fn a_steady_fast_fresh_pipeline_scores_full_marks() {
-    let runs = vec![
-        run_report("20261128T010000Z-0002", "2026-11-28T01:00:00Z", 1.0, 0.8, 20.0),
-        run_report("20261127T010000Z-0001", "2026-11-27T01:00:00Z", 1.0, 0.8, 20.0),
-    ];
-    let score = task("").score(&runs, true, now());
-    assert!((score.score - 10.0).abs() < 1e-9, "{score:?}");
-    assert_eq!(score.health, Health::Healthy);
-    assert!(!score.maintenance_required);
-    assert_eq!(score.components.len(), 5);
-}
-
-#[test]
-fn each_component_follows_its_formula() {
-    // Quality 0.90 after a mean of 0.98: 2.5 * (0.90 - 0.08) = 2.05.
-    // F1 0.63 after 0.70, target 0.7: 2.5 * (0.9 - 0.1) = 2.0.
-    // 200 µs per row against 100: 2.0 * 0.5 = 1.0.
-    // Newest event 1 h old: 2.0. Patterns kept: 1.0.
-    let runs = vec![
-        run_report("20261128T010000Z-0002", "2026-11-28T02:00:00Z", 0.90, 0.63, 200.0),
-        run_report("20261127T010000Z-0001", "2026-11-27T02:00:00Z", 0.98, 0.70, 200.0),
-    ];
-    let score = task("").score(&runs, true, now());
-    let points = |name| component(&score, name).points;
-    assert!((points("data quality") - 2.05).abs() < 1e-9, "{score:?}");
-    assert!((points("model performance") - 2.0).abs() < 1e-9, "{score:?}");
-    assert!((points("prediction latency") - 1.0).abs() < 1e-9);
-    assert!((points("data freshness") - 2.0).abs() < 1e-9);
-    assert!((points("pattern store") - 1.0).abs() < 1e-9);
-    assert!((score.score - 8.05).abs() < 1e-9);
-    assert_eq!(score.health, Health::Healthy);
-    assert!(!score.maintenance_required);
-}
-
-#[test]
-fn grades_and_the_maintenance_threshold() {
-    // Stale data (newest event 73 h old with a 24 h budget: (72 - 73) / 48 < 0, so 0 points) and a
-    // slow model: 2.5 + 2.5 * (0.7/0.7) + 2.0 * 100/400 + 0 + 1 = 6.5: degraded, maintenance required.
-    let mut r = run_report("20261125T020000Z-0001", "2026-11-25T02:00:00Z", 1.0, 0.7, 400.0);
-    r.data.as_mut().unwrap().newest_event = Some(now() - chrono::Duration::hours(73));
-    let score = task("max_data_age_hours = 24").score(&[r.clone()], true, now());
-    assert!((score.score - 6.5).abs() < 1e-9, "{score:?}");
-    assert_eq!(score.health, Health::Degraded);
-    assert!(score.maintenance_required);
-
-    // And no quality score, no metrics: unhealthy, and each missing part says so.
-    r.quality = None;
-    r.candidates.clear();
-    let score = task("max_data_age_hours = 24").score(&[r], true, now());
-    assert_eq!(score.health, Health::Unhealthy, "{score:?}");
-    assert!(component(&score, "data quality").detail.contains("no run in the window has a quality score"));
-    assert_eq!(component(&score, "model performance").measured, None);
-}
-
-#[test]
-fn without_a_pattern_store_four_components_share_ten_points() {
-    let runs = vec![run_report("20261128T010000Z-0001", "2026-11-28T01:00:00Z", 1.0, 0.7, 10.0)];
-    let score = task("").score(&runs, false, now());
-    assert_eq!(score.components.len(), 4);
-    assert!((score.score - 10.0).abs() < 1e-9);
-    assert!((component(&score, "data quality").max_points - 2.5 * 10.0 / 9.0).abs() < 1e-9);
-    // With a store that the newest run did not clean: that point is lost.
-    let mut r = runs[0].clone();
-    r.patterns = None;
-    let score = task("").score(&[r], true, now());
-    assert!((score.score - 9.0).abs() < 1e-9);
+fn the_parameters_are_the_scores_policy_and_default_to_its_defaults() {
+    assert_eq!(task("").policy, HealthPolicy::default());
+    let policy =
+        task("window = 3\nmetric = 'recall'\nmetric_target = 0.5\nlatency_budget_micros = 20\nmax_data_age_hours = 24")
+            .policy;
+    assert_eq!(
+        policy,
+        HealthPolicy {
+            window: 3,
+            metric: Metric::Recall,
+            metric_target: 0.5,
+            latency_budget_micros: 20.0,
+            max_data_age_hours: 24.0
+        }
+    );
 }
 
 #[test]
