@@ -14,8 +14,8 @@
 //! 4. the deploy, recorded in the ledger as `reset` with the operator's reason, and the run
 //!    recorded like a nightly run (report.json, report.html, history, Prometheus textfile), so
 //!    the history and the health check see the new champion;
-//! 5. the model health check ([`caretaker_tasks::model_health`], its default parameters) over
-//!    the history including this run;
+//! 5. the model health score ([`caretaker_evaluate::health`], the `model_health` task's default
+//!    parameters) over the history including this run;
 //! 6. maintenance mode left, also when a step failed (only if it is still the one this reset
 //!    entered). A crash (a kill) leaves it on, as for any maintenance: `caretaker maintenance
 //!    off` ends it.
@@ -32,8 +32,8 @@ use caretaker_core::lock::ProcessLock;
 use caretaker_core::maintenance::{self, MaintenanceMode};
 use caretaker_core::report::{CandidateReport, GateReport, REPORT_SCHEMA_VERSION, RunReport, RunStatus};
 use caretaker_evaluate::gate::{self, ChampionStanding, Contender};
+use caretaker_evaluate::health::{self, HealthPolicy, HealthScore};
 use caretaker_registry::Registry;
-use caretaker_tasks::model_health::{HealthScore, ModelHealth};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -299,13 +299,10 @@ fn reset_in_maintenance(
     outcome.gate = gate_report;
 
     // The health check, over the history with this run as the newest.
-    let mut params = toml::Table::new();
-    params.insert("pipeline".into(), config.source.display().to_string().into());
-    let health = ModelHealth::build(&params, Path::new("."))
-        .map_err(|p| Error::Other { path: config.source.clone(), reason: p.to_string() })?;
+    let policy = HealthPolicy::default();
     recent.reverse();
-    recent.truncate(health.window());
-    outcome.health = Some(health.score(&recent, config.patterns.is_some(), clock.now()));
+    recent.truncate(policy.window);
+    outcome.health = Some(health::score(&policy, &recent, config.patterns.is_some(), clock.now()));
     for c in &mut outcome.candidates {
         c.curves = None;
     }
