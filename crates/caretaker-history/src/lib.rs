@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 mod postgres_store;
+pub mod schema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -159,13 +160,7 @@ impl History {
         let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err)?;
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            let tx = conn.transaction().map_err(err)?;
-            tx.execute_batch(migration).map_err(err)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
-            tx.commit().map_err(err)?;
-        }
+        schema::migrate_sqlite(&mut conn, MIGRATIONS).map_err(err)?;
         Ok(History { store: Store::Sqlite { path: path.to_path_buf(), conn } })
     }
 
@@ -348,14 +343,14 @@ mod tests {
 
     /// A database of its own on the test server, dropped with it; `None` when no server answers
     /// (the test then checks SQLite alone, unless CARETAKER_REQUIRE_SERVICES=1).
-    struct Database {
+    pub(crate) struct Database {
         admin: String,
         name: String,
-        url: String,
+        pub(crate) url: String,
     }
 
     impl Database {
-        fn new(prefix: &str) -> Option<Database> {
+        pub(crate) fn new(prefix: &str) -> Option<Database> {
             let admin = caretaker_test_support::postgres_url()?;
             let name = caretaker_test_support::unique_name(prefix);
             let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();

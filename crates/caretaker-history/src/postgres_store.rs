@@ -24,9 +24,6 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE caretaker_runs (
     CREATE INDEX caretaker_runs_started_at ON caretaker_runs (started_at);"];
 
 const COMPONENT: &str = "runs";
-/// The advisory lock the scheduler's history migrates under too ("cs" "mg" in ASCII), so that
-/// two components creating `caretaker_schema` in one database take turns.
-const MIGRATION_LOCK: i64 = 0x6373_6d67;
 
 /// How long connecting may take when the URL does not say (`connect_timeout=N`).
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -61,27 +58,9 @@ impl PostgresRuns {
     }
 
     fn migrate(&mut self) -> Result<()> {
+        let script = crate::schema::postgres_migration(COMPONENT, MIGRATIONS);
         let mut tx = self.client.transaction().map_err(|e| fail_with(&self.target, &self.secrets, e))?;
-        let result: Result<(), postgres::Error> = (|| {
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-            tx.batch_execute(
-                "CREATE TABLE IF NOT EXISTS caretaker_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
-            )?;
-            let version: i32 = tx
-                .query_opt("SELECT version FROM caretaker_schema WHERE component = $1", &[&COMPONENT])?
-                .map(|row| row.get(0))
-                .unwrap_or(0);
-            for (i, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-                tx.batch_execute(migration)?;
-                tx.execute(
-                    "INSERT INTO caretaker_schema (component, version) VALUES ($1, $2)
-                     ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
-                    &[&COMPONENT, &((i + 1) as i32)],
-                )?;
-            }
-            Ok(())
-        })();
-        match result {
+        match tx.batch_execute(&script) {
             Ok(()) => tx.commit().map_err(|e| fail_with(&self.target, &self.secrets, e)),
             Err(e) => Err(fail_with(&self.target, &self.secrets, e)),
         }

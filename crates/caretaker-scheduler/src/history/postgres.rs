@@ -23,8 +23,6 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE scheduler_executions (
     CREATE INDEX scheduler_executions_started_at ON scheduler_executions (started_at);"];
 
 const COMPONENT: &str = "scheduler";
-/// Advisory lock key of the migrations (any constant; "cs" "mg" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6373_6d67;
 
 pub struct PostgresHistory {
     url: String,
@@ -100,29 +98,8 @@ impl PostgresHistory {
     async fn migrate(&self) -> Result<()> {
         let mut client = connect(&self.url).await?;
         let tx = client.transaction().await.map_err(|e| self.fail(e))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(|e| self.fail(e))?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS caretaker_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
-        )
-        .await
-        .map_err(|e| self.fail(e))?;
-        let version: i32 = tx
-            .query_opt("SELECT version FROM caretaker_schema WHERE component = $1", &[&COMPONENT])
-            .await
-            .map_err(|e| self.fail(e))?
-            .map(|row| row.get(0))
-            .unwrap_or(0);
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            tx.batch_execute(migration).await.map_err(|e| self.fail(e))?;
-            let new_version = (i + 1) as i32;
-            tx.execute(
-                "INSERT INTO caretaker_schema (component, version) VALUES ($1, $2)
-                 ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
-                &[&COMPONENT, &new_version],
-            )
-            .await
-            .map_err(|e| self.fail(e))?;
-        }
+        let script = caretaker_history::schema::postgres_migration(COMPONENT, MIGRATIONS);
+        tx.batch_execute(&script).await.map_err(|e| self.fail(e))?;
         tx.commit().await.map_err(|e| self.fail(e))
     }
 

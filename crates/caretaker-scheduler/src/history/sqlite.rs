@@ -45,14 +45,7 @@ impl SqliteHistory {
             let mut conn = Connection::open(&p)?;
             conn.busy_timeout(std::time::Duration::from_secs(30))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
-            // BEGIN IMMEDIATE: two processes opening a new file do not both migrate it.
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-            for (i, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-                tx.execute_batch(migration)?;
-                tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            }
-            tx.commit()?;
+            caretaker_history::schema::migrate_sqlite(&mut conn, MIGRATIONS)?;
             Ok(conn)
         })
         .await
