@@ -11,7 +11,9 @@
 //! This crate defines the vocabulary only; it depends on no async runtime, so the future is a
 //! plain boxed `Future`.
 
+use crate::config::ConfigProblem;
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -118,12 +120,88 @@ pub trait TaskKinds: Send + Sync {
     fn kinds(&self) -> Vec<&'static str>;
 
     /// Builds a task of `kind` from its parameters table in the catalog. Relative paths in the
-    /// parameters are resolved against `root`. A bad parameter is a [`crate::config::ConfigProblem`]
-    /// naming the key (relative to the parameters table) and the reason.
-    fn build(
-        &self,
-        kind: &str,
-        params: &toml::Table,
-        root: &Path,
-    ) -> Result<Box<dyn Task>, crate::config::ConfigProblem>;
+    /// parameters are resolved against `root`. A bad parameter is a [`ConfigProblem`] naming the
+    /// key (relative to the parameters table) and the reason; [`parse_params`] reads the table
+    /// into a kind's config struct that way.
+    fn build(&self, kind: &str, params: &toml::Table, root: &Path) -> Result<Box<dyn Task>, ConfigProblem>;
+}
+
+/// Reads a kind's parameters table into its config struct (which should `deny_unknown_fields`):
+/// the one parser of every kind's parameters, whichever crate provides the kind. A problem names
+/// the key, dotted and relative to the table (`inner.limit`, `argv[0]`), so the scheduler can say
+/// `tasks.backup.params.url: ...`; its reason is redacted, since a value quoted back may hold a
+/// password.
+pub fn parse_params<T: DeserializeOwned>(params: &toml::Table) -> Result<T, ConfigProblem> {
+    serde_path_to_error::deserialize(toml::Value::Table(params.clone())).map_err(|e| {
+        let path = e.path().to_string();
+        let reason = e.inner().to_string().trim().to_string();
+        // Unknown and missing fields are reported at the table that holds them: name the field.
+        let field = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|p| reason.strip_prefix(p))
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_string);
+        // serde_path_to_error's path ends at an unknown field, but at the table holding a
+        // missing one.
+        let key = match (path.as_str(), field) {
+            (".", Some(f)) => f,
+            (p, Some(f)) if p == f || p.ends_with(&format!(".{f}")) => p.to_string(),
+            (p, Some(f)) => format!("{p}.{f}"),
+            (".", None) => String::new(),
+            (p, None) => p.to_string(),
+        };
+        // toml ends its message with a line naming the table (`in `inner``): the key says it.
+        let reason = match reason.rsplit_once("\nin `") {
+            Some((head, _)) if !key.is_empty() => head.trim_end().to_string(),
+            _ => reason,
+        };
+        ConfigProblem { key, reason: crate::redact::redact(&reason) }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Example {
+        argv: Vec<String>,
+        #[serde(default)]
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        limit: u32,
+    }
+
+    fn problem(text: &str) -> ConfigProblem {
+        parse_params::<Example>(&toml::from_str(text).unwrap()).unwrap_err()
+    }
+
+    #[test]
+    fn problems_name_the_key() {
+        let e = problem("argv = ['a']\ncolour = 1");
+        assert_eq!(e.key, "colour");
+        assert_eq!(e.reason, "unknown field `colour`, expected `argv` or `inner`");
+        let e = problem("colour = 1");
+        assert!(e.key == "colour" || e.key == "argv", "{e}");
+        assert_eq!(problem("").to_string(), "argv: missing field `argv`");
+        assert_eq!(problem("argv = [1]").key, "argv[0]");
+        let e = problem("argv = ['a']\n[inner]\nlimit = 'ten'");
+        assert_eq!(e.to_string(), "inner.limit: invalid type: string \"ten\", expected u32");
+        assert_eq!(problem("argv = ['a']\n[inner]\nlimt = 3").key, "inner.limt");
+        assert_eq!(problem("argv = ['a']\n[inner]\n").key, "inner.limit");
+    }
+
+    #[test]
+    fn a_value_quoted_back_loses_its_password() {
+        let e = problem("argv = 'postgres://app:hunter2@db/main'");
+        assert_eq!(e.key, "argv");
+        assert!(!e.reason.contains("hunter2") && e.reason.contains("postgres://app:***@db/main"), "{e}");
+    }
 }

@@ -5,13 +5,13 @@
 //! a `Failed` outcome, each component's points a metric (`data_quality_points`, ...), and the whole
 //! score, every component with its maximum, measured value and detail, the outcome's details.
 
-use crate::params::{self, positive, problem, resolve};
+use crate::params::{positive, problem, resolve};
 use crate::pipeline_state;
 use crate::redact;
 use caretaker_core::config::ConfigProblem;
 use caretaker_core::health::Health;
 use caretaker_core::metrics::Metric;
-use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, TaskStatus};
+use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, TaskStatus, parse_params};
 use caretaker_evaluate::health::{self, HealthPolicy};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -65,7 +65,7 @@ pub struct ModelHealth {
 
 impl ModelHealth {
     pub fn build(params: &toml::Table, root: &Path) -> Result<ModelHealth, ConfigProblem> {
-        let config: ModelHealthConfig = params::parse(params)?;
+        let config: ModelHealthConfig = parse_params(params)?;
         let metric = Metric::from_name(&config.metric).filter(|m| m.higher_is_better()).ok_or_else(|| {
             problem(
                 "metric",

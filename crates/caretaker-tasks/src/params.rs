@@ -1,38 +1,12 @@
-//! From a catalog entry's parameters table to a kind's config struct, and the pieces every
-//! config shares: connection URLs that keep their password to themselves, and paths resolved
-//! against the catalog's root.
+//! The pieces every kind's config shares: connection URLs that keep their password to
+//! themselves, and paths resolved against the catalog's root. The parameters table itself is read
+//! by [`caretaker_core::task::parse_params`], the scheduler's own kinds' parser too.
 
 use crate::redact;
 use caretaker_core::config::ConfigProblem;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
-
-/// Deserialises a kind's config from its parameters table. The problem names the key (dotted,
-/// relative to the table) and the reason, so the scheduler can say `tasks.backup.url: ...`.
-pub(crate) fn parse<T: DeserializeOwned>(params: &toml::Table) -> Result<T, ConfigProblem> {
-    serde_path_to_error::deserialize(toml::Value::Table(params.clone())).map_err(|e| {
-        let path = e.path().to_string();
-        let reason = e.inner().to_string().trim().to_string();
-        // Unknown and missing fields are reported at the table that holds them: name the field.
-        let field = ["unknown field `", "missing field `"]
-            .iter()
-            .find_map(|p| reason.strip_prefix(p))
-            .and_then(|rest| rest.split('`').next())
-            .map(str::to_string);
-        // serde_path_to_error's path ends at an unknown field, but at the table holding a
-        // missing one.
-        let key = match (path.as_str(), field) {
-            (".", Some(f)) => f,
-            (p, Some(f)) if p == f || p.ends_with(&format!(".{f}")) => p.to_string(),
-            (p, Some(f)) => format!("{p}.{f}"),
-            (".", None) => String::new(),
-            (p, None) => p.to_string(),
-        };
-        ConfigProblem { key, reason: redact::redact(&reason) }
-    })
-}
 
 pub(crate) fn problem(key: &str, reason: impl Into<String>) -> ConfigProblem {
     ConfigProblem { key: key.to_string(), reason: reason.into() }
@@ -122,15 +96,6 @@ mod tests {
     #[allow(dead_code)]
     struct Example {
         url: ConnectionUrl,
-        #[serde(default)]
-        inner: Option<Inner>,
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct Inner {
-        limit: u32,
     }
 
     fn table(text: &str) -> toml::Table {
@@ -138,23 +103,8 @@ mod tests {
     }
 
     #[test]
-    fn problems_name_the_key() {
-        let e = parse::<Example>(&table("url = 'redis://h'\ncolour = 1")).unwrap_err();
-        assert_eq!(e.key, "colour");
-        assert!(e.reason.contains("unknown field"), "{e}");
-        let e = parse::<Example>(&table("colour = 1")).unwrap_err();
-        assert!(e.key == "colour" || e.key == "url", "{e}");
-        let e = parse::<Example>(&table("")).unwrap_err();
-        assert_eq!(e.key, "url");
-        let e = parse::<Example>(&table("url = 'redis://h'\n[inner]\nlimit = 'ten'")).unwrap_err();
-        assert_eq!(e.key, "inner.limit");
-        let e = parse::<Example>(&table("url = 'redis://h'\n[inner]\nlimt = 3")).unwrap_err();
-        assert_eq!(e.key, "inner.limt");
-    }
-
-    #[test]
     fn a_bad_url_is_refused_without_showing_its_password() {
-        let e = parse::<Example>(&table("url = 'user:hunter2@localhost'")).unwrap_err();
+        let e = caretaker_core::task::parse_params::<Example>(&table("url = 'user:hunter2@localhost'")).unwrap_err();
         assert_eq!(e.key, "url");
         assert!(!e.reason.contains("hunter2"), "{e}");
     }

@@ -34,11 +34,11 @@
 //! was applied the dataset is unchanged and its after figures are its before figures (the
 //! details say `"after": "unchanged"`).
 
-use crate::params::{self, positive, problem, resolve};
+use crate::params::{positive, problem, resolve};
 use crate::redact;
 use caretaker_core::config::{ConfigProblem, PipelineConfig};
 use caretaker_core::report::RunReport;
-use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, TaskStatus};
+use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, TaskStatus, parse_params};
 use caretaker_core::units::bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -220,7 +220,7 @@ impl PerformanceReviewConfig {
 
 impl PerformanceReview {
     pub fn build(params: &toml::Table, root: &Path) -> Result<PerformanceReview, ConfigProblem> {
-        PerformanceReview::from_config(params::parse(params)?, root)
+        PerformanceReview::from_config(parse_params(params)?, root)
     }
 
     /// Validates `config`; relative paths start at `root`.

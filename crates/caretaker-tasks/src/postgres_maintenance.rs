@@ -22,10 +22,10 @@
 //! names it.
 
 use crate::connect;
-use crate::params::{self, ConnectionUrl, positive, problem, resolve};
+use crate::params::{ConnectionUrl, positive, problem, resolve};
 use crate::redact;
 use caretaker_core::config::ConfigProblem;
-use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome};
+use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, parse_params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -101,7 +101,7 @@ pub struct PostgresMaintenance {
 
 impl PostgresMaintenance {
     pub fn build(params: &toml::Table, root: &Path) -> Result<PostgresMaintenance, ConfigProblem> {
-        let mut config: PostgresMaintenanceConfig = params::parse(params)?;
+        let mut config: PostgresMaintenanceConfig = parse_params(params)?;
         if !(0.0..=1.0).contains(&config.reindex_bloat_threshold) {
             return Err(problem(
                 "reindex_bloat_threshold",

@@ -11,10 +11,10 @@
 //! two batches: the batches already sent are deleted, the rest are not.
 
 use crate::connect;
-use crate::params::{self, ConnectionUrl, positive, problem};
+use crate::params::{ConnectionUrl, positive, problem};
 use crate::redact;
 use caretaker_core::config::ConfigProblem;
-use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome};
+use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, parse_params};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::Path;
@@ -80,7 +80,7 @@ fn has_literal(pattern: &str) -> bool {
 
 impl RedisCleanup {
     pub fn build(params: &toml::Table, _root: &Path) -> Result<RedisCleanup, ConfigProblem> {
-        let config: RedisCleanupConfig = params::parse(params)?;
+        let config: RedisCleanupConfig = parse_params(params)?;
         if config.patterns.is_empty() {
             return Err(problem("patterns", "must name at least one key pattern"));
         }

@@ -15,11 +15,11 @@
 //! Bytes freed are measured from the file system: the size of the directories concerned before
 //! minus after. The first error stops the task; what was removed before it is reported.
 
-use crate::params::{self, problem, resolve};
+use crate::params::{problem, resolve};
 use crate::redact;
 use caretaker_core::config::{ConfigProblem, PipelineConfig};
 use caretaker_core::fs::disk_size;
-use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome};
+use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, parse_params};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -133,7 +133,7 @@ pub struct Retention {
 
 impl Retention {
     pub fn build(params: &toml::Table, root: &Path) -> Result<Retention, ConfigProblem> {
-        let config: RetentionConfig = params::parse(params)?;
+        let config: RetentionConfig = parse_params(params)?;
         if config.reports.is_none()
             && config.quarantine.is_none()
             && config.models.is_none()

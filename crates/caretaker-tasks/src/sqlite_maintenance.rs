@@ -9,10 +9,10 @@
 //! created. All of it runs on a blocking thread; a task dropped at a timeout still finishes the
 //! SQLite statement in progress.
 
-use crate::params::{self, problem, resolve};
+use crate::params::{problem, resolve};
 use crate::redact;
 use caretaker_core::config::ConfigProblem;
-use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome};
+use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, parse_params};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
@@ -55,7 +55,7 @@ pub struct SqliteMaintenance {
 
 impl SqliteMaintenance {
     pub fn build(params: &toml::Table, root: &Path) -> Result<SqliteMaintenance, ConfigProblem> {
-        let config: SqliteMaintenanceConfig = params::parse(params)?;
+        let config: SqliteMaintenanceConfig = parse_params(params)?;
         let database = resolve(root, &config.database);
         let backup_dir = resolve(root, &config.backup_dir);
         if backup_dir == database {

@@ -16,9 +16,9 @@
 //! the environment as `CARETAKER_EXECUTION_ID`, `CARETAKER_TASK_ID` and `CARETAKER_STATE_DIR`.
 
 use super::process::{self, ProcessSpec};
-use super::{parse_params, resolve};
+use super::resolve;
 use caretaker_core::config::ConfigProblem;
-use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, TaskStatus};
+use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, TaskStatus, parse_params};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

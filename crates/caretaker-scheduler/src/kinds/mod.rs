@@ -8,7 +8,6 @@ pub mod process;
 
 use caretaker_core::config::ConfigProblem;
 use caretaker_core::task::{Task, TaskKinds};
-use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
 /// The `command` and `pipeline` kinds.
@@ -53,17 +52,6 @@ impl KindRegistry {
     pub fn build(&self, kind: &str, params: &toml::Table, root: &Path) -> Option<Result<Box<dyn Task>, ConfigProblem>> {
         self.providers.iter().find(|p| p.kinds().contains(&kind)).map(|p| p.build(kind, params, root))
     }
-}
-
-/// Reads a kind's parameters table into its raw struct (which should `deny_unknown_fields`),
-/// naming the offending key when serde does.
-pub(crate) fn parse_params<T: DeserializeOwned>(params: &toml::Table) -> Result<T, ConfigProblem> {
-    toml::Value::Table(params.clone()).try_into::<T>().map_err(|e| {
-        let reason = e.to_string().trim().to_string();
-        // "unknown field `argvv`, expected ..." and "missing field `argv`" name the key.
-        let key = reason.split('`').nth(1).filter(|_| reason.contains("field `")).unwrap_or("").to_string();
-        ConfigProblem { key, reason }
-    })
 }
 
 /// A path from the catalog, relative to the catalog's root unless absolute.

@@ -25,9 +25,9 @@
 
 use super::command::context_env;
 use super::process::{self, ProcessSpec};
-use super::{parse_params, resolve};
+use super::resolve;
 use caretaker_core::config::{ConfigProblem, PipelineConfig};
-use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, TaskStatus};
+use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, TaskStatus, parse_params};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;

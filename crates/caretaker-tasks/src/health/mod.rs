@@ -28,7 +28,7 @@ pub use tcp::TcpCheck;
 use crate::params::{self, problem};
 use crate::redact;
 use caretaker_core::config::ConfigProblem;
-use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, TaskStatus};
+use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, TaskStatus, parse_params};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -84,11 +84,11 @@ pub enum Check {
 impl Check {
     fn build(kind: &str, params: &toml::Table, root: &Path) -> Result<Check, ConfigProblem> {
         Ok(match kind {
-            "http_health" => Check::Http(HttpCheck::build(params::parse(params)?)?),
-            "tcp_health" => Check::Tcp(TcpCheck::build(params::parse(params)?)?),
-            "postgres_health" => Check::Postgres(PostgresCheck::build(params::parse(params)?)?),
-            "redis_health" => Check::Redis(RedisCheck::build(params::parse(params)?)?),
-            "pipeline_health" => Check::Pipeline(PipelineCheck::build(params::parse(params)?, root)?),
+            "http_health" => Check::Http(HttpCheck::build(parse_params(params)?)?),
+            "tcp_health" => Check::Tcp(TcpCheck::build(parse_params(params)?)?),
+            "postgres_health" => Check::Postgres(PostgresCheck::build(parse_params(params)?)?),
+            "redis_health" => Check::Redis(RedisCheck::build(parse_params(params)?)?),
+            "pipeline_health" => Check::Pipeline(PipelineCheck::build(parse_params(params)?, root)?),
             other => {
                 return Err(problem(
                     "kind",

@@ -21,10 +21,10 @@ pub mod osv;
 pub mod sync;
 mod tools;
 
-use crate::params::{self, positive, problem, resolve};
+use crate::params::{positive, problem, resolve};
 use crate::redact;
 use caretaker_core::config::ConfigProblem;
-use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, TaskStatus};
+use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, TaskStatus, parse_params};
 use chrono::NaiveDate;
 use lockfiles::{Ecosystem, Package};
 use osv::{AdvisoryDb, Severity};
@@ -125,7 +125,7 @@ pub struct SecurityScan {
 
 impl SecurityScan {
     pub fn build(params: &toml::Table, root: &Path) -> Result<SecurityScan, ConfigProblem> {
-        let config: SecurityScanConfig = params::parse(params)?;
+        let config: SecurityScanConfig = parse_params(params)?;
         let fail_on = match config.fail_on.as_str() {
             "never" => None,
             name => Some(Severity::from_name(name).filter(|s| *s != Severity::Unknown).ok_or_else(|| {

@@ -15,10 +15,10 @@
 
 use super::lockfiles::Ecosystem;
 use super::osv::OsvRecord;
-use crate::params::{self, positive, problem, resolve};
+use crate::params::{positive, problem, resolve};
 use crate::{error_chain, redact};
 use caretaker_core::config::ConfigProblem;
-use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome};
+use caretaker_core::task::{BoxFuture, Task, TaskContext, TaskError, TaskOutcome, parse_params};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
@@ -151,7 +151,7 @@ pub fn ecosystems_of(root: &Path) -> Vec<Ecosystem> {
 
 impl AdvisoriesSync {
     pub fn build(params: &toml::Table, root: &Path) -> Result<AdvisoriesSync, ConfigProblem> {
-        let config: AdvisoriesSyncConfig = params::parse(params)?;
+        let config: AdvisoriesSyncConfig = parse_params(params)?;
         let source = Source::parse(&config.source, root).map_err(|e| problem("source", e))?;
         let ecosystems = match config.ecosystems {
             None => ecosystems_of(root),
