@@ -37,6 +37,7 @@ pub mod security;
 pub mod sqlite_maintenance;
 
 mod connect;
+mod error;
 mod params;
 mod pipeline_state;
 
@@ -101,8 +102,8 @@ impl TaskKinds for Kinds {
 pub(crate) async fn blocking<T: Send + 'static>(
     what: &str,
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| format!("{what} stopped unexpectedly: {e}"))
+) -> error::Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| error::Error::step(format!("{what} stopped unexpectedly"), e))
 }
 
 /// An error with its causes, which is where reqwest says what really happened

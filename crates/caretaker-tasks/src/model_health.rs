@@ -125,7 +125,7 @@ impl Task for ModelHealth {
                     .await
                 {
                     Ok(Ok(state)) => state,
-                    Ok(Err(e)) | Err(e) => return Ok(TaskOutcome::failed(redact::redact(&e))),
+                    Ok(Err(e)) | Err(e) => return Ok(TaskOutcome::failed(redact::redact(&e.to_string()))),
                 };
             let score = health::score(&self.policy, &state.runs, state.config.patterns.is_some(), ctx.started_at);
             let mut outcome = TaskOutcome {

@@ -34,6 +34,7 @@
 //! was applied the dataset is unchanged and its after figures are its before figures (the
 //! details say `"after": "unchanged"`).
 
+use crate::error::{Error, Result};
 use crate::params::{positive, problem, resolve};
 use crate::redact;
 use caretaker_core::config::{ConfigProblem, PipelineConfig};
@@ -410,14 +411,14 @@ impl PerformanceReview {
         }
     }
 
-    async fn run_review(&self, ctx: &TaskContext) -> Result<TaskOutcome, String> {
+    async fn run_review(&self, ctx: &TaskContext) -> Result<TaskOutcome> {
         let pipeline = self.pipeline.clone();
         let window = self.config.runs;
         let runs = crate::blocking("reading the run history", move || read_runs(&pipeline, window)).await??;
         let measured = if self.config.measure_dataset { Some(self.caretaker_data_compact(true).await) } else { None };
         let (dataset, dataset_error) = match measured {
             Some(Ok(d)) => (Some(d), None),
-            Some(Err(e)) => (None, Some(e)),
+            Some(Err(e)) => (None, Some(e.to_string())),
             None => (None, None),
         };
         let review = self.review(&runs, dataset.as_ref());
@@ -434,8 +435,8 @@ impl PerformanceReview {
 
     /// Runs `caretaker data compact PIPELINE --json` (with `--dry-run` when `dry_run`): the
     /// binary that runs this task, as a child that a timeout kills.
-    async fn caretaker_data_compact(&self, dry_run: bool) -> Result<DatasetReport, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find the caretaker binary itself: {e}"))?;
+    async fn caretaker_data_compact(&self, dry_run: bool) -> Result<DatasetReport> {
+        let exe = std::env::current_exe().map_err(|e| Error::step("cannot find the caretaker binary itself", e))?;
         let mut command = tokio::process::Command::new(&exe);
         command.args(["data", "compact"]).arg(&self.pipeline).arg("--json");
         if dry_run {
@@ -451,23 +452,27 @@ impl PerformanceReview {
             .kill_on_drop(true)
             .output()
             .await
-            .map_err(|e| format!("{shown}: cannot run {}: {e}", exe.display()))?;
+            .map_err(|e| Error::step(format!("{shown}: cannot run {}", exe.display()), e))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let tail: String =
                 stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("; ");
-            return Err(format!("{shown} failed ({}): {tail}", output.status));
+            return Err(Error::step(format!("{shown} failed ({})", output.status), tail));
         }
-        serde_json::from_slice(&output.stdout).map_err(|e| format!("{shown} printed no compaction report: {e}"))
+        serde_json::from_slice(&output.stdout)
+            .map_err(|e| Error::step(format!("{shown} printed no compaction report"), e))
     }
 }
 
-fn read_runs(pipeline: &Path, window: usize) -> Result<Vec<RunReport>, String> {
-    let config = PipelineConfig::load(pipeline).map_err(|e| e.to_string())?;
-    let Some(history) = caretaker_history::History::existing(&config.output).map_err(|e| e.to_string())? else {
+fn read_runs(pipeline: &Path, window: usize) -> Result<Vec<RunReport>> {
+    let config = PipelineConfig::load(pipeline).map_err(|e| Error::step("reading the pipeline", e))?;
+    let history_of = || format!("reading the run history of {}", config.name);
+    let Some(history) =
+        caretaker_history::History::existing(&config.output).map_err(|e| Error::step(history_of(), e))?
+    else {
         return Ok(Vec::new());
     };
-    history.recent_reports(&config.name, None, window).map_err(|e| e.to_string())
+    history.recent_reports(&config.name, None, window).map_err(|e| Error::step(history_of(), e))
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -707,7 +712,8 @@ impl Task for PerformanceReview {
 
     fn run<'a>(&'a self, ctx: &'a TaskContext) -> BoxFuture<'a, Result<TaskOutcome, TaskError>> {
         Box::pin(async move {
-            let outcome = self.run_review(ctx).await.unwrap_or_else(|e| TaskOutcome::failed(redact::redact(&e)));
+            let outcome =
+                self.run_review(ctx).await.unwrap_or_else(|e| TaskOutcome::failed(redact::redact(&e.to_string())));
             Ok(redact::scrub_outcome(outcome, &[]))
         })
     }

@@ -2,6 +2,7 @@
 //! history) and its champion (from the registry, hash checked). Read only: a missing history or
 //! registry is reported, never created.
 
+use crate::error::{Error, Result};
 use caretaker_core::config::PipelineConfig;
 use caretaker_core::report::RunReport;
 use caretaker_registry::{ModelCard, Registry};
@@ -17,18 +18,24 @@ pub(crate) struct PipelineState {
 }
 
 /// Reads the pipeline at `pipeline` and its newest `window` runs.
-pub(crate) fn read(pipeline: &Path, window: usize) -> Result<PipelineState, String> {
-    let config = PipelineConfig::load(pipeline).map_err(|e| e.to_string())?;
-    let runs = if let Some(history) = caretaker_history::History::existing(&config.output).map_err(|e| e.to_string())? {
+pub(crate) fn read(pipeline: &Path, window: usize) -> Result<PipelineState> {
+    let config = PipelineConfig::load(pipeline).map_err(|e| Error::step("reading the pipeline", e))?;
+    let history_of = || format!("reading the run history of {}", config.name);
+    let runs = if let Some(history) =
+        caretaker_history::History::existing(&config.output).map_err(|e| Error::step(history_of(), e))?
+    {
         let mut runs = Vec::new();
-        for row in history.runs(Some(&config.name), window).map_err(|e| e.to_string())? {
-            match history.report(Some(&config.name), &row.run_id).map_err(|e| e.to_string())? {
+        for row in history.runs(Some(&config.name), window).map_err(|e| Error::step(history_of(), e))? {
+            match history.report(Some(&config.name), &row.run_id).map_err(|e| Error::step(history_of(), e))? {
                 Some(report) => runs.push(report),
                 None => {
-                    return Err(format!(
-                        "run {} vanished from {} while it was read",
-                        row.run_id,
-                        caretaker_history::History::describe(&config.output)
+                    return Err(Error::step(
+                        history_of(),
+                        format!(
+                            "run {} vanished from {} while it was read",
+                            row.run_id,
+                            caretaker_history::History::describe(&config.output)
+                        ),
                     ));
                 }
             }

@@ -15,6 +15,7 @@
 //! Bytes freed are measured from the file system: the size of the directories concerned before
 //! minus after. The first error stops the task; what was removed before it is reported.
 
+use crate::error::{Error, Result};
 use crate::params::{problem, resolve};
 use crate::redact;
 use caretaker_core::config::{ConfigProblem, PipelineConfig};
@@ -192,11 +193,11 @@ fn age_days(now: DateTime<Utc>, then: DateTime<Utc>) -> f64 {
 }
 
 /// The report directories, newest first.
-fn run_dirs(reports: &Path) -> Result<Vec<(String, DateTime<Utc>)>, String> {
+fn run_dirs(reports: &Path) -> Result<Vec<(String, DateTime<Utc>)>> {
     let entries = match std::fs::read_dir(reports) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot list {}: {e}", reports.display())),
+        Err(e) => return Err(Error::file("list", reports, e)),
     };
     let mut dirs = Vec::new();
     for entry in entries.flatten() {
@@ -211,15 +212,16 @@ fn run_dirs(reports: &Path) -> Result<Vec<(String, DateTime<Utc>)>, String> {
 }
 
 /// Removes a file, or a directory by renaming it out of sight first.
-fn remove(path: &Path) -> Result<(), String> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+fn remove(path: &Path) -> Result<()> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::file("read", path, e))?;
     if meta.is_dir() {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let doomed = caretaker_core::fs::parent_dir(path).join(format!("{REMOVING}{name}"));
-        caretaker_core::fs::rename_synced(path, &doomed).map_err(|e| e.to_string())?;
-        std::fs::remove_dir_all(&doomed).map_err(|e| format!("cannot remove {}: {e}", doomed.display()))
+        caretaker_core::fs::rename_synced(path, &doomed)
+            .map_err(|e| Error::step(format!("moving {} aside to remove it", path.display()), e))?;
+        std::fs::remove_dir_all(&doomed).map_err(|e| Error::file("remove", &doomed, e))
     } else {
-        std::fs::remove_file(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))
+        std::fs::remove_file(path).map_err(|e| Error::file("remove", path, e))
     }
 }
 
@@ -244,9 +246,9 @@ struct Plan {
 }
 
 impl Retention {
-    fn plan(&self, now: DateTime<Utc>) -> Result<(Plan, Option<PipelineConfig>), String> {
+    fn plan(&self, now: DateTime<Utc>) -> Result<(Plan, Option<PipelineConfig>)> {
         let pipeline = match &self.pipeline {
-            Some(p) => Some(PipelineConfig::load(p).map_err(|e| e.to_string())?),
+            Some(p) => Some(PipelineConfig::load(p).map_err(|e| Error::step("reading the pipeline", e))?),
             None => None,
         };
         let mut plan = Plan {
@@ -262,12 +264,15 @@ impl Retention {
                 plan.measured_dirs.push(reports.clone());
             }
             let registry_dir = &config.output.models;
-            let registry = caretaker_registry::Registry::existing(&config.output).map_err(|e| e.to_string())?;
+            let registry = caretaker_registry::Registry::existing(&config.output)
+                .map_err(|e| Error::step("opening the registry", e))?;
             // The run that trained the serving champion (from its card: a rollback's pointer
             // names no run).
             plan.kept_for_champion = match &registry {
-                Some(r) => match r.champion().map_err(|e| e.to_string())? {
-                    Some(pointer) => r.card(pointer.version).map_err(|e| e.to_string())?.run_id,
+                Some(r) => match r.champion().map_err(|e| Error::step("reading the champion", e))? {
+                    Some(pointer) => {
+                        r.card(pointer.version).map_err(|e| Error::step("reading the champion's card", e))?.run_id
+                    }
                     None => None,
                 },
                 None => None,
@@ -306,7 +311,10 @@ impl Retention {
             }
             if let (Some(policy), Some(registry)) = (&self.config.models, &registry) {
                 plan.measured_dirs.push(registry_dir.clone());
-                for version in registry.prunable(policy.keep_last).map_err(|e| e.to_string())? {
+                for version in registry
+                    .prunable(policy.keep_last)
+                    .map_err(|e| Error::step("listing the model versions to prune", e))?
+                {
                     let path = registry_dir.join("versions").join(version.to_string());
                     plan.removals.push(Removal {
                         target: "model_version",
@@ -324,7 +332,7 @@ impl Retention {
             let entries = match std::fs::read_dir(dir) {
                 Ok(e) => e,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+                Err(e) => return Err(Error::file("list", dir, e)),
             };
             let mut files = Vec::new();
             for entry in entries.flatten() {
@@ -393,7 +401,7 @@ impl Retention {
         let mut error = None;
         for removal in plan.removals.iter().filter(|r| r.target != "model_version") {
             if let Err(e) = remove(Path::new(&removal.path)) {
-                error = Some(e);
+                error = Some(e.to_string());
                 break;
             }
             removed += 1;
@@ -454,7 +462,7 @@ impl Task for Retention {
             let (now, dry_run) = (ctx.started_at, ctx.dry_run || self.config.dry_run);
             let outcome = crate::blocking("retention", move || this.apply(now, dry_run))
                 .await
-                .unwrap_or_else(TaskOutcome::failed);
+                .unwrap_or_else(|e| TaskOutcome::failed(e.to_string()));
             Ok(redact::scrub_outcome(outcome, &[]))
         })
     }

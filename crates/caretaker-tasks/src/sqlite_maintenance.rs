@@ -9,6 +9,7 @@
 //! created. All of it runs on a blocking thread; a task dropped at a timeout still finishes the
 //! SQLite statement in progress.
 
+use crate::error::{Error, Result};
 use crate::params::{problem, resolve};
 use crate::redact;
 use caretaker_core::config::ConfigProblem;
@@ -108,27 +109,32 @@ struct Backup {
 }
 
 /// Copies the live database to a checked file in `dir`.
-fn backup(conn: &Connection, source: &Path, dir: &Path, now: DateTime<Utc>) -> Result<Backup, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the backup directory {}: {e}", dir.display()))?;
+fn backup(conn: &Connection, source: &Path, dir: &Path, now: DateTime<Utc>) -> Result<Backup> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::file("create the backup directory", dir, e))?;
     let stem = source.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "database".into());
     let target = dir.join(format!("{stem}-{}.sqlite", now.format("%Y%m%dT%H%M%SZ")));
     let temp = tempfile::Builder::new()
         .prefix(".caretaker-tmp-")
         .suffix(".sqlite")
         .tempfile_in(dir)
-        .map_err(|e| format!("cannot create a file in the backup directory {}: {e}", dir.display()))?;
+        .map_err(|e| Error::file("create a file in the backup directory", dir, e))?;
+    let copy_path = temp.path().to_path_buf();
+    let copying = || format!("copying {} to {}", source.display(), copy_path.display());
     let started = Instant::now();
     let copied = (|| {
-        let mut copy =
-            Connection::open(temp.path()).map_err(|e| format!("cannot open {}: {e}", temp.path().display()))?;
+        let mut copy = Connection::open(&copy_path).map_err(|e| Error::step(copying(), e))?;
         // A fresh file needs no rollback journal, and a failed copy then leaves no journal behind.
-        copy.pragma_update(None, "journal_mode", "OFF").map_err(|e| format!("cannot set up the copy: {e}"))?;
+        copy.pragma_update(None, "journal_mode", "OFF").map_err(|e| Error::step(copying(), e))?;
         rusqlite::backup::Backup::new(conn, &mut copy)
             .and_then(|b| b.run_to_completion(256, Duration::from_millis(5), None))
-            .map_err(|e| format!("copying to {} failed: {e}", dir.display()))?;
-        let problems =
-            integrity_problems(&copy, "quick_check").map_err(|e| format!("checking the copy failed: {e}"))?;
-        if problems.is_empty() { Ok(()) } else { Err(format!("the copy fails quick_check: {}", problems.join("; "))) }
+            .map_err(|e| Error::step(copying(), e))?;
+        let checking = || format!("checking the copy {}", copy_path.display());
+        let problems = integrity_problems(&copy, "quick_check").map_err(|e| Error::step(checking(), e))?;
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::step(checking(), format!("quick_check found {}", problems.join("; "))))
+        }
     })();
     if let Err(e) = copied {
         for sidecar in ["-journal", "-wal", "-shm"] {
@@ -138,13 +144,13 @@ fn backup(conn: &Connection, source: &Path, dir: &Path, now: DateTime<Utc>) -> R
         }
         return Err(e);
     }
-    let bytes = temp.as_file().metadata().map_err(|e| format!("cannot measure the copy: {e}"))?.len();
+    let bytes = temp.as_file().metadata().map_err(|e| Error::file("measure the copy", &copy_path, e))?.len();
     if bytes == 0 {
-        return Err("the copy is empty".into());
+        return Err(Error::step(copying(), "the copy is empty"));
     }
-    temp.as_file().sync_all().map_err(|e| format!("cannot sync the copy: {e}"))?;
-    temp.persist(&target).map_err(|e| format!("cannot rename the copy to {}: {}", target.display(), e.error))?;
-    caretaker_core::fs::sync_dir(dir).map_err(|e| e.to_string())?;
+    temp.as_file().sync_all().map_err(|e| Error::file("sync the copy", &copy_path, e))?;
+    temp.persist(&target).map_err(|e| Error::file("rename the copy to", &target, e.error))?;
+    caretaker_core::fs::sync_dir(dir).map_err(|e| Error::step("syncing the backup directory", e))?;
     Ok(Backup { path: target.display().to_string(), bytes, seconds: started.elapsed().as_secs_f64() })
 }
 
@@ -279,7 +285,7 @@ impl Task for SqliteMaintenance {
             let (now, dry_run) = (ctx.started_at, ctx.dry_run);
             let outcome = crate::blocking("SQLite maintenance", move || task.maintain(now, dry_run))
                 .await
-                .unwrap_or_else(TaskOutcome::failed);
+                .unwrap_or_else(|e| TaskOutcome::failed(e.to_string()));
             Ok(redact::scrub_outcome(outcome, &[]))
         })
     }

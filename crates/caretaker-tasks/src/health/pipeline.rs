@@ -80,7 +80,7 @@ impl PipelineCheck {
         .await
         {
             Ok(Ok(state)) => state,
-            Ok(Err(e)) | Err(e) => return report.lower(Health::Unhealthy, e),
+            Ok(Err(e)) | Err(e) => return report.lower(Health::Unhealthy, e.to_string()),
         };
         let Some(last) = state.runs.first() else {
             return report.lower(

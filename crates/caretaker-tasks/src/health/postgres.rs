@@ -40,13 +40,13 @@ impl PostgresCheck {
 
     pub(super) async fn check(&self, report: &mut CheckReport) {
         let started = Instant::now();
-        let client = match self.url.resolve() {
-            Ok(url) => connect::postgres(&url, self.timeout).await,
-            Err(e) => Err(e),
-        };
-        let client = match client {
-            Ok(client) => client,
+        let url = match self.url.resolve() {
+            Ok(url) => url,
             Err(e) => return report.lower(Health::Unhealthy, e),
+        };
+        let client = match connect::postgres(&url, self.timeout).await {
+            Ok(client) => client,
+            Err(e) => return report.lower(Health::Unhealthy, e.to_string()),
         };
         let queried = Instant::now();
         match client.query_one("SELECT 1", &[]).await.map(|row| row.try_get::<_, i32>(0)) {

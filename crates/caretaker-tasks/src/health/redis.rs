@@ -40,13 +40,13 @@ impl RedisCheck {
 
     pub(super) async fn check(&self, report: &mut CheckReport) {
         let started = Instant::now();
-        let connection = match self.url.resolve() {
-            Ok(url) => connect::redis(&url, self.timeout).await,
-            Err(e) => Err(e),
-        };
-        let mut connection = match connection {
-            Ok(c) => c,
+        let url = match self.url.resolve() {
+            Ok(url) => url,
             Err(e) => return report.lower(Health::Unhealthy, e),
+        };
+        let mut connection = match connect::redis(&url, self.timeout).await {
+            Ok(connection) => connection,
+            Err(e) => return report.lower(Health::Unhealthy, e.to_string()),
         };
         let answer: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut connection).await;
         match answer {

@@ -404,7 +404,8 @@ impl SecurityScan {
             let previous = read_state(&state_path)?;
             Ok::<_, String>((scan, previous, this.lockfile_paths()?))
         })
-        .await;
+        .await
+        .map_err(|e| e.to_string());
         let ((mut findings, mut details), previous, lockfile_paths) = match scanned {
             Ok(Ok(s)) => s,
             Ok(Err(e)) | Err(e) => {

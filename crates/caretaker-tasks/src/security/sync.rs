@@ -208,7 +208,9 @@ impl AdvisoriesSync {
             let into = database.join(ecosystem.osv_name());
             let (archive_blake3, records) = {
                 let (archive, into, url) = (archive.clone(), into.clone(), url.clone());
-                crate::blocking("unpacking the advisories", move || unpack(&archive, &into, &url)).await??
+                crate::blocking("unpacking the advisories", move || unpack(&archive, &into, &url))
+                    .await
+                    .map_err(|e| e.to_string())??
             };
             record.ecosystems.push(EcosystemSync {
                 ecosystem: ecosystem.osv_name().into(),
