@@ -68,13 +68,13 @@ struct Dictionary {
     index: HashMap<String, u32, RandomState>,
     levels: Vec<String>,
     codes: Vec<u32>,
-    /// The codes of recent values of at most 12 bytes, by their Arrow view (the value itself,
-    /// zero-padded, after its length), in [`RECENT`] slots: a category column's few values are
-    /// coded without a hash-table lookup. A slot not yet used holds a view no value has.
+    /// The codes of recent values of at most 15 bytes, by their [`short_key`], in [`RECENT`]
+    /// slots: a category column's few values are coded without a hash-table lookup. A slot not
+    /// yet used holds a key no value has.
     recent: Vec<(u128, u32)>,
 }
 
-/// Slots of [`Dictionary::recent`], chosen by a multiplicative hash of the view.
+/// Slots of [`Dictionary::recent`], chosen by a multiplicative hash of the key.
 const RECENT: usize = 1024;
 
 /// A value of at most 15 bytes as one number: its length in the first (most significant) byte,
@@ -96,27 +96,27 @@ impl Dictionary {
             index: HashMap::with_hasher(RandomState::default()),
             levels: Vec::new(),
             codes: Vec::with_capacity(expected_rows),
-            // A view of length 2^32 - 1 is never a short value's.
+            // A length byte of 255 is never a short value's.
             recent: vec![(u128::MAX, 0); RECENT],
         }
     }
 
     /// Codes the value at row `i` of `array`.
     fn push_at(&mut self, array: &<StringType as PolarsDataType>::Array, i: usize) {
-        let view = array.views()[i];
-        let code = if view.is_inline() {
-            let key = view.as_u128();
-            let slot = (key.mixed() >> 54) as usize;
-            match self.recent[slot] {
-                (recent, code) if recent == key => code,
-                _ => {
-                    let code = self.code(array.value(i));
-                    self.recent[slot] = (key, code);
-                    code
+        let value = array.value(i);
+        let code = match short_key(value) {
+            Some(key) => {
+                let slot = (key.mixed() >> 54) as usize;
+                match self.recent[slot] {
+                    (recent, code) if recent == key => code,
+                    _ => {
+                        let code = self.code(value);
+                        self.recent[slot] = (key, code);
+                        code
+                    }
                 }
             }
-        } else {
-            self.code(array.value(i))
+            None => self.code(value),
         };
         self.codes.push(code);
     }
@@ -429,18 +429,6 @@ fn text_key(id: &str) -> u128 {
     short_key(id).unwrap_or_else(|| xxhash_rust::xxh3::xxh3_128(id.as_bytes()) | 0xFF << 120)
 }
 
-/// [`short_key`] of a value of at most 12 bytes, from the fields of its Arrow view: its length,
-/// then the bytes held inline in the other three fields, in memory order (so each field is read
-/// as big-endian, whatever the machine's order). The bytes after the value are masked off,
-/// whatever they hold.
-fn inline_key(length: u32, inline: [u32; 3]) -> u128 {
-    let key = (length as u128) << 120
-        | (u32::from_be(inline[0]) as u128) << 88
-        | (u32::from_be(inline[1]) as u128) << 56
-        | (u32::from_be(inline[2]) as u128) << 24;
-    key & !0u128 << (8 * (15 - length.min(12)))
-}
-
 /// A multiplicative hash of an id's bits, whose high bits choose its part: consecutive ids
 /// spread over all parts.
 fn mixed(bits: u64) -> u64 {
@@ -491,19 +479,11 @@ impl Seen {
                 let column = column.cast(&DataType::String)?;
                 let mut row = 0u32;
                 let column = column.str()?;
-                for (array, validity) in column.downcast_iter().zip(column.iter_validities()) {
-                    let validity = validity.filter(|v| v.unset_bits() > 0);
-                    for (i, view) in array.views().iter().enumerate() {
-                        if validity.is_some_and(|v| !v.get_bit(i)) {
-                            null[row as usize] = true;
-                        } else {
-                            // An id of at most 12 bytes is read off its view, without the string.
-                            let key = if view.is_inline() {
-                                inline_key(view.length, [view.prefix, view.buffer_idx, view.offset])
-                            } else {
-                                text_key(array.value(i))
-                            };
-                            ids.keys.push((key, row));
+                for array in column.downcast_iter() {
+                    for id in array.iter() {
+                        match id {
+                            Some(id) => ids.keys.push((text_key(id), row)),
+                            None => null[row as usize] = true,
                         }
                         row += 1;
                     }
@@ -1302,26 +1282,78 @@ mod tests {
         assert!((0..16).map(|n| "x".repeat(n)).all(|id| text_key(&id) >> 120 == id.len() as u128));
     }
 
-    #[test]
-    fn an_inline_view_gives_the_short_key_of_its_value() {
-        let values = ["", "a", "ev1-9", "ev1-10", "héllo wörld", "123456789012", "1234567890123", "\u{10FFFF}xyz"];
-        let array = StringChunked::from_iter_values("id".into(), values.iter().copied());
-        let array = array.downcast_iter().next().expect("one chunk");
-        for (i, view) in array.views().iter().enumerate() {
-            let value = array.value(i);
-            if value.len() <= 12 {
-                let key = inline_key(view.length, [view.prefix, view.buffer_idx, view.offset]);
-                assert_eq!(Some(key), short_key(value), "{value:?}");
-            } else {
-                assert!(!view.is_inline(), "{value:?}");
+    /// The id rules' fast path (keys read off the column, an ordered vector or hashed parts)
+    /// against a plain set of every id seen, over random batches of text and integer ids: short
+    /// and long (either side of the 15 bytes a key holds), repeated, null, in order or not.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The reference: a row's id is a duplicate if a plain set has seen it.
+        fn reference<T: Eq + std::hash::Hash + Clone>(batches: &[Vec<Option<T>>]) -> Vec<Vec<(bool, bool)>> {
+            let mut seen = std::collections::HashSet::new();
+            let mut out = Vec::new();
+            for batch in batches {
+                out.push(
+                    batch
+                        .iter()
+                        .map(|id| match id {
+                            None => (false, true),
+                            Some(id) => (!seen.insert(id.clone()), false),
+                        })
+                        .collect(),
+                );
+            }
+            out
+        }
+
+        /// Each batch through the id set; (duplicate, null) per row.
+        fn fast(integers: bool, columns: Vec<Column>) -> Vec<Vec<(bool, bool)>> {
+            let mut seen = Seen::new(integers, 64);
+            let mut out = Vec::new();
+            for column in columns {
+                let (mut duplicate, mut null) = (vec![false; column.len()], vec![false; column.len()]);
+                seen.insert(&column, &mut duplicate, &mut null).expect("the ids read");
+                out.push(duplicate.into_iter().zip(null).collect());
+            }
+            out
+        }
+
+        fn text_id() -> impl Strategy<Value = Option<String>> {
+            // Ids of 1 to 24 bytes from a few hundred values: repeats across and within batches.
+            let id = (0u32..300, 0usize..24).prop_map(|(n, width)| Some(format!("{n:0>width$}")));
+            prop_oneof![1 => Just(None), 12 => id]
+        }
+
+        fn batches<T: std::fmt::Debug + Clone + Ord>(
+            id: impl Strategy<Value = Option<T>>,
+        ) -> impl Strategy<Value = Vec<Vec<Option<T>>>> {
+            // Sorted batches keep the ids in order (the ordered vector); shuffled ones do not.
+            let batch = (prop::collection::vec(id, 0..200), any::<bool>()).prop_map(|(mut batch, sorted)| {
+                if sorted {
+                    batch.sort();
+                }
+                batch
+            });
+            prop::collection::vec(batch, 1..6)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+            #[test]
+            fn text_ids_are_duplicates_exactly_when_a_plain_set_has_seen_them(batches in batches(text_id())) {
+                let columns = batches.iter().map(|b| Column::new("id".into(), b.clone())).collect();
+                prop_assert_eq!(fast(false, columns), reference(&batches));
+            }
+
+            #[test]
+            fn integer_ids_are_duplicates_exactly_when_a_plain_set_has_seen_them(
+                batches in batches(prop_oneof![1 => Just(None), 12 => (-50i64..400).prop_map(Some)])
+            ) {
+                let columns = batches.iter().map(|b| Column::new("id".into(), b.clone())).collect();
+                prop_assert_eq!(fast(true, columns), reference(&batches));
             }
         }
-        // Bytes after the value do not count: a view with the same value and other padding.
-        let ev = array.views()[2];
-        assert_eq!(array.value(2), "ev1-9");
-        // ("ev1-9": "ev1-" in the prefix, "9" first in the next field, in memory order.)
-        assert_eq!(ev.buffer_idx, u32::from_ne_bytes([b'9', 0, 0, 0]));
-        let padded = inline_key(ev.length, [ev.prefix, u32::from_ne_bytes([b'9', 0xFF, 0xFF, 0xFF]), u32::MAX]);
-        assert_eq!(padded, short_key("ev1-9").expect("short"));
     }
 }
