@@ -126,6 +126,17 @@ pub trait TaskKinds: Send + Sync {
     fn build(&self, kind: &str, params: &toml::Table, root: &Path) -> Result<Box<dyn Task>, ConfigProblem>;
 }
 
+/// A path from a catalog's parameters, relative to the catalog's root unless absolute.
+pub fn resolve_path(root: &Path, path: impl AsRef<Path>) -> PathBuf {
+    let path = path.as_ref();
+    if path.is_absolute() { path.to_path_buf() } else { root.join(path) }
+}
+
+/// A problem with the parameter `key` (dotted, relative to the parameters table).
+pub fn problem(key: &str, reason: impl Into<String>) -> ConfigProblem {
+    ConfigProblem { key: key.to_string(), reason: reason.into() }
+}
+
 /// Reads a kind's parameters table into its config struct (which should `deny_unknown_fields`):
 /// the one parser of every kind's parameters, whichever crate provides the kind. A problem names
 /// the key, dotted and relative to the table (`inner.limit`, `argv[0]`), so the scheduler can say

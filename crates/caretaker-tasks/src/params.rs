@@ -6,16 +6,8 @@ use crate::redact;
 use caretaker_core::config::ConfigProblem;
 use serde::Deserialize;
 use std::fmt;
-use std::path::{Path, PathBuf};
 
-pub(crate) fn problem(key: &str, reason: impl Into<String>) -> ConfigProblem {
-    ConfigProblem { key: key.to_string(), reason: reason.into() }
-}
-
-/// A path from the catalog, relative to the catalog's root unless absolute.
-pub(crate) fn resolve(root: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() { path.to_path_buf() } else { root.join(path) }
-}
+pub(crate) use caretaker_core::task::{problem, resolve_path as resolve};
 
 /// A server's URL as the catalog gives it: either the URL itself (`postgres://user:pw@host/db`,
 /// `redis://:pw@host:6379/0`) or `env:NAME`, the name of an environment variable that holds it
