@@ -47,11 +47,9 @@ struct Location {
 
 fn location(url: &str) -> Result<Location> {
     let invalid = |reason: &str| Error::Remote { url: url.to_string(), reason: reason.to_string() };
-    let rest = url.strip_prefix("s3://").ok_or_else(|| invalid("not an s3:// URL"))?;
-    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(invalid("no bucket: s3://bucket/prefix/"));
-    }
+    let (bucket, key) =
+        caretaker_objects::split_url(url).map_err(|e| Error::Remote { url: e.url, reason: e.reason })?;
+    let (bucket, key) = (bucket.as_str(), key.as_str());
     let glob_at = key.find(['*', '?', '[']);
     let (prefix, pattern) = match glob_at {
         Some(at) => {

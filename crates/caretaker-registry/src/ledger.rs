@@ -67,18 +67,19 @@ fn cut_torn_tail(file: &mut std::fs::File, path: &Path) -> Result<()> {
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.read_to_end(&mut text))
         .map_err(|e| FsError::new("read", path, e))?;
-    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    // A whole entry that only lost its newline is kept: the newline is added instead.
-    if serde_json::from_slice::<LedgerEntry>(&text[keep..]).is_ok() {
+    let torn = text.len();
+    let complete = complete_lines(text);
+    if complete.len() > torn {
+        // A whole entry that only lost its newline is kept: the newline is added instead.
         file.write_all(b"\n").map_err(|e| FsError::new("append to", path, e))?;
         return Ok(());
     }
     tracing::warn!(
         "{}: cut off a torn last line ({} bytes, left by a crash or a full disk mid-append) before appending",
         path.display(),
-        text.len() - keep
+        torn - complete.len()
     );
-    file.set_len(keep as u64).map_err(|e| FsError::new("truncate", path, e))?;
+    file.set_len(complete.len() as u64).map_err(|e| FsError::new("truncate", path, e))?;
     file.sync_all().map_err(|e| FsError::new("sync", path, e))?;
     Ok(())
 }
