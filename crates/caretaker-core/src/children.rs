@@ -6,6 +6,11 @@
 //! background job, say) is found here by the next command that comes (the scheduler at start
 //! and before each firing, `run`, `models reset`): [`sweep`] ends the group of every record
 //! whose runner is gone, and removes the record.
+//!
+//! The record is written before the process starts ([`ChildGroup::about_to_start`], no group id
+//! yet) and completed once it has ([`Tracked::started`]): a runner killed between the two leaves
+//! a record without a group id, and the sweep then ends every process that carries the
+//! execution's id in its environment (`CARETAKER_EXECUTION_ID`, set on every tracked process).
 
 use crate::fs::{FsError, write_atomic};
 use crate::maintenance::{Holder, boot_id, start_ticks};
@@ -18,8 +23,10 @@ pub const DIR: &str = "children";
 /// One running process group and who started it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChildGroup {
-    /// The group's id: its first process's id.
-    pub pgid: u32,
+    /// The group's id: its first process's id; `None` in the record written before the process
+    /// was started.
+    #[serde(default)]
+    pub pgid: Option<u32>,
     /// That first process's start (clock ticks after boot): a later process given the same id
     /// has another, and its group is not ours.
     pub start_ticks: Option<u64>,
@@ -34,11 +41,12 @@ pub struct ChildGroup {
 }
 
 impl ChildGroup {
-    /// The group whose first process is `pid`, started by this process.
-    pub fn started_here(pid: u32, program: &str, task_id: &str, execution_id: &str) -> ChildGroup {
+    /// The group this process is about to start for `execution_id`: recorded before the spawn, so
+    /// that no moment exists in which the group runs unrecorded.
+    pub fn about_to_start(program: &str, task_id: &str, execution_id: &str) -> ChildGroup {
         ChildGroup {
-            pgid: pid,
-            start_ticks: start_ticks(pid),
+            pgid: None,
+            start_ticks: None,
             boot_id: boot_id(),
             program: program.to_string(),
             task_id: task_id.to_string(),
@@ -47,13 +55,40 @@ impl ChildGroup {
             runner: Holder::this_process(),
         }
     }
+
+    /// The group whose first process is `pid`, started by this process.
+    pub fn started_here(pid: u32, program: &str, task_id: &str, execution_id: &str) -> ChildGroup {
+        ChildGroup {
+            pgid: Some(pid),
+            start_ticks: start_ticks(pid),
+            ..ChildGroup::about_to_start(program, task_id, execution_id)
+        }
+    }
+
+    /// The environment entry every process of the execution carries (`KEY=value`).
+    pub fn marker(&self) -> String {
+        format!("{MARKER}={}", self.execution_id)
+    }
 }
+
+/// The environment variable that names a tracked process's execution.
+pub const MARKER: &str = "CARETAKER_EXECUTION_ID";
 
 /// A recorded group: the record is removed when this is dropped (the group was reaped, or killed
 /// by the runner itself).
 #[derive(Debug)]
 pub struct Tracked {
     path: PathBuf,
+    group: ChildGroup,
+}
+
+impl Tracked {
+    /// Completes the record once the group's first process is `pid`.
+    pub fn started(&mut self, pid: u32) -> Result<(), FsError> {
+        self.group.pgid = Some(pid);
+        self.group.start_ticks = start_ticks(pid);
+        write_record(&self.path, &self.group)
+    }
 }
 
 impl Drop for Tracked {
@@ -62,11 +97,20 @@ impl Drop for Tracked {
     }
 }
 
-/// Records `group` in `<state_dir>/children/`.
+/// Records `group` in `<state_dir>/children/`, under a name of its own (this process, the time,
+/// a counter: a runner may start several groups, and a dead runner's id may be given again).
 pub fn track(state_dir: &Path, group: &ChildGroup) -> Result<Tracked, FsError> {
-    let path = state_dir.join(DIR).join(format!("{}.json", group.pgid));
-    write_atomic(&path, &serde_json::to_vec_pretty(group).expect("a child group serialises"))?;
-    Ok(Tracked { path })
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = state_dir.join(DIR).join(format!("{}-{nanos}-{count}.json", std::process::id()));
+    write_record(&path, group)?;
+    Ok(Tracked { path, group: group.clone() })
+}
+
+fn write_record(path: &Path, group: &ChildGroup) -> Result<(), FsError> {
+    write_atomic(path, &serde_json::to_vec_pretty(group).expect("a child group serialises"))
 }
 
 /// Ends the process groups whose runner (on this host) is gone and removes their records; returns
@@ -96,16 +140,15 @@ pub fn sweep(state_dir: &Path) -> Vec<String> {
             group.task_id,
             group.runner.describe()
         );
+        let what = match group.pgid {
+            Some(pgid) => format!("process group {pgid} ({})", group.program),
+            None => format!("the processes of {} (started as its runner died)", group.program),
+        };
         match end_group(&group) {
-            Ended::Killed => {
-                notes.push(format!("ended process group {} ({}) left by {whose}", group.pgid, group.program))
-            }
+            Ended::Killed => notes.push(format!("ended {what} left by {whose}")),
             Ended::Gone => {}
             Ended::Failed(e) => {
-                notes.push(format!(
-                    "could not end process group {} ({}) left by {whose}: {e}",
-                    group.pgid, group.program
-                ));
+                notes.push(format!("could not end {what} left by {whose}: {e}"));
                 continue;
             }
         }
@@ -124,35 +167,35 @@ enum Ended {
 /// Kills what is left of the group. While its first process is the recorded one (same boot, same
 /// start), the whole group is ours: `killpg`. Once that process is gone, the group's id is free
 /// for the kernel to give to a new process that starts a group of its own, so only the members
-/// that carry this execution's id in their environment (`CARETAKER_EXECUTION_ID`, which every
-/// child of a task inherits) are killed, one by one.
+/// that carry this execution's id in their environment ([`MARKER`], which every child of a task
+/// inherits) are killed, one by one; so are all processes that carry it when the runner died
+/// before it could record the group's id.
 fn end_group(group: &ChildGroup) -> Ended {
     if group.boot_id.is_none() || group.boot_id != boot_id() {
         return Ended::Gone;
     }
-    let Ok(pgid) = i32::try_from(group.pgid) else { return Ended::Gone };
-    let kill = |pid: i32, whole: bool| {
+    let kill = |pid: u32, whole: bool| {
+        let Ok(pid) = i32::try_from(pid) else { return Err(nix::errno::Errno::ESRCH) };
         let pid = nix::unistd::Pid::from_raw(pid);
         let signal = nix::sys::signal::Signal::SIGKILL;
         if whole { nix::sys::signal::killpg(pid, signal) } else { nix::sys::signal::kill(pid, signal) }
     };
-    match start_ticks(group.pgid) {
-        Some(now) if Some(now) == group.start_ticks => match kill(pgid, true) {
+    let leader = group.pgid.map(|pgid| (pgid, start_ticks(pgid)));
+    match leader {
+        Some((pgid, Some(now))) if Some(now) == group.start_ticks => match kill(pgid, true) {
             Ok(()) => Ended::Killed,
             Err(nix::errno::Errno::ESRCH) => Ended::Gone,
             Err(e) => Ended::Failed(e.to_string()),
         },
         // The id names another process now: the group we recorded is gone.
-        Some(_) => Ended::Gone,
-        None => {
-            let marker = format!("CARETAKER_EXECUTION_ID={}", group.execution_id);
-            let members = members_of(group.pgid, &marker);
+        Some((_, Some(_))) => Ended::Gone,
+        Some((_, None)) | None => {
             let mut killed = false;
-            for pid in members {
-                match i32::try_from(pid).map(|p| kill(p, false)) {
-                    Ok(Ok(())) => killed = true,
-                    Ok(Err(nix::errno::Errno::ESRCH)) | Err(_) => {}
-                    Ok(Err(e)) => return Ended::Failed(e.to_string()),
+            for pid in members_of(group.pgid, &group.marker()) {
+                match kill(pid, false) {
+                    Ok(()) => killed = true,
+                    Err(nix::errno::Errno::ESRCH) => {}
+                    Err(e) => return Ended::Failed(e.to_string()),
                 }
             }
             if killed { Ended::Killed } else { Ended::Gone }
@@ -160,8 +203,9 @@ fn end_group(group: &ChildGroup) -> Ended {
     }
 }
 
-/// The live processes in process group `pgid` whose environment holds `marker` (`KEY=value`).
-fn members_of(pgid: u32, marker: &str) -> Vec<u32> {
+/// The live processes (in process group `pgid`, when given) whose environment holds `marker`
+/// (`KEY=value`).
+fn members_of(pgid: Option<u32>, marker: &str) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     let mut members = Vec::new();
     for entry in entries.flatten() {
@@ -170,7 +214,8 @@ fn members_of(pgid: u32, marker: &str) -> Vec<u32> {
         // After the command name: state, ppid, pgrp.
         let mut fields = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace()).into_iter().flatten();
         let (state, group) = (fields.next(), fields.nth(1).and_then(|g| g.parse::<u32>().ok()));
-        if group != Some(pgid) || matches!(state, Some("Z" | "X")) {
+        let foreign = pgid.is_some_and(|pgid| group != Some(pgid)) || pid == std::process::id();
+        if foreign || matches!(state, Some("Z" | "X")) {
             continue;
         }
         let carries = std::fs::read(format!("/proc/{pid}/environ"))
@@ -213,7 +258,7 @@ mod tests {
         // Its runner (this process) is alive: left alone.
         assert_eq!(sweep(dir.path()), Vec::<String>::new());
         assert!(alive(job));
-        std::mem::forget(tracked);
+        drop(tracked);
 
         // Its runner died: the whole group is ended, the record removed.
         let mut dead = std::process::Command::new("true").spawn().unwrap();
@@ -278,7 +323,7 @@ mod tests {
         let runner = Holder { pid: dead.id(), start_ticks: start_ticks(dead.id()), ..Holder::this_process() };
         dead.wait().unwrap();
         let record = ChildGroup {
-            pgid: leader,
+            pgid: Some(leader),
             start_ticks: ticks,
             runner,
             ..ChildGroup::started_here(leader, "sh", "upgrade", "exec-3")
@@ -293,5 +338,48 @@ mod tests {
         assert!(!alive(ours), "the task's own process is ended");
         assert!(alive(other), "a process without the execution's id is not");
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(other as i32), nix::sys::signal::Signal::SIGKILL);
+    }
+
+    #[test]
+    fn a_runner_killed_before_it_recorded_the_group_id_leaves_nothing_of_the_execution() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let runner = Holder { pid: dead.id(), start_ticks: start_ticks(dead.id()), ..Holder::this_process() };
+        dead.wait().unwrap();
+        // The record the runner wrote before its spawn, and what the spawn started: a shell whose
+        // background job outlives it, in a group of its own, and a process of another execution.
+        let record = ChildGroup { runner, ..ChildGroup::about_to_start("sh", "upgrade", "exec-4") };
+        track(dir.path(), &record).map(std::mem::forget).unwrap();
+        let out = std::process::Command::new("sh")
+            .args(["-c", "sleep 60 >/dev/null 2>&1 & echo $!"])
+            .env(MARKER, "exec-4")
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .output()
+            .unwrap();
+        let job: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let mut other = std::process::Command::new("sleep").arg("61").env(MARKER, "exec-5").spawn().unwrap();
+
+        let notes = sweep(dir.path());
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].starts_with("ended the processes of sh (started as its runner died)"), "{notes:?}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while alive(job) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!alive(job), "the execution's background job is ended");
+        assert!(alive(other.id()), "another execution's process is not");
+        assert!(std::fs::read_dir(dir.path().join(DIR)).unwrap().next().is_none(), "the record is removed");
+        other.kill().unwrap();
+        other.wait().unwrap();
+
+        // A record whose runner died before it started anything: removed, nothing said.
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let runner = Holder { pid: dead.id(), start_ticks: start_ticks(dead.id()), ..Holder::this_process() };
+        dead.wait().unwrap();
+        let record = ChildGroup { runner, ..ChildGroup::about_to_start("sh", "upgrade", "exec-6") };
+        track(dir.path(), &record).map(std::mem::forget).unwrap();
+        assert_eq!(sweep(dir.path()), Vec::<String>::new());
+        assert!(std::fs::read_dir(dir.path().join(DIR)).unwrap().next().is_none(), "the record is removed");
     }
 }

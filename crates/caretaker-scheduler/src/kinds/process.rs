@@ -4,8 +4,8 @@
 //!
 //! If the runner itself dies (SIGKILL, the OOM killer), no drop runs. On Linux the child then
 //! gets SIGKILL from the kernel (the parent-death signal); a task's group is also recorded in the
-//! state directory ([`caretaker_core::children`]) while it runs, so the next command ends what
-//! the child started in turn.
+//! state directory ([`caretaker_core::children`]) from before it starts until it is reaped, so the
+//! next command ends what the child started in turn.
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -115,6 +115,16 @@ pub async fn run(spec: ProcessSpec<'_>) -> ProcessRun {
         .process_group(0)
         .kill_on_drop(true);
     end_with_this_process(&mut command);
+    // Recorded before the spawn and completed after it, so that a runner killed at any moment
+    // leaves a record the next command ends the group by. Declared before the guard: dropped
+    // after it, so the record goes once the group is killed.
+    let mut tracked = spec.track.and_then(|ctx| {
+        command.env(caretaker_core::children::MARKER, &ctx.execution_id);
+        let group = caretaker_core::children::ChildGroup::about_to_start(program, &ctx.task_id, &ctx.execution_id);
+        caretaker_core::children::track(&ctx.state_dir, &group)
+            .inspect_err(|e| tracing::warn!("{}: could not record its process group: {e}", ctx.task_id))
+            .ok()
+    });
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -122,17 +132,11 @@ pub async fn run(spec: ProcessSpec<'_>) -> ProcessRun {
             return record;
         }
     };
-    // Declared before the guard: dropped after it, so the record goes once the group is killed.
-    let _tracked = match (spec.track, child.id()) {
-        (Some(ctx), Some(pid)) => {
-            let group =
-                caretaker_core::children::ChildGroup::started_here(pid, program, &ctx.task_id, &ctx.execution_id);
-            caretaker_core::children::track(&ctx.state_dir, &group)
-                .inspect_err(|e| tracing::warn!("{}: could not record its process group: {e}", ctx.task_id))
-                .ok()
-        }
-        _ => None,
-    };
+    if let (Some(tracked), Some(pid), Some(ctx)) = (tracked.as_mut(), child.id(), spec.track)
+        && let Err(e) = tracked.started(pid)
+    {
+        tracing::warn!("{}: could not record its process group: {e}", ctx.task_id);
+    }
     let mut guard = GroupGuard { pgid: child.id().map(|id| Pid::from_raw(id as i32)) };
     if let (Some(bytes), Some(mut stdin)) = (spec.stdin, child.stdin.take()) {
         // A child that does not read its stdin must not block us: write in the background.
