@@ -7,6 +7,9 @@
 //! A server's URL is redacted when the error is built, so no message holds its password even
 //! before the outcome goes through [`crate::redact::scrub_outcome`].
 //!
+//! It is public for what the `caretaker` binary calls directly (`caretaker advisories sync`), which
+//! prints it; building one is for this crate.
+//!
 //! [`TaskError`]: caretaker_core::task::TaskError
 
 use crate::redact;
@@ -16,13 +19,18 @@ use std::path::{Path, PathBuf};
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
+pub enum Error {
     /// A file or directory the task reads, writes, lists or removes.
     #[error("cannot {action} {}: {source}", path.display())]
     File { action: &'static str, path: PathBuf, source: std::io::Error },
     /// A server (PostgreSQL, Redis) that does not answer or refuses the task.
     #[error("cannot connect to {url}: {cause}")]
     Connect { url: String, cause: String },
+    /// A download that got no complete answer: refused, unresolved, timed out. A machine without
+    /// internet sees this one; a server that answered wrongly (a 404, a truncated body) is a
+    /// [`Error::Step`].
+    #[error("cannot fetch {url}: {cause}")]
+    Fetch { url: String, cause: String },
     /// A connection URL its driver does not accept.
     #[error("{url} is not a {expected} URL: {cause}")]
     NotAUrl { url: String, expected: &'static str, cause: String },
@@ -40,6 +48,11 @@ impl Error {
     /// `url` is shown without its password; so is the cause, which a driver may quote it in.
     pub(crate) fn connect(url: &str, cause: impl Display) -> Error {
         Error::Connect { url: redact::redact(url), cause: redact::redact(&cause.to_string()) }
+    }
+
+    /// `url` and the cause are shown without a password, as for [`Error::connect`].
+    pub(crate) fn fetch(url: &str, cause: impl Display) -> Error {
+        Error::Fetch { url: redact::redact(url), cause: redact::redact(&cause.to_string()) }
     }
 
     pub(crate) fn not_a_url(url: &str, expected: &'static str, cause: impl Display) -> Error {
@@ -63,6 +76,11 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "cannot connect to postgres://app:***@db/main: refused by postgres://app:***@db/main"
+        );
+        let e = Error::fetch("https://osv:hunter2@mirror/crates.io/all.zip", "no complete answer within 1 s");
+        assert_eq!(
+            e.to_string(),
+            "cannot fetch https://osv:***@mirror/crates.io/all.zip: no complete answer within 1 s"
         );
         let e = Error::not_a_url("redis://:hunter2@cache:port", "Redis", "invalid port");
         assert_eq!(e.to_string(), "redis://:***@cache:port is not a Redis URL: invalid port");

@@ -45,6 +45,7 @@ use caretaker_core::config::ConfigProblem;
 use caretaker_core::task::{Task, TaskKinds};
 use std::path::Path;
 
+pub use error::Error;
 pub use params::ConnectionUrl;
 
 /// The kinds this crate provides, for the scheduler.

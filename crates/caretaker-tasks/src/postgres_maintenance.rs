@@ -22,6 +22,7 @@
 //! names it.
 
 use crate::connect;
+use crate::error::{Error, Result};
 use crate::params::{ConnectionUrl, positive, problem, resolve};
 use crate::redact;
 use caretaker_core::config::ConfigProblem;
@@ -252,10 +253,9 @@ struct Backup {
 }
 
 impl PostgresMaintenance {
-    async fn backup(&self, url: &str, database: &str, ctx: &TaskContext) -> Result<Backup, String> {
+    async fn backup(&self, url: &str, database: &str, ctx: &TaskContext) -> Result<Backup> {
         let dir = &self.config.backup_dir;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create the backup directory {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::file("create the backup directory", dir, e))?;
         let name = format!("{database}-{}.dump", ctx.started_at.format("%Y%m%dT%H%M%SZ"));
         let target = dir.join(&name);
         // Removed on drop: a failed or cancelled dump leaves nothing behind.
@@ -263,7 +263,7 @@ impl PostgresMaintenance {
             .prefix(".caretaker-tmp-")
             .suffix(".dump")
             .tempfile_in(dir)
-            .map_err(|e| format!("cannot create a file in the backup directory {}: {e}", dir.display()))?;
+            .map_err(|e| Error::file("create a file in the backup directory", dir, e))?;
         let started = Instant::now();
         let password = redact::password_of(url).map(|p| redact::percent_decode(&p));
         let mut dump = tokio::process::Command::new(&self.config.pg_dump);
@@ -279,29 +279,27 @@ impl PostgresMaintenance {
             Some(p) => dump.env("PGPASSWORD", p),
             None => dump.env_remove("PGPASSWORD"),
         };
-        let output = dump.output().await.map_err(|e| format!("cannot run {}: {e}", self.config.pg_dump.display()))?;
+        let pg_dump = &self.config.pg_dump;
+        let output = dump.output().await.map_err(|e| Error::file("run", pg_dump, e))?;
+        let dumping = || format!("dumping {database} with {}", pg_dump.display());
         if !output.status.success() {
-            return Err(format!(
-                "{} exited with {}: {}",
-                self.config.pg_dump.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
+            let said = String::from_utf8_lossy(&output.stderr);
+            return Err(Error::step(dumping(), format!("it exited with {}: {}", output.status, said.trim())));
         }
-        let bytes = temp.as_file().metadata().map_err(|e| format!("cannot measure the dump: {e}"))?.len();
+        let bytes = temp.as_file().metadata().map_err(|e| Error::file("measure the dump", temp.path(), e))?.len();
         if bytes == 0 {
-            return Err(format!("{} wrote an empty dump", self.config.pg_dump.display()));
+            return Err(Error::step(dumping(), "it wrote an empty dump"));
         }
         let verified = self.config.verify_backup && self.verify(temp.path()).await?;
-        temp.as_file().sync_all().map_err(|e| format!("cannot sync the dump: {e}"))?;
-        temp.persist(&target).map_err(|e| format!("cannot rename the dump to {}: {}", target.display(), e.error))?;
-        caretaker_core::fs::sync_dir(dir).map_err(|e| e.to_string())?;
+        temp.as_file().sync_all().map_err(|e| Error::file("sync the dump", temp.path(), e))?;
+        temp.persist(&target).map_err(|e| Error::file("rename the dump to", &target, e.error))?;
+        caretaker_core::fs::sync_dir(dir).map_err(|e| Error::step("syncing the backup directory", e))?;
         caretaker_core::crash_point("postgres_maintenance:backed_up");
         Ok(Backup { path: target.display().to_string(), bytes, seconds: started.elapsed().as_secs_f64(), verified })
     }
 
     /// Reads the dump's table of contents back with `pg_restore --list`; an error when it cannot.
-    async fn verify(&self, dump: &Path) -> Result<bool, String> {
+    async fn verify(&self, dump: &Path) -> Result<bool> {
         let restore = match self.config.pg_dump.parent().filter(|p| !p.as_os_str().is_empty()) {
             Some(dir) => dir.join("pg_restore"),
             None => PathBuf::from("pg_restore"),
@@ -314,16 +312,19 @@ impl PostgresMaintenance {
             .output()
             .await;
         match output {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
-                "cannot verify the dump: {} is not installed (install the PostgreSQL client tools beside {}, or set verify_backup = false to go on with an unverified backup)",
-                restore.display(),
-                self.config.pg_dump.display()
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::step(
+                format!("cannot verify the dump {}", dump.display()),
+                format!(
+                    "{} is not installed (install the PostgreSQL client tools beside {}, or set verify_backup = false to go on with an unverified backup)",
+                    restore.display(),
+                    self.config.pg_dump.display()
+                ),
             )),
-            Err(e) => Err(format!("cannot run {}: {e}", restore.display())),
+            Err(e) => Err(Error::file("run", &restore, e)),
             Ok(o) if o.status.success() => Ok(true),
-            Ok(o) => Err(format!(
-                "the dump does not read back: pg_restore --list said {}",
-                String::from_utf8_lossy(&o.stderr).trim()
+            Ok(o) => Err(Error::step(
+                format!("verifying the dump {}", dump.display()),
+                format!("it does not read back: pg_restore --list said {}", String::from_utf8_lossy(&o.stderr).trim()),
             )),
         }
     }

@@ -1,6 +1,7 @@
 //! Reading the packages and versions a lockfile pins: `Cargo.lock` (crates.io), pip's
 //! `requirements.txt` (PyPI, `==` pins only) and npm's `package-lock.json` (versions 1 to 3).
 
+use crate::error::{Error, Result};
 use serde::Serialize;
 use std::path::Path;
 
@@ -90,14 +91,13 @@ pub struct Lockfile {
 }
 
 /// Reads a lockfile; the error names the file and what is wrong with it.
-pub fn read(path: &Path, ecosystem: Ecosystem) -> Result<Lockfile, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn read(path: &Path, ecosystem: Ecosystem) -> Result<Lockfile> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file("read", path, e))?;
     let mut lockfile = match ecosystem {
-        Ecosystem::CratesIo => cargo_lock(&text, &workspace_members(path)),
-        Ecosystem::PyPI => Ok(requirements(&text)),
-        Ecosystem::Npm => package_lock(&text),
-    }
-    .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ecosystem::CratesIo => cargo_lock(path, &text, &workspace_members(path))?,
+        Ecosystem::PyPI => requirements(&text),
+        Ecosystem::Npm => package_lock(path, &text)?,
+    };
     lockfile.path = path.display().to_string();
     lockfile.packages.sort();
     lockfile.packages.dedup();
@@ -124,7 +124,12 @@ fn workspace_members(lockfile: &Path) -> std::collections::BTreeSet<String> {
     names
 }
 
-fn cargo_lock(text: &str, members: &std::collections::BTreeSet<String>) -> Result<Lockfile, String> {
+/// Why the lockfile at `path` cannot be read as its kind.
+fn malformed(path: &Path, cause: impl std::fmt::Display) -> Error {
+    Error::step(format!("reading {}", path.display()), cause)
+}
+
+fn cargo_lock(path: &Path, text: &str, members: &std::collections::BTreeSet<String>) -> Result<Lockfile> {
     #[derive(serde::Deserialize)]
     struct CargoLock {
         #[serde(default)]
@@ -136,7 +141,8 @@ fn cargo_lock(text: &str, members: &std::collections::BTreeSet<String>) -> Resul
         version: String,
         source: Option<String>,
     }
-    let lock: CargoLock = toml::from_str(text).map_err(|e| format!("not a Cargo.lock: {}", e.message()))?;
+    let lock: CargoLock =
+        toml::from_str(text).map_err(|e| malformed(path, format!("not a Cargo.lock: {}", e.message())))?;
     let mut out = Lockfile::default();
     for p in lock.package {
         match p.source.as_deref() {
@@ -207,8 +213,8 @@ fn requirements(text: &str) -> Lockfile {
     out
 }
 
-fn package_lock(text: &str) -> Result<Lockfile, String> {
-    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+fn package_lock(path: &Path, text: &str) -> Result<Lockfile> {
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| malformed(path, format!("not JSON: {e}")))?;
     let mut out = Lockfile::default();
     if let Some(packages) = json.get("packages").and_then(|p| p.as_object()) {
         for (key, entry) in packages {
@@ -230,7 +236,7 @@ fn package_lock(text: &str) -> Result<Lockfile, String> {
             }
         }
     } else {
-        return Err("no `packages` nor `dependencies`: not a package-lock.json".into());
+        return Err(malformed(path, "no `packages` nor `dependencies`: not a package-lock.json"));
     }
     Ok(out)
 }
@@ -278,17 +284,19 @@ mod tests {
             "node_modules/alias": {"name": "left-pad", "version": "1.3.0"},
             "node_modules/local": {"link": true},
             "node_modules/gitdep": {"version": "git+https://x/y.git"}}}"#;
-        let lock = package_lock(v3).unwrap();
+        let path = Path::new("package-lock.json");
+        let lock = package_lock(path, v3).unwrap();
         let mut names: Vec<&str> = lock.packages.iter().map(|p| p.name.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, vec!["left-pad", "lodash", "minimist"]);
         assert_eq!(lock.unchecked.len(), 1);
         let v1 = r#"{"lockfileVersion": 1, "dependencies": {"lodash": {"version": "4.17.20",
             "dependencies": {"minimist": {"version": "0.0.8"}}}}}"#;
-        let lock = package_lock(v1).unwrap();
+        let lock = package_lock(path, v1).unwrap();
         assert_eq!(lock.packages.len(), 2);
-        assert!(package_lock("{}").unwrap_err().contains("not a package-lock.json"));
-        assert!(package_lock("{").unwrap_err().contains("not JSON"));
+        let refused = |text| package_lock(path, text).unwrap_err().to_string();
+        assert!(refused("{}").starts_with("reading package-lock.json: no `packages` nor"), "{}", refused("{}"));
+        assert!(refused("{").starts_with("reading package-lock.json: not JSON"), "{}", refused("{"));
     }
 
     #[test]
@@ -312,7 +320,8 @@ mod tests {
             ]
         );
         let none = std::collections::BTreeSet::new();
-        assert!(cargo_lock("[[package]]\nname = 3", &none).unwrap_err().contains("not a Cargo.lock"));
+        let refused = cargo_lock(Path::new("Cargo.lock"), "[[package]]\nname = 3", &none).unwrap_err().to_string();
+        assert!(refused.starts_with("reading Cargo.lock: not a Cargo.lock"), "{refused}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod osv;
 pub mod sync;
 mod tools;
 
+use crate::error::{Error, Result};
 use crate::params::{positive, problem, resolve};
 use crate::redact;
 use caretaker_core::config::ConfigProblem;
@@ -236,12 +237,12 @@ impl SecurityScan {
         ctx.state_dir.join(format!("{}.security_scan.json", ctx.task_id))
     }
 
-    fn lockfile_paths(&self) -> Result<Vec<PathBuf>, String> {
+    fn lockfile_paths(&self) -> Result<Vec<PathBuf>> {
         match &self.lockfiles {
             Some(list) => {
                 for p in list {
                     if !p.is_file() {
-                        return Err(format!("the lockfile {} does not exist", p.display()));
+                        return Err(Error::step(format!("finding the lockfile {}", p.display()), "it does not exist"));
                     }
                 }
                 Ok(list.clone())
@@ -250,7 +251,10 @@ impl SecurityScan {
                 let found: Vec<PathBuf> =
                     DEFAULT_LOCKFILES.iter().map(|n| self.root.join(n)).filter(|p| p.is_file()).collect();
                 if found.is_empty() {
-                    return Err(format!("no lockfile ({}) in {}", DEFAULT_LOCKFILES.join(", "), self.root.display()));
+                    return Err(Error::step(
+                        format!("finding the lockfiles in {}", self.root.display()),
+                        format!("no lockfile ({}) is there", DEFAULT_LOCKFILES.join(", ")),
+                    ));
                 }
                 Ok(found)
             }
@@ -258,7 +262,7 @@ impl SecurityScan {
     }
 
     /// The scan itself: blocking file work.
-    fn scan(&self, ctx: &TaskContext) -> Result<(Vec<Finding>, serde_json::Value), String> {
+    fn scan(&self, ctx: &TaskContext) -> Result<(Vec<Finding>, serde_json::Value)> {
         let db = AdvisoryDb::load(&self.advisories)?;
         let synced = sync::SyncRecord::read(&self.advisories);
         let dated = synced.as_ref().map(|s| s.synced_at).or(db.newest_modified);
@@ -267,22 +271,25 @@ impl SecurityScan {
                 "run `caretaker advisories sync --advisories {}` (or the catalog's advisories_sync task), or set max_age_days = 0 to scan with it anyway",
                 self.advisories.display()
             );
+            let checking = || format!("checking the age of the advisory database {}", self.advisories.display());
             match dated {
                 Some(at) if ctx.started_at - at <= max => {}
                 Some(at) => {
-                    return Err(format!(
-                        "the advisory database {} is from {} ({} days old, {}), older than max_age_days = {}: {refresh}",
-                        self.advisories.display(),
-                        at.format("%Y-%m-%d"),
-                        (ctx.started_at - at).num_days(),
-                        if synced.is_some() { "its last sync" } else { "its newest record; it was never synced" },
-                        max.num_seconds() as f64 / 86_400.0,
+                    return Err(Error::step(
+                        checking(),
+                        format!(
+                            "it is from {} ({} days old, {}), older than max_age_days = {}: {refresh}",
+                            at.format("%Y-%m-%d"),
+                            (ctx.started_at - at).num_days(),
+                            if synced.is_some() { "its last sync" } else { "its newest record; it was never synced" },
+                            max.num_seconds() as f64 / 86_400.0,
+                        ),
                     ));
                 }
                 None => {
-                    return Err(format!(
-                        "the advisory database {} says neither when it was synced nor when its records changed: {refresh}",
-                        self.advisories.display()
+                    return Err(Error::step(
+                        checking(),
+                        format!("it says neither when it was synced nor when its records changed: {refresh}"),
                     ));
                 }
             }
@@ -304,7 +311,7 @@ impl SecurityScan {
                 let matches = match db.matches(package) {
                     Ok(m) => m,
                     Err(e) => {
-                        unchecked.push(e);
+                        unchecked.push(e.to_string());
                         continue;
                     }
                 };
@@ -402,10 +409,9 @@ impl SecurityScan {
         let scanned = crate::blocking("the security scan", move || {
             let scan = this.scan(&ctx_owned)?;
             let previous = read_state(&state_path)?;
-            Ok::<_, String>((scan, previous, this.lockfile_paths()?))
+            Ok::<_, Error>((scan, previous, this.lockfile_paths()?))
         })
-        .await
-        .map_err(|e| e.to_string());
+        .await;
         let ((mut findings, mut details), previous, lockfile_paths) = match scanned {
             Ok(Ok(s)) => s,
             Ok(Err(e)) | Err(e) => {
@@ -529,13 +535,16 @@ impl SecurityScan {
     }
 }
 
-fn read_state(path: &Path) -> Result<Option<ScanState>, String> {
+fn read_state(path: &Path) -> Result<Option<ScanState>> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            format!("{}: not a previous scan's findings ({e}); remove it to start afresh", path.display())
+            Error::step(
+                format!("reading {}", path.display()),
+                format!("not a previous scan's findings ({e}); remove it to start afresh"),
+            )
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => Err(Error::file("read", path, e)),
     }
 }
 

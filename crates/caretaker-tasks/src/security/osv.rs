@@ -13,6 +13,7 @@
 //! as PEP 440 versions for PyPI. `GIT` ranges are not evaluated.
 
 use super::lockfiles::{Ecosystem, Package};
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -154,23 +155,25 @@ pub struct AdvisoryDb {
 }
 
 impl AdvisoryDb {
-    pub fn load(dir: &Path) -> Result<AdvisoryDb, String> {
+    pub fn load(dir: &Path) -> Result<AdvisoryDb> {
+        let reading = || format!("reading the advisory database {}", dir.display());
         if !dir.is_dir() {
-            return Err(format!(
-                "the advisory database {} does not exist: download it with `caretaker advisories sync --advisories {}` (from OSV's public export, or --source a mirror or a directory of its zips)",
-                dir.display(),
-                dir.display()
+            return Err(Error::step(
+                reading(),
+                format!(
+                    "it does not exist: download it with `caretaker advisories sync --advisories {}` (from OSV's public export, or --source a mirror or a directory of its zips)",
+                    dir.display()
+                ),
             ));
         }
         let mut files = Vec::new();
-        collect_json(dir, &mut files)
-            .map_err(|e| format!("cannot list the advisory database {}: {e}", dir.display()))?;
+        collect_json(dir, &mut files).map_err(|e| Error::file("list the advisory database", dir, e))?;
         files.sort();
         let mut db = AdvisoryDb { index: HashMap::new(), records: 0, withdrawn: 0, newest_modified: None };
         for file in files {
-            let bytes = std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            let record: OsvRecord =
-                serde_json::from_slice(&bytes).map_err(|e| format!("{}: not an OSV record: {e}", file.display()))?;
+            let bytes = std::fs::read(&file).map_err(|e| Error::file("read", &file, e))?;
+            let record: OsvRecord = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::step(format!("reading {}", file.display()), format!("not an OSV record: {e}")))?;
             let modified = record.modified.as_deref().and_then(|m| chrono::DateTime::parse_from_rfc3339(m).ok());
             if let Some(m) = modified.map(|m| m.with_timezone(&chrono::Utc)) {
                 db.newest_modified = db.newest_modified.max(Some(m));
@@ -188,21 +191,22 @@ impl AdvisoryDb {
             }
         }
         if db.records == 0 {
-            return Err(format!(
-                "the advisory database {} holds no advisory: a scan against it would find nothing whatever the lockfiles say",
-                dir.display()
+            return Err(Error::step(
+                reading(),
+                "it holds no advisory: a scan against it would find nothing whatever the lockfiles say",
             ));
         }
         Ok(db)
     }
 
     /// Every advisory affecting `package`, or why its version cannot be compared.
-    pub fn matches(&self, package: &Package) -> Result<Vec<Match>, String> {
+    pub fn matches(&self, package: &Package) -> Result<Vec<Match>> {
         let Some(entries) = self.index.get(&(package.ecosystem, package.ecosystem.normalize(&package.name))) else {
             return Ok(Vec::new());
         };
-        let version = Version::parse(package.ecosystem, &package.version)
-            .ok_or_else(|| format!("{} {}: not a version the scan can compare", package.name, package.version))?;
+        let version = Version::parse(package.ecosystem, &package.version).ok_or_else(|| {
+            Error::step(format!("comparing {} {}", package.name, package.version), "not a version the scan can compare")
+        })?;
         let mut out = Vec::new();
         for (record, i) in entries {
             let affected = &record.affected[*i];

@@ -15,6 +15,7 @@
 
 use super::lockfiles::Ecosystem;
 use super::osv::OsvRecord;
+use crate::error::{Error, Result};
 use crate::params::{positive, problem, resolve};
 use crate::{error_chain, redact};
 use caretaker_core::config::ConfigProblem;
@@ -175,16 +176,17 @@ impl AdvisoriesSync {
     }
 
     /// Fetches, checks and swaps in the database; the previous one stays on any failure.
-    pub async fn sync(&self, now: DateTime<Utc>) -> Result<SyncRecord, String> {
+    pub async fn sync(&self, now: DateTime<Utc>) -> Result<SyncRecord> {
         let target = self.advisories.clone();
         let parent = caretaker_core::fs::parent_dir(&target).to_path_buf();
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "advisories".into());
-        std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(&parent).map_err(|e| Error::file("create", &parent, e))?;
+        // Its error names the database and the process holding it.
         let _lock = caretaker_core::lock::ProcessLock::acquire(
             &parent.join(format!(".{name}.sync.lock")),
             &format!("the advisory database {}", target.display()),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::step("starting the sync", e))?;
         // What a killed sync left: nobody else syncs while we hold the lock.
         let leftover = format!(".{name}.sync-");
         if let Ok(entries) = std::fs::read_dir(&parent) {
@@ -197,9 +199,9 @@ impl AdvisoriesSync {
         let staging = tempfile::Builder::new()
             .prefix(&leftover)
             .tempdir_in(&parent)
-            .map_err(|e| format!("cannot create a directory beside {}: {e}", target.display()))?;
+            .map_err(|e| Error::file("create a directory beside", &target, e))?;
         let database = staging.path().join("database");
-        std::fs::create_dir_all(&database).map_err(|e| format!("cannot create {}: {e}", database.display()))?;
+        std::fs::create_dir_all(&database).map_err(|e| Error::file("create", &database, e))?;
         let mut record = SyncRecord { synced_at: now, source: self.source.describe(), ecosystems: Vec::new() };
         for ecosystem in &self.ecosystems {
             let url = self.source.archive(*ecosystem);
@@ -208,9 +210,7 @@ impl AdvisoriesSync {
             let into = database.join(ecosystem.osv_name());
             let (archive_blake3, records) = {
                 let (archive, into, url) = (archive.clone(), into.clone(), url.clone());
-                crate::blocking("unpacking the advisories", move || unpack(&archive, &into, &url))
-                    .await
-                    .map_err(|e| e.to_string())??
+                crate::blocking("unpacking the advisories", move || unpack(&archive, &into, &url)).await??
             };
             record.ecosystems.push(EcosystemSync {
                 ecosystem: ecosystem.osv_name().into(),
@@ -221,8 +221,11 @@ impl AdvisoriesSync {
             });
         }
         let bytes = serde_json::to_vec_pretty(&record).expect("a sync record serialises");
-        caretaker_core::fs::write_atomic(&database.join(SYNC_FILE), &bytes).map_err(|e| e.to_string())?;
-        caretaker_core::fs::exchange_dirs(&database, &target).map_err(|e| e.to_string())?;
+        // Both errors name the file or directories.
+        caretaker_core::fs::write_atomic(&database.join(SYNC_FILE), &bytes)
+            .map_err(|e| Error::step("recording the sync", e))?;
+        caretaker_core::fs::exchange_dirs(&database, &target)
+            .map_err(|e| Error::step("swapping the new database in", e))?;
         // `database` now holds the previous one (if any), removed with the staging directory.
         drop(staging);
         Ok(record)
@@ -230,80 +233,95 @@ impl AdvisoriesSync {
 
     /// Downloads (or copies) one archive; returns its size. A status other than 200, a body
     /// shorter than the server announced, a timeout or a missing file is an error naming the URL.
-    async fn fetch(&self, url: &str, to: &Path) -> Result<u64, String> {
-        let shown = redact::redact(url);
+    async fn fetch(&self, url: &str, to: &Path) -> Result<u64> {
         match &self.source {
-            Source::Directory(_) => std::fs::copy(url, to).map_err(|e| format!("cannot read {shown}: {e}")),
+            Source::Directory(_) => std::fs::copy(url, to).map_err(|e| Error::file("read", Path::new(url), e)),
             Source::Http(_) => {
                 let client = reqwest::Client::builder()
                     .connect_timeout(self.timeout.min(Duration::from_secs(30)))
                     .timeout(self.timeout)
                     .build()
-                    .map_err(|e| format!("cannot make an HTTP client: {}", error_chain(&e)))?;
-                let fetching = async {
-                    let mut response = client.get(url).send().await.map_err(|e| describe(&e, &shown, self.timeout))?;
+                    .map_err(|e| Error::step("cannot make an HTTP client", error_chain(&e)))?;
+                let fetching = || format!("fetching {}", redact::redact(url));
+                let fetch = async {
+                    let mut response = client.get(url).send().await.map_err(|e| describe(&e, url, self.timeout))?;
                     if response.status() != reqwest::StatusCode::OK {
-                        return Err(format!("{shown} answered {}", response.status()));
+                        return Err(Error::step(fetching(), format!("it answered {}", response.status())));
                     }
                     let announced = response.content_length();
-                    let mut file =
-                        std::fs::File::create(to).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
+                    let mut file = std::fs::File::create(to).map_err(|e| Error::file("write", to, e))?;
                     let mut got = 0u64;
-                    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e, &shown, self.timeout))? {
-                        file.write_all(&chunk).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
+                    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e, url, self.timeout))? {
+                        file.write_all(&chunk).map_err(|e| Error::file("write", to, e))?;
                         got += chunk.len() as u64;
                     }
                     if let Some(n) = announced.filter(|n| *n != got) {
-                        return Err(format!("{shown}: the download is truncated ({got} of {n} bytes)"));
+                        return Err(Error::step(fetching(), format!("the download is truncated ({got} of {n} bytes)")));
                     }
-                    file.sync_all().map_err(|e| format!("cannot write {}: {e}", to.display()))?;
+                    file.sync_all().map_err(|e| Error::file("write", to, e))?;
                     Ok(got)
                 };
-                match tokio::time::timeout(self.timeout, fetching).await {
+                match tokio::time::timeout(self.timeout, fetch).await {
                     Ok(result) => result,
-                    Err(_) => Err(format!("{shown}: no complete answer within {} s", self.timeout.as_secs_f64())),
+                    Err(_) => Err(no_answer(url, self.timeout)),
                 }
             }
         }
     }
 }
 
-fn describe(e: &reqwest::Error, shown: &str, timeout: Duration) -> String {
+/// A failed request or body: a server that answered but broke off is a truncated download; one
+/// that never answered (refused, unresolved, too slow) is [`Error::Fetch`].
+fn describe(e: &reqwest::Error, url: &str, timeout: Duration) -> Error {
     let chain = error_chain(e);
     if e.is_body() || chain.contains("before message length reached") {
-        format!("{shown}: the download is truncated ({})", redact::redact(&chain))
+        Error::step(
+            format!("fetching {}", redact::redact(url)),
+            format!("the download is truncated ({})", redact::redact(&chain)),
+        )
     } else if e.is_timeout() {
-        format!("{shown}: no complete answer within {} s", timeout.as_secs_f64())
+        no_answer(url, timeout)
     } else {
-        format!("cannot fetch {shown}: {}", redact::redact(&error_chain(e)))
+        Error::fetch(url, chain)
     }
+}
+
+fn no_answer(url: &str, timeout: Duration) -> Error {
+    Error::fetch(url, format!("no complete answer within {} s", timeout.as_secs_f64()))
 }
 
 /// Checks the archive whole and unpacks its records into `into`: every entry a plain
 /// `<id>.json` name, decompressed with its checksum right, and an OSV record. Returns the
 /// archive's blake3 and how many records it held.
-fn unpack(archive: &Path, into: &Path, url: &str) -> Result<(String, usize), String> {
-    let shown = redact::redact(url);
-    let bytes = std::fs::read(archive).map_err(|e| format!("cannot read {}: {e}", archive.display()))?;
+fn unpack(archive: &Path, into: &Path, url: &str) -> Result<(String, usize)> {
+    let unpacking = || format!("unpacking {}", redact::redact(url));
+    let bytes = std::fs::read(archive).map_err(|e| Error::file("read", archive, e))?;
     let blake3 = blake3::hash(&bytes).to_hex().to_string();
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| format!("{shown} is not a readable zip archive: {e}"))?;
-    std::fs::create_dir_all(into).map_err(|e| format!("cannot create {}: {e}", into.display()))?;
+        .map_err(|e| Error::step(unpacking(), format!("it is not a readable zip archive: {e}")))?;
+    std::fs::create_dir_all(into).map_err(|e| Error::file("create", into, e))?;
     let mut records = 0usize;
     let mut contents = Vec::new();
     for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).map_err(|e| format!("{shown}: entry {i} cannot be read: {e}"))?;
+        let mut entry =
+            zip.by_index(i).map_err(|e| Error::step(unpacking(), format!("entry {i} cannot be read: {e}")))?;
         if entry.is_dir() {
             continue;
         }
-        let name = entry.name().map_err(|e| format!("{shown}: entry {i} has no readable name: {e}"))?.into_owned();
+        let name = entry
+            .name()
+            .map_err(|e| Error::step(unpacking(), format!("entry {i} has no readable name: {e}")))?
+            .into_owned();
         let plain = !name.is_empty()
             && name.ends_with(".json")
             && !name.starts_with('.')
             && !name.contains(['/', '\\'])
             && !name.contains("..");
         if !plain {
-            return Err(format!("{shown}: entry {name:?} is not an advisory file (<id>.json); nothing was changed"));
+            return Err(Error::step(
+                unpacking(),
+                format!("entry {name:?} is not an advisory file (<id>.json); nothing was changed"),
+            ));
         }
         contents.clear();
         // Reading to the end checks the entry's CRC-32; no advisory is anywhere near the limit,
@@ -311,17 +329,21 @@ fn unpack(archive: &Path, into: &Path, url: &str) -> Result<(String, usize), Str
         (&mut entry)
             .take(MAX_RECORD_BYTES + 1)
             .read_to_end(&mut contents)
-            .map_err(|e| format!("{shown}: entry {name} is damaged: {e}"))?;
+            .map_err(|e| Error::step(unpacking(), format!("entry {name} is damaged: {e}")))?;
         if contents.len() as u64 > MAX_RECORD_BYTES {
-            return Err(format!("{shown}: entry {name} is larger than {MAX_RECORD_BYTES} bytes: not an advisory"));
+            return Err(Error::step(
+                unpacking(),
+                format!("entry {name} is larger than {MAX_RECORD_BYTES} bytes: not an advisory"),
+            ));
         }
         serde_json::from_slice::<OsvRecord>(&contents)
-            .map_err(|e| format!("{shown}: entry {name} is not an OSV record: {e}"))?;
-        std::fs::write(into.join(&name), &contents).map_err(|e| format!("cannot write {}: {e}", into.display()))?;
+            .map_err(|e| Error::step(unpacking(), format!("entry {name} is not an OSV record: {e}")))?;
+        let file = into.join(&name);
+        std::fs::write(&file, &contents).map_err(|e| Error::file("write", &file, e))?;
         records += 1;
     }
     if records == 0 {
-        return Err(format!("{shown} holds no advisories"));
+        return Err(Error::step(unpacking(), "it holds no advisories"));
     }
     Ok((blake3, records))
 }
@@ -354,13 +376,12 @@ impl Task for AdvisoriesSync {
                 Err(e) => TaskOutcome::failed(format!(
                     "{e}; the advisory database {} is as it was{}",
                     self.advisories.display(),
-                    match &self.source {
-                        Source::Http(_) if e.starts_with("cannot fetch") || e.contains("no complete answer") =>
-                            format!(
-                                " (a machine without internet: fetch {} elsewhere, put it in a directory as {}/all.zip, and set source to that directory)",
-                                self.source.archive(self.ecosystems[0]),
-                                self.ecosystems[0].osv_name()
-                            ),
+                    match (&self.source, &e) {
+                        (Source::Http(_), Error::Fetch { .. }) => format!(
+                            " (a machine without internet: fetch {} elsewhere, put it in a directory as {}/all.zip, and set source to that directory)",
+                            self.source.archive(self.ecosystems[0]),
+                            self.ecosystems[0].osv_name()
+                        ),
                         _ => String::new(),
                     }
                 )),

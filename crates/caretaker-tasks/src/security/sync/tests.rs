@@ -145,6 +145,8 @@ async fn a_good_export_is_unpacked_and_swapped_in_and_every_bad_one_leaves_it_as
         assert!(outcome.summary.contains(says), "{source}: {}", outcome.summary);
         assert!(outcome.summary.contains(&format!("{base}/{source}/crates.io/all.zip")), "{}", outcome.summary);
         assert!(outcome.summary.contains("is as it was"), "{}", outcome.summary);
+        // How to sync offline is said when the server gave no answer, not when it gave a wrong one.
+        assert_eq!(outcome.summary.contains("without internet"), source == "hang", "{source}: {}", outcome.summary);
         assert_eq!(std::fs::read(db.join(SYNC_FILE)).unwrap(), before, "{source}: the previous database stays");
         assert!(db.join("crates.io/RUSTSEC-2026-0002.json").is_file());
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
@@ -156,6 +158,17 @@ async fn a_good_export_is_unpacked_and_swapped_in_and_every_bad_one_leaves_it_as
         assert_eq!(leftovers, Vec::<String>::new(), "{source}: nothing is left beside it");
         assert!(!dir.path().join("escape.json").exists());
     }
+}
+
+#[tokio::test]
+async fn a_source_that_refuses_the_connection_says_how_to_sync_without_internet() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("http://127.0.0.1:{}", testing::closed_port());
+    let task = build("advisories_sync", &params(&base, ""), dir.path());
+    let outcome = testing::run(task.as_ref(), dir.path()).await;
+    assert_eq!(outcome.status, TaskStatus::Failed, "{}", outcome.summary);
+    assert!(outcome.summary.starts_with(&format!("cannot fetch {base}/crates.io/all.zip: ")), "{}", outcome.summary);
+    assert!(outcome.summary.contains("is as it was (a machine without internet: fetch "), "{}", outcome.summary);
 }
 
 #[tokio::test]
