@@ -325,6 +325,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use caretaker_test_support::postgres::TestDatabase;
 
     fn report(pipeline: &str, run_id: &str, started_at: &str) -> RunReport {
         serde_json::from_value(serde_json::json!({
@@ -341,45 +342,19 @@ mod tests {
         reports.iter().map(|r| r.run_id.as_str()).collect()
     }
 
-    /// A database of its own on the test server, dropped with it; `None` when no server answers
-    /// (the test then checks SQLite alone, unless CARETAKER_REQUIRE_SERVICES=1).
-    pub(crate) struct Database {
-        admin: String,
-        name: String,
-        pub(crate) url: String,
-    }
-
-    impl Database {
-        pub(crate) fn new(prefix: &str) -> Option<Database> {
-            let admin = caretaker_test_support::postgres_url()?;
-            let name = caretaker_test_support::unique_name(prefix);
-            let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-            client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).unwrap();
-            let base = admin.split('?').next().unwrap();
-            let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
-            Some(Database { admin, name, url })
-        }
-    }
-
-    impl Drop for Database {
-        fn drop(&mut self) {
-            if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-                let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name));
-            }
-        }
-    }
-
-    /// The history in SQLite and, when the server answers, in PostgreSQL.
-    fn stores(dir: &Path, db: Option<&Database>) -> Vec<History> {
+    /// The history in SQLite and, when the server answers, in PostgreSQL (a database of its own,
+    /// `None` when no server answers: the test then checks SQLite alone, unless
+    /// CARETAKER_REQUIRE_SERVICES=1).
+    fn stores(dir: &Path, db: Option<&TestDatabase>) -> Vec<History> {
         let mut stores = vec![History::open(&dir.join("history.sqlite")).unwrap()];
-        stores.extend(db.map(|db| History::connect(&db.url).unwrap()));
+        stores.extend(db.map(|db| History::connect(db.url()).unwrap()));
         stores
     }
 
     #[test]
     fn recent_reports_are_one_pipelines_runs_up_to_a_run_oldest_first() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::new("history_recent");
+        let db = TestDatabase::create("history_recent");
         for history in stores(dir.path(), db.as_ref()) {
             history.record(&report("a", "r3", "2026-11-03T02:00:00Z")).unwrap();
             history.record(&report("a", "r1", "2026-11-01T02:00:00Z")).unwrap();

@@ -75,8 +75,8 @@ mod tests {
 
     #[test]
     fn postgresql_runs_each_migration_once_per_component_and_never_lowers_a_version() {
-        let Some(database) = crate::tests::Database::new("schema") else { return };
-        let mut db = postgres::Client::connect(&database.url, postgres::NoTls).unwrap();
+        let Some(database) = caretaker_test_support::postgres::TestDatabase::create("schema") else { return };
+        let mut db = postgres::Client::connect(database.url(), postgres::NoTls).unwrap();
         let migrate = |db: &mut postgres::Client, component: &str, migrations: &[&str]| {
             let mut tx = db.transaction().unwrap();
             tx.batch_execute(&postgres_migration(component, migrations)).unwrap();

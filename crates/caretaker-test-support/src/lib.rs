@@ -12,6 +12,7 @@
 //! ```
 
 pub mod browser;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -152,7 +153,7 @@ pub fn example_pipeline(rows: usize) -> String {
 /// The PostgreSQL server tests use: `CARETAKER_TEST_POSTGRES_URL`, by default
 /// `postgres://postgres@127.0.0.1:5432/postgres`. `None` (the test skips, saying so) when it does
 /// not answer, unless `CARETAKER_REQUIRE_SERVICES=1`, when a missing server fails the test. Each
-/// test creates and drops its own database on it.
+/// test creates and drops its own database on it ([`postgres::TestDatabase`]).
 pub fn postgres_url() -> Option<String> {
     service("CARETAKER_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres", 5432)
 }

@@ -1,60 +1,39 @@
 use super::*;
 use crate::testing::{self, all_text, build, closed_port};
 use caretaker_core::task::TaskStatus;
+use caretaker_test_support::postgres::{TestDatabase, with_database};
 
-/// A database of the test's own on the test server, dropped at the end.
-struct TestDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
+async fn client(db: &TestDatabase) -> tokio_postgres::Client {
+    connect::postgres(db.url(), Duration::from_secs(10)).await.unwrap()
 }
 
-impl TestDatabase {
-    async fn create(admin_url: &str) -> TestDatabase {
-        let name = caretaker_test_support::unique_name("caretaker_pgm");
-        let admin = connect::postgres(admin_url, Duration::from_secs(10)).await.unwrap();
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        let (base, _) = admin_url.rsplit_once('/').unwrap();
-        TestDatabase { admin_url: admin_url.to_string(), url: format!("{base}/{name}"), name }
-    }
+/// `rows` rows with an index on a random-looking column, then 90% of them deleted from the end
+/// of the table (so even a plain VACUUM can give the pages back). Autovacuum is off for the
+/// table, so only the task cleans it.
+async fn bloat(db: &TestDatabase, rows: i64) {
+    let c = client(db).await;
+    c.batch_execute(&format!(
+        "CREATE TABLE events (id bigint PRIMARY KEY, payload text NOT NULL) WITH (autovacuum_enabled = false);
+         INSERT INTO events SELECT i, md5(i::text) || md5((i * 7)::text) FROM generate_series(1, {rows}) AS i;
+         CREATE INDEX events_payload ON events (payload);
+         DELETE FROM events WHERE id > {};",
+        rows / 10
+    ))
+    .await
+    .unwrap();
+    // The dead tuples reach the statistics when the session ends.
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
 
-    async fn client(&self) -> tokio_postgres::Client {
-        connect::postgres(&self.url, Duration::from_secs(10)).await.unwrap()
-    }
-
-    /// `rows` rows with an index on a random-looking column, then 90% of them deleted from the
-    /// end of the table (so even a plain VACUUM can give the pages back). Autovacuum is off for
-    /// the table, so only the task cleans it.
-    async fn bloat(&self, rows: i64) {
-        let c = self.client().await;
-        c.batch_execute(&format!(
-            "CREATE TABLE events (id bigint PRIMARY KEY, payload text NOT NULL) WITH (autovacuum_enabled = false);
-             INSERT INTO events SELECT i, md5(i::text) || md5((i * 7)::text) FROM generate_series(1, {rows}) AS i;
-             CREATE INDEX events_payload ON events (payload);
-             DELETE FROM events WHERE id > {};",
-            rows / 10
-        ))
+/// Dead tuples of the bloated table, as the statistics say now.
+async fn dead_tuples(db: &TestDatabase) -> i64 {
+    client(db)
         .await
-        .unwrap();
-        // The dead tuples reach the statistics when the session ends.
-        drop(c);
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-    }
-
-    /// Dead tuples of the bloated table, as the statistics say now.
-    async fn dead_tuples(&self) -> i64 {
-        self.client()
-            .await
-            .query_one("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'events'", &[])
-            .await
-            .unwrap()
-            .get(0)
-    }
-
-    async fn drop_it(self) {
-        let admin = connect::postgres(&self.admin_url, Duration::from_secs(10)).await.unwrap();
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await.unwrap();
-    }
+        .query_one("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'events'", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 fn params(url: &str, extra: &str) -> String {
@@ -69,14 +48,13 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 
 #[tokio::test]
 async fn backup_then_vacuum_and_reindex_shrink_a_bloated_database() {
-    let Some(admin) = caretaker_test_support::postgres_url() else { return };
-    let db = TestDatabase::create(&admin).await;
-    db.bloat(200_000).await;
+    let Some(db) = TestDatabase::create("caretaker_pgm") else { return };
+    bloat(&db, 200_000).await;
     let dir = tempfile::tempdir().unwrap();
-    let task = build("postgres_maintenance", &params(&db.url, ""), dir.path());
+    let task = build("postgres_maintenance", &params(db.url(), ""), dir.path());
     let outcome = testing::run(task.as_ref(), dir.path()).await;
-    let name = db.name.clone();
-    db.drop_it().await;
+    let name = db.name().to_string();
+    drop(db);
 
     assert_eq!(outcome.status, TaskStatus::Succeeded, "{}", outcome.summary);
     eprintln!("{}", outcome.summary); // the figures, for `cargo test -- --nocapture`
@@ -103,27 +81,26 @@ async fn backup_then_vacuum_and_reindex_shrink_a_bloated_database() {
 
 #[tokio::test]
 async fn without_pg_restore_the_backup_is_unverified_and_nothing_runs_unless_allowed() {
-    let Some(admin) = caretaker_test_support::postgres_url() else { return };
     let Some(pg_dump) = which("pg_dump") else { return };
     // pg_dump alone in a directory: no pg_restore beside it.
     let dir = tempfile::tempdir().unwrap();
     let tools = dir.path().join("tools");
     std::fs::create_dir_all(&tools).unwrap();
     std::os::unix::fs::symlink(&pg_dump, tools.join("pg_dump")).unwrap();
-    let db = TestDatabase::create(&admin).await;
-    db.bloat(20_000).await;
+    let Some(db) = TestDatabase::create("caretaker_pgm") else { return };
+    bloat(&db, 20_000).await;
     let extra = format!("pg_dump = '{}'", tools.join("pg_dump").display());
     let refused =
-        testing::run(build("postgres_maintenance", &params(&db.url, &extra), dir.path()).as_ref(), dir.path()).await;
-    let dead_after: i64 = db.dead_tuples().await;
+        testing::run(build("postgres_maintenance", &params(db.url(), &extra), dir.path()).as_ref(), dir.path()).await;
+    let dead_after: i64 = dead_tuples(&db).await;
     let kept_after_refusal = files(&dir.path().join("backups")).len();
     let allowed = testing::run(
-        build("postgres_maintenance", &params(&db.url, &format!("{extra}\nverify_backup = false")), dir.path())
+        build("postgres_maintenance", &params(db.url(), &format!("{extra}\nverify_backup = false")), dir.path())
             .as_ref(),
         dir.path(),
     )
     .await;
-    db.drop_it().await;
+    drop(db);
 
     assert_eq!(refused.status, TaskStatus::Failed);
     assert!(refused.summary.contains("nothing was vacuumed or reindexed"), "{}", refused.summary);
@@ -149,16 +126,15 @@ fn which(program: &str) -> Option<PathBuf> {
 
 #[tokio::test]
 async fn a_dry_run_backs_up_nothing_and_changes_nothing() {
-    let Some(admin) = caretaker_test_support::postgres_url() else { return };
-    let db = TestDatabase::create(&admin).await;
-    db.bloat(50_000).await;
+    let Some(db) = TestDatabase::create("caretaker_pgm") else { return };
+    bloat(&db, 50_000).await;
     let dir = tempfile::tempdir().unwrap();
-    let task = build("postgres_maintenance", &params(&db.url, ""), dir.path());
+    let task = build("postgres_maintenance", &params(db.url(), ""), dir.path());
     let mut ctx = testing::context(&dir.path().join("state"));
     ctx.dry_run = true;
     let first = task.run(&ctx).await.unwrap();
     let second = task.run(&ctx).await.unwrap();
-    db.drop_it().await;
+    drop(db);
     assert_eq!(first.status, TaskStatus::Succeeded, "{}", first.summary);
     assert!(first.summary.starts_with("dry run on"), "{}", first.summary);
     assert_eq!(first.metrics["dead_tuples_before"], second.metrics["dead_tuples_before"]);
@@ -179,8 +155,7 @@ async fn a_down_server_or_a_missing_database_fails_clearly_without_a_password() 
     assert!(!dir.path().join("backups").exists());
 
     let Some(admin) = caretaker_test_support::postgres_url() else { return };
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    let missing = format!("{base}/caretaker_no_such_database");
+    let missing = with_database(&admin, "caretaker_no_such_database");
     let outcome =
         testing::run(build("postgres_maintenance", &params(&missing, ""), dir.path()).as_ref(), dir.path()).await;
     assert_eq!(outcome.status, TaskStatus::Failed);
@@ -200,32 +175,30 @@ async fn a_down_server_or_a_missing_database_fails_clearly_without_a_password() 
 
 #[tokio::test]
 async fn a_password_in_the_url_never_reaches_the_outcome() {
-    let Some(admin) = caretaker_test_support::postgres_url() else { return };
-    let db = TestDatabase::create(&admin).await;
-    db.bloat(2_000).await;
+    let Some(db) = TestDatabase::create("caretaker_pgm") else { return };
+    bloat(&db, 2_000).await;
     // The test server trusts loopback connections, so any password is accepted: it must still
     // never be shown, nor put on pg_dump's command line.
-    let with_password = db.url.replacen("://postgres@", "://postgres:hunter2-secret@", 1);
+    let with_password = db.url().replacen("://postgres@", "://postgres:hunter2-secret@", 1);
     assert!(with_password.contains("hunter2-secret"), "the test URL has a user: {with_password}");
     let dir = tempfile::tempdir().unwrap();
     let outcome =
         testing::run(build("postgres_maintenance", &params(&with_password, ""), dir.path()).as_ref(), dir.path()).await;
-    db.drop_it().await;
+    drop(db);
     assert_eq!(outcome.status, TaskStatus::Succeeded, "{}", outcome.summary);
     assert!(!all_text(&outcome).contains("hunter2-secret"), "{}", all_text(&outcome));
 }
 
 #[tokio::test]
 async fn a_full_disk_during_the_backup_fails_and_vacuums_nothing() {
-    let Some(admin) = caretaker_test_support::postgres_url() else { return };
     let dir = tempfile::tempdir().unwrap();
     let Some(_disk) = testing::TinyDisk::mount(&dir.path().join("backups")) else { return };
-    let db = TestDatabase::create(&admin).await;
-    db.bloat(50_000).await;
-    let task = build("postgres_maintenance", &params(&db.url, ""), dir.path());
+    let Some(db) = TestDatabase::create("caretaker_pgm") else { return };
+    bloat(&db, 50_000).await;
+    let task = build("postgres_maintenance", &params(db.url(), ""), dir.path());
     let outcome = testing::run(task.as_ref(), dir.path()).await;
-    let dead_after: i64 = db.dead_tuples().await;
-    db.drop_it().await;
+    let dead_after: i64 = dead_tuples(&db).await;
+    drop(db);
     assert_eq!(outcome.status, TaskStatus::Failed);
     assert!(
         outcome.summary.contains("backup of") && outcome.summary.contains("nothing was vacuumed or reindexed"),
