@@ -454,10 +454,9 @@ fn the_daemon_stops_on_sigterm_and_records_the_task_it_finished() {
 
 #[test]
 fn two_schedulers_on_one_postgres_database_run_each_firing_once() {
-    let Some(admin) = caretaker_test_support::postgres_url() else { return };
-    let name = caretaker_test_support::unique_name("two_schedulers");
-    let rt = caretaker_scheduler::runtime().unwrap();
-    let url = rt.block_on(caretaker_scheduler::history::postgres::create_database(&admin, &name)).unwrap();
+    // Dropped when the test ends, whether it passes or fails.
+    let Some(database) = caretaker_test_support::postgres::TestDatabase::create("two_schedulers") else { return };
+    let url = database.url().to_string();
     let ctx = context();
     let cat = catalog(
         &ctx,
@@ -479,15 +478,13 @@ fn two_schedulers_on_one_postgres_database_run_each_firing_once() {
     let h = history(&ctx, &cat, &env);
     assert_eq!(h["executions"].as_u64().unwrap(), lines, "{h:#}");
     assert!(h["history"].as_str().unwrap().starts_with("PostgreSQL postgres://"));
-    rt.block_on(caretaker_scheduler::history::postgres::drop_database(&admin, &name)).unwrap();
 }
 
 #[test]
 fn two_schedulers_spread_four_pipelines_over_their_slots_and_run_each_once() {
-    let Some(admin) = caretaker_test_support::postgres_url() else { return };
-    let name = caretaker_test_support::unique_name("spread");
-    let rt = caretaker_scheduler::runtime().unwrap();
-    let url = rt.block_on(caretaker_scheduler::history::postgres::create_database(&admin, &name)).unwrap();
+    // Dropped when the test ends, whether it passes or fails.
+    let Some(database) = caretaker_test_support::postgres::TestDatabase::create("spread") else { return };
+    let url = database.url().to_string();
     let ctx = context();
     // Four pipelines, each with its own data, models and state, their run history in the same
     // database; four tasks due at the same second; two schedulers of one slot each.
@@ -534,7 +531,6 @@ fn two_schedulers_spread_four_pipelines_over_their_slots_and_run_each_once() {
         assert_eq!(runs[0]["pipeline"], p);
     }
     assert!(!ctx.path().join("p1/state/history.sqlite").exists());
-    rt.block_on(caretaker_scheduler::history::postgres::drop_database(&admin, &name)).unwrap();
 }
 
 /// A directory laid out as OSV's export (`crates.io/all.zip`), holding the security_scan

@@ -121,10 +121,9 @@ fn a_dataset_that_cannot_be_read_from_object_storage_is_named_and_nothing_is_dep
 
 #[test]
 fn two_machines_keep_their_run_history_in_one_postgresql_database() {
-    let Some(admin) = caretaker_test_support::postgres_url() else { return };
-    let name = caretaker_test_support::unique_name("runs_history");
-    let rt = caretaker_scheduler::runtime().unwrap();
-    let url = rt.block_on(caretaker_scheduler::history::postgres::create_database(&admin, &name)).unwrap();
+    // Dropped when the test ends, whether it passes or fails.
+    let Some(database) = caretaker_test_support::postgres::TestDatabase::create("runs_history") else { return };
+    let url = database.url().to_string();
     // Two machines (two directories, each with its own models and state), two pipelines, one
     // database named by output.history ([output] ends the example pipeline).
     let history = format!("history = \"{url}\"");
@@ -171,7 +170,6 @@ fn two_machines_keep_their_run_history_in_one_postgresql_database() {
     assert!(out.stderr.contains("run history PostgreSQL postgres://app:***@127.0.0.1:1/runs"), "{}", out.stderr);
     assert!(!out.stderr.contains("Sup3rS3cret") && !out.stdout.contains("Sup3rS3cret"));
     assert!(!c.path().join("models/champion.json").exists(), "nothing deployed");
-    rt.block_on(caretaker_scheduler::history::postgres::drop_database(&admin, &name)).unwrap();
 }
 
 /// The example pipeline with its registry and reports under `url` in the test bucket and its

@@ -185,60 +185,12 @@ impl PostgresHistory {
     }
 }
 
-/// Creates a database (for tests and first-time setup); `admin_url` names a database the user
-/// can connect to (`postgres`), `name` the new one. Returns the new database's URL.
-pub async fn create_database(admin_url: &str, name: &str) -> Result<String> {
-    let client = connect(admin_url).await?;
-    let fail =
-        |e: tokio_postgres::Error| Error::Store { target: crate::redact::redact_url(admin_url), reason: e.to_string() };
-    client.batch_execute(&format!("CREATE DATABASE \"{}\"", name.replace('"', ""))).await.map_err(fail)?;
-    Ok(with_database(admin_url, name))
-}
-
-/// Drops a database made by [`create_database`], closing its other sessions first.
-pub async fn drop_database(admin_url: &str, name: &str) -> Result<()> {
-    let client = connect(admin_url).await?;
-    let fail =
-        |e: tokio_postgres::Error| Error::Store { target: crate::redact::redact_url(admin_url), reason: e.to_string() };
-    client
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            &[&name],
-        )
-        .await
-        .map_err(fail)?;
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\"", name.replace('"', ""))).await.map_err(fail)
-}
-
-/// `url` with its database replaced by `name`.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn database_names_are_replaced_in_urls() {
-        assert_eq!(with_database("postgres://u@h:5432/postgres", "t1"), "postgres://u@h:5432/t1");
-        assert_eq!(
-            with_database("postgres://u:p@h/postgres?sslmode=disable", "t1"),
-            "postgres://u:p@h/t1?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://u@h", "t1"), "postgres://u@h/t1");
+    fn each_task_has_a_lock_key_of_its_own() {
         assert_ne!(task_key("a"), task_key("b"));
     }
 

@@ -4,39 +4,25 @@
 
 use super::*;
 use crate::catalog::HistoryTarget;
+use caretaker_test_support::postgres::TestDatabase;
 use chrono::TimeZone;
 
-/// A store of each kind, each fresh; the PostgreSQL database is dropped by the guard.
+/// A store of each kind, each fresh; the PostgreSQL database is dropped with it.
 pub(crate) struct Fresh {
     pub target: HistoryTarget,
     pub state: tempfile::TempDir,
-    pg: Option<(String, String)>,
-}
-
-impl Drop for Fresh {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = self.pg.take() {
-            // Drop runs inside the test's runtime, which cannot block: use a thread of its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                rt.block_on(postgres::drop_database(&admin, &name))
-            })
-            .join();
-        }
-    }
+    _database: Option<TestDatabase>,
 }
 
 pub(crate) async fn targets() -> Vec<Fresh> {
     let state = tempfile::tempdir().unwrap();
     let mut out =
-        vec![Fresh { target: HistoryTarget::Sqlite(state.path().join("executions.sqlite")), state, pg: None }];
-    if let Some(admin) = caretaker_test_support::postgres_url() {
-        let name = caretaker_test_support::unique_name("sched");
-        let url = postgres::create_database(&admin, &name).await.unwrap();
+        vec![Fresh { target: HistoryTarget::Sqlite(state.path().join("executions.sqlite")), state, _database: None }];
+    if let Some(database) = TestDatabase::create("sched") {
         out.push(Fresh {
-            target: HistoryTarget::Postgres(url),
+            target: HistoryTarget::Postgres(database.url().to_string()),
             state: tempfile::tempdir().unwrap(),
-            pg: Some((admin, name)),
+            _database: Some(database),
         });
     }
     out
