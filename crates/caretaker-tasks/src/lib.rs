@@ -208,7 +208,9 @@ pub(crate) mod testing {
 
         /// Records a run in the history and writes its report directory.
         pub fn record(&self, report: &caretaker_core::report::RunReport) {
-            let history = caretaker_history::History::open(&self.path().join("state/history.sqlite")).unwrap();
+            let history =
+                caretaker_history::History::open(&caretaker_history::History::path_in(&self.path().join("state")))
+                    .unwrap();
             history.record(report).unwrap();
             let dir = self.path().join("reports").join(report.run_id.as_str());
             std::fs::create_dir_all(&dir).unwrap();
