@@ -160,10 +160,10 @@ fn interpolated(n: usize, qs: &[f64], select: impl FnOnce(&[usize]) -> Vec<f64>)
 }
 
 /// Outliers per numeric column, counted and reported, never dropped; columns side by side
-/// ([`crate::each_in_threads`]).
+/// ([`crate::each_in_parallel`]).
 pub(crate) fn outliers(events: &LabelledEvents, policy: &QualityPolicy) -> Vec<QualityCheck> {
     let rows = events.len();
-    crate::each_in_threads(&events.numeric, |column| column_outliers(column, rows, policy))
+    crate::each_in_parallel(&events.numeric, |column| column_outliers(column, rows, policy))
 }
 
 /// One column's outliers, among `rows` clean rows.

@@ -314,10 +314,10 @@ pub fn measure(
             changed = true;
         }
     }
-    // Numeric features side by side ([`crate::each_in_threads`]). A feature without bins (`None`)
+    // Numeric features side by side ([`crate::each_in_parallel`]). A feature without bins (`None`)
     // freezes them from its reference window.
     let qs: Vec<f64> = (1..p.bins).map(|k| k as f64 / p.bins as f64).collect();
-    let measured: Vec<(DriftResult, Option<Vec<f64>>)> = crate::each_in_threads(&events.numeric, |column| {
+    let measured: Vec<(DriftResult, Option<Vec<f64>>)> = crate::each_in_parallel(&events.numeric, |column| {
         let edges = match frozen.features.get(&column.name) {
             Some(Bins::Numeric { edges }) => Some(edges.clone()),
             _ if spec.numeric.contains(&column.name) => None,

@@ -135,22 +135,24 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
     data.newest_event = pass.newest.and_then(DateTime::from_timestamp_micros);
     checks.extend(pass.checks);
 
-    // Column checks and drift, on the clean rows: the outliers beside drift, each on up to
-    // COLUMN_THREADS threads that take a column at a time.
+    // Column checks and drift, on the clean rows: the outliers beside drift, column by column on
+    // rayon's pool ([`each_in_parallel`]).
     let phase = std::time::Instant::now();
-    let ((outliers, outliers_seconds), drift) = std::thread::scope(|scope| {
-        let outliers = scope.spawn(|| {
+    let ((outliers, outliers_seconds), drift) = rayon::join(
+        || {
             let started = std::time::Instant::now();
             (checks::outliers(&events, input.policy), started.elapsed().as_secs_f64())
-        });
-        // The label checks on the labelled rows; drift on the features of every row, the
-        // newest, awaiting their label, included.
-        let windows = drift::Windows::anchored(&events, pass.newest, &input.policy.drift);
-        let labels = checks::labels(&events, &windows, input.policy);
-        let parts = drift::Part::both(&events, pass.newest, pass.awaiting.as_ref(), &input.policy.drift);
-        let drift = drift::measure(&parts, input.policy, input.spec, input.state_dir);
-        (outliers.join().expect("the outlier check does not panic"), drift.map(|d| (labels, d)))
-    });
+        },
+        || {
+            // The label checks on the labelled rows; drift on the features of every row, the
+            // newest, awaiting their label, included.
+            let windows = drift::Windows::anchored(&events, pass.newest, &input.policy.drift);
+            let labels = checks::labels(&events, &windows, input.policy);
+            let parts = drift::Part::both(&events, pass.newest, pass.awaiting.as_ref(), &input.policy.drift);
+            let drift = drift::measure(&parts, input.policy, input.spec, input.state_dir);
+            drift.map(|d| (labels, d))
+        },
+    );
     let (labels, drift) = drift?;
     checks.extend(outliers);
     checks.extend(checks::freshness(pass.newest, pass.awaiting.as_ref(), input.policy, input.now, pass.future_rows));
@@ -187,34 +189,11 @@ pub fn assess(input: &QualityInput<'_>) -> Result<QualityOutcome> {
     Ok(QualityOutcome { report, data, events: Some(events), awaiting: pass.awaiting, sample: pass.sample })
 }
 
-/// Threads for the column checks after the pass, at most, per check. The outlier check and drift
-/// run side by side with as many each: with fewer than the other, a check gets less of the cores
-/// and finishes last (two outlier threads beside eight drift threads made the stage 15-25% slower
-/// on 1M rows); with one thread per column, a dataset of many columns would hold every column's
-/// copies at once.
-const COLUMN_THREADS: usize = 16;
-
-/// `work` on every item, on up to [`COLUMN_THREADS`] threads that each take the next item; the
-/// results in the items' order.
-pub(crate) fn each_in_threads<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..items.len().min(COLUMN_THREADS))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break done };
-                        done.push((i, work(item)));
-                    }
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("a column check does not panic")).collect()
-    });
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, result)| result).collect()
+/// `work` on every item, spread over rayon's pool (as many threads as cores: a dataset of many
+/// columns holds no more columns' copies at once than that); the results in the items' order.
+pub(crate) fn each_in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+    use rayon::prelude::*;
+    items.par_iter().map(work).collect()
 }
 
 fn share(rows: u64, bad: u64) -> f64 {
