@@ -71,27 +71,29 @@ fn proceed(ctx: &TestContext, kind: Kind, pipeline: &str, catalog: &str, what: &
 
 /// Temporary files and directories anywhere under `dir` (a killed writer's, if any are left).
 /// Those in directories other processes write too (`state/` and `state/children/`, `reports/` and
-/// its run directories, the pattern store's) are swept once a minute old, so a younger one may
-/// stay.
-fn leftovers(dir: &std::path::Path, out: &mut Vec<String>) {
+/// its run directories, the pattern store's) are swept by a run once a minute old: one may stay
+/// while it was younger than that at the last run's start, `last_run` ago.
+fn leftovers(dir: &std::path::Path, last_run: Duration, out: &mut Vec<String>) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let shared = ["state", "children", "reports", "patterns"].iter().any(|d| dir.ends_with(d))
             || dir.parent().is_some_and(|p| p.ends_with("reports"));
-        let young =
-            entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default().as_secs() < 60);
+        let young = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(60) + last_run);
         if shared && young && name.starts_with(".caretaker-tmp-") {
             continue;
         }
         if [".caretaker-tmp-", ".staging-", ".reset-", ".maintenance-stale-"].iter().any(|p| name.starts_with(p)) {
             out.push(entry.path().display().to_string());
         } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            leftovers(&entry.path(), out);
+            leftovers(&entry.path(), last_run, out);
         }
     }
 }
 
-fn check_state(ctx: &TestContext, pipeline: &str, catalog: &str, mark: &str, what: &str) {
+fn check_state(ctx: &TestContext, pipeline: &str, catalog: &str, mark: &str, last_run: Instant, what: &str) {
     let status = ctx.caretaker(&["maintenance", "status", "--state", "state", "--json"]);
     status.assert_code(0);
     let mode = status.json();
@@ -104,7 +106,7 @@ fn check_state(ctx: &TestContext, pipeline: &str, catalog: &str, mark: &str, wha
     }
     assert_eq!(marked(mark), Vec::<u32>::new(), "{what}: processes the killed command started are still running");
     let mut left = Vec::new();
-    leftovers(ctx.path(), &mut left);
+    leftovers(ctx.path(), last_run.elapsed(), &mut left);
     assert_eq!(left, Vec::<String>::new(), "{what}: temporary files the next command did not sweep");
     let pointer = ctx.read_json("models/champion.json");
     let version = pointer["version"].as_str().unwrap_or_else(|| panic!("{what}: champion.json: {pointer}"));
@@ -147,6 +149,8 @@ fn commands_killed_at_random_points_leave_nothing_the_next_one_trips_over() {
     // How long each takes unkilled: the kill points fall anywhere in that span.
     let kinds = [Kind::Reset, Kind::Run, Kind::CriticalTask];
     let mut span = [Duration::ZERO; 3];
+    // When the last unkilled run started: it swept the temporary files a minute old.
+    let mut last_run = Instant::now();
     ctx.caretaker(&["run", pipeline]).assert_code(0);
     for (i, kind) in kinds.iter().enumerate() {
         span[i] = proceed(&ctx, *kind, pipeline, catalog, "unkilled");
@@ -189,8 +193,11 @@ fn commands_killed_at_random_points_leave_nothing_the_next_one_trips_over() {
         if !marked(&mark).is_empty() {
             left_processes += 1;
         }
+        if matches!(kind, Kind::Run) {
+            last_run = Instant::now();
+        }
         proceed(&ctx, kind, pipeline, catalog, &what);
-        check_state(&ctx, pipeline, catalog, &mark, &what);
+        check_state(&ctx, pipeline, catalog, &mark, last_run, &what);
     }
     eprintln!(
         "{iterations} kills (seed {seed}): killed mid-work {killed:?}, left maintenance mode on {left_maintenance:?} \
