@@ -4,14 +4,19 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A run's id: its start time in UTC, sortable as text, plus a short suffix that keeps two runs
-/// started in the same second apart (`20261128T180712Z-3f9a`).
+/// A run's id: its start time in UTC, sortable as text, plus a suffix that keeps runs (and task
+/// executions, whose ids start with one) started in the same second apart
+/// (`20261128T180712Z-3f9a01c7`). Releases before 2026-12-07 wrote four hex digits
+/// (`20261128T180712Z-3f9a`): with a few hundred ids in one second, as a kill loop under a fixed
+/// clock makes, two of them collided; eight digits from the process, the time and a counter make
+/// that about once in four billion pairs.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RunId(String);
 
 impl RunId {
     pub fn new(started_at: DateTime<Utc>) -> RunId {
+        static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let mut hasher = blake3::Hasher::new();
         hasher.update(&std::process::id().to_le_bytes());
         let nanos = std::time::SystemTime::now()
@@ -19,7 +24,8 @@ impl RunId {
             .map(|d| d.as_nanos())
             .unwrap_or_default();
         hasher.update(&nanos.to_le_bytes());
-        let suffix = &hasher.finalize().to_hex()[..4];
+        hasher.update(&COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_le_bytes());
+        let suffix = &hasher.finalize().to_hex()[..8];
         RunId(format!("{}-{suffix}", started_at.format("%Y%m%dT%H%M%SZ")))
     }
 
@@ -37,11 +43,13 @@ impl RunId {
     }
 
     /// When the run named `name` started, if the whole name is a run id as [`RunId::new`] writes
-    /// it (`20261128T180712Z-3f9a`, nothing before or after); `None` for any other name, so
+    /// it (`20261128T180712Z-3f9a01c7`, or the four digits of earlier releases, nothing before or
+    /// after); `None` for any other name, so
     /// that what removes old run directories never takes `20261128T180712Z-backup` for one.
     pub fn started_at_of(name: &str) -> Option<DateTime<Utc>> {
         let (stamp, suffix) = name.split_once('-')?;
-        let hex = suffix.len() == 4 && suffix.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let hex =
+            matches!(suffix.len(), 4 | 8) && suffix.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if stamp.len() != 16 || !hex {
             return None;
         }
@@ -106,7 +114,10 @@ mod tests {
     fn only_a_whole_run_id_names_a_run() {
         let id = RunId::new("2026-11-28T18:07:12Z".parse().unwrap());
         assert_eq!(RunId::started_at_of(id.as_str()), Some("2026-11-28T18:07:12Z".parse().unwrap()));
+        // An earlier release's id still names a run.
+        assert_eq!(RunId::started_at_of("20261128T180712Z-3f9a"), Some("2026-11-28T18:07:12Z".parse().unwrap()));
         for other in [
+            "20261128T180712Z-3f9a0",
             "20261128T180712Z-backup",
             "20261128T180712Z",
             "20261128T180712Z-3f9a-old",
@@ -126,6 +137,15 @@ mod tests {
         for bad in ["", "v", "v-1", "v0", "x12", "v1.0", "../v1"] {
             assert!(bad.parse::<ModelVersion>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ids_made_in_the_same_second_do_not_collide() {
+        // Ten thousand ids of one second in one process: with four hex digits a collision was
+        // near certain (the scheduler's execution history refused the second one).
+        let at: DateTime<Utc> = "2026-11-28T18:07:12Z".parse().unwrap();
+        let ids: std::collections::HashSet<RunId> = (0..10_000).map(|_| RunId::new(at)).collect();
+        assert_eq!(ids.len(), 10_000);
     }
 
     #[test]
