@@ -45,6 +45,23 @@ pub mod units;
 
 pub use clock::Clock;
 
+/// An error with its causes, one after the other (a cause whose text the error already holds is
+/// left out): where reqwest and the database clients say what really happened ("connection
+/// refused", "invalid peer certificate").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Test hook for crash safety: a process started with `CARETAKER_CRASH_AT=<point>` aborts at that
 /// point, as a `kill -9` would, so tests can check what a crash there leaves behind. Each crash
 /// point is named after the step it follows (`deploy:pointer_swapped`, ...).

@@ -90,7 +90,7 @@ pub fn client(url: &str, bucket: &str, options: &BTreeMap<String, String>) -> Re
 
 /// What went wrong, in the words an operator acts on.
 pub fn describe(e: &object_store::Error) -> String {
-    let text = without_response_body(&full_text(e));
+    let text = without_response_body(&caretaker_core::error_chain(e));
     let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
     let what = match e {
         object_store::Error::NotFound { .. } if has(&["NoSuchBucket"]) => "no such bucket",
@@ -127,21 +127,6 @@ fn without_response_body(text: &str) -> String {
     };
     let summary: Vec<String> = [element("Code"), element("Message")].into_iter().flatten().collect();
     format!("{}{}", &text[..at], summary.join(": "))
-}
-
-/// An error and its sources, one after the other.
-pub(crate) fn full_text(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// The shared AWS files: `~/.aws/credentials` (or `AWS_SHARED_CREDENTIALS_FILE`) and

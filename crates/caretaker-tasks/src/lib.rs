@@ -107,21 +107,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await.map_err(|e| error::Error::step(format!("{what} stopped unexpectedly"), e))
 }
 
-/// An error with its causes, which is where reqwest says what really happened
-/// ("connection refused", "invalid peer certificate").
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use caretaker_core::error_chain;
 
 #[cfg(test)]
 pub(crate) mod testing {

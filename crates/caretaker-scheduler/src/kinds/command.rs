@@ -89,7 +89,7 @@ pub fn expand(arg: &str, ctx: &TaskContext) -> String {
 /// The environment every child of the scheduler gets on top of its own.
 pub fn context_env(ctx: &TaskContext) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("CARETAKER_EXECUTION_ID".to_string(), ctx.execution_id.clone()),
+        (caretaker_core::children::MARKER.to_string(), ctx.execution_id.clone()),
         ("CARETAKER_TASK_ID".to_string(), ctx.task_id.clone()),
         ("CARETAKER_STATE_DIR".to_string(), ctx.state_dir.to_string_lossy().into_owned()),
     ])

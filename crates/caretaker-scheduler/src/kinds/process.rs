@@ -118,8 +118,10 @@ pub async fn run(spec: ProcessSpec<'_>) -> ProcessRun {
     // Recorded before the spawn and completed after it, so that a runner killed at any moment
     // leaves a record the next command ends the group by. Declared before the guard: dropped
     // after it, so the record goes once the group is killed.
-    let mut tracked = spec.track.and_then(|ctx| {
+    if let Some(ctx) = spec.track {
         command.env(caretaker_core::children::MARKER, &ctx.execution_id);
+    }
+    let mut tracked = spec.track.and_then(|ctx| {
         let group = caretaker_core::children::ChildGroup::about_to_start(program, &ctx.task_id, &ctx.execution_id);
         caretaker_core::children::track(&ctx.state_dir, &group)
             .inspect_err(|e| tracing::warn!("{}: could not record its process group: {e}", ctx.task_id))
